@@ -1,0 +1,19 @@
+// The one TORCH_LIBRARY block of the `normopt` namespace: every schema is
+// defined here, so the op surface reads in one place. Kernels register
+// themselves per dispatch key in their own files (TORCH_LIBRARY_IMPL).
+#include <torch/library.h>
+
+TORCH_LIBRARY(normopt, m) {
+  m.def(
+      "moments(Tensor x, int[] dims) -> (Tensor count, Tensor mean, Tensor "
+      "m2)");
+  m.def(
+      "merge_moments(Tensor count_a, Tensor mean_a, Tensor m2_a, "
+      "Tensor count_b, Tensor mean_b, Tensor m2_b) "
+      "-> (Tensor count, Tensor mean, Tensor m2)");
+  m.def(
+      "scale_from_variance(Tensor variance, Tensor mean, Tensor count, "
+      "float min_scale) -> Tensor");
+  m.def("standardize(Tensor x, Tensor mean, Tensor scale) -> Tensor");
+  m.def("destandardize(Tensor z, Tensor mean, Tensor scale) -> Tensor");
+}

@@ -1,0 +1,114 @@
+#pragma once
+// Shared test helpers: independent references and error assertions.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace normopt::test {
+
+/// Per-column mean and population variance of a 2-D tensor, two passes in
+/// long double over a plain copy: independent of ATen's reductions.
+inline std::pair<std::vector<double>, std::vector<double>> reference_stats(
+    const torch::Tensor& x2d) {
+  auto x = x2d.to(torch::kFloat64).contiguous();
+  const int64_t n = x.size(0), f = x.size(1);
+  const double* p = x.data_ptr<double>();
+  std::vector<double> mean(f), var(f);
+  for (int64_t j = 0; j < f; ++j) {
+    long double s = 0;
+    for (int64_t i = 0; i < n; ++i)
+      s += p[i * f + j];
+    const long double m = s / n;
+    long double ss = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const long double d = p[i * f + j] - m;
+      ss += d * d;
+    }
+    mean[j] = static_cast<double>(m);
+    var[j] = static_cast<double>(ss / n);
+  }
+  return {mean, var};
+}
+
+/// Largest |a - b| / max(|b|, tiny) over two tensors.
+inline double max_rel_error(const torch::Tensor& a, const torch::Tensor& b) {
+  auto ad = a.to(torch::kFloat64).cpu(), bd = b.to(torch::kFloat64).cpu();
+  return ((ad - bd).abs() / bd.abs().clamp_min(1e-300)).max().item<double>();
+}
+
+inline torch::Tensor as_tensor(const std::vector<double>& v) {
+  return torch::tensor(v, torch::kFloat64);
+}
+
+/// Runs `fn`, expects a c10::Error whose message contains every needle.
+template <typename Fn>
+void expect_error(Fn&& fn, std::initializer_list<std::string> needles) {
+  try {
+    fn();
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    for (const auto& needle : needles) {
+      EXPECT_NE(msg.find(needle), std::string::npos)
+          << "message lacks '" << needle << "':\n"
+          << msg;
+    }
+    return;
+  }
+  ADD_FAILURE() << "expected a c10::Error";
+}
+
+/// A fresh temporary directory, removed by the destructor.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    path = std::filesystem::temp_directory_path() /
+           ("normopt_test_" + std::to_string(::getpid()) + "_" +
+            std::to_string(counter()++));
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const {
+    return (path / name).string();
+  }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
+};
+
+#define NORMOPT_SKIP_WITHOUT_CUDA()                      \
+  if (!torch::cuda::is_available()) {                    \
+    GTEST_SKIP() << "no CUDA device: CUDA test skipped"; \
+  }
+
+/// Path of the seed data set, or "" (with the reason in *why) when
+/// $NORMOPT_DATA_DIR is unset or lacks it.
+inline std::string income_csv(std::string* why) {
+  const char* dir = std::getenv("NORMOPT_DATA_DIR");
+  if (!dir || !*dir) {
+    *why =
+        "NORMOPT_DATA_DIR is not set; point it at the folder holding "
+        "multiple_linear_regression_dataset.csv to run this test";
+    return "";
+  }
+  auto path =
+      std::filesystem::path(dir) / "multiple_linear_regression_dataset.csv";
+  if (!std::filesystem::exists(path)) {
+    *why = path.string() + " does not exist; this test needs the income data";
+    return "";
+  }
+  return path.string();
+}
+
+}  // namespace normopt::test
