@@ -55,6 +55,9 @@ void TargetStandardizerImpl::fit(const at::Tensor& y) {
     new_loc = mean;
     new_scale = ops::scale_from_variance(
         m2 / n.to(at::kDouble), mean, n, options.eps());
+  } else if (options.method() == TargetScaling::kNone) {
+    new_loc = at::zeros_like(mean);
+    new_scale = at::ones_like(mean);
   } else {
     auto yd = y.to(at::kDouble);
     auto lo = std::get<0>(at::min(yd, 0));
@@ -116,7 +119,9 @@ void TargetStandardizerImpl::load(torch::serialize::InputArchive& archive) {
 
 void TargetStandardizerImpl::pretty_print(std::ostream& stream) const {
   stream << "normopt::nn::TargetStandardizer(method="
-         << (options.method() == TargetScaling::kZScore ? "zscore" : "minmax")
+         << (options.method() == TargetScaling::kZScore   ? "zscore"
+             : options.method() == TargetScaling::kMinMax ? "minmax"
+                                                          : "none")
          << ", " << (is_fitted() ? "fitted" : "not fitted") << ")";
 }
 

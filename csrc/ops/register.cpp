@@ -16,4 +16,15 @@ TORCH_LIBRARY(normopt, m) {
       "float min_scale) -> Tensor");
   m.def("standardize(Tensor x, Tensor mean, Tensor scale) -> Tensor");
   m.def("destandardize(Tensor z, Tensor mean, Tensor scale) -> Tensor");
+  m.def(
+      "adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
+      "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] max_exp_avg_sqs, int[] steps, *, "
+      "float lr, float beta1, float beta2, float eps, float weight_decay, "
+      "bool amsgrad, bool maximize, bool decoupled_weight_decay, "
+      "bool keras_epsilon) -> ()");
+  m.def(
+      "sgd_step_(Tensor(a!)[] params, Tensor[] grads, "
+      "Tensor(b!)[] momentum_buffers, *, float lr, float momentum, "
+      "float dampening, float weight_decay, bool nesterov, bool maximize, "
+      "bool is_first_step) -> ()");
 }

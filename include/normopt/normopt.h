@@ -8,3 +8,9 @@
 #include <normopt/nn/standardized_regressor.h>
 #include <normopt/nn/target_standardizer.h>
 #include <normopt/ops/moments.h>
+#include <normopt/ops/optim_step.h>
+#include <normopt/optim/adam.h>
+#include <normopt/optim/adamw.h>
+#include <normopt/optim/sgd.h>
+#include <normopt/data/csv.h>
+#include <normopt/data/dataset.h>

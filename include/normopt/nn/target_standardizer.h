@@ -26,6 +26,9 @@ enum class TargetScaling {
   kZScore,
   /// (y - min) / (max - min), into [0, 1].
   kMinMax,
+  /// Identity (loc 0, scale 1): train on raw targets, e.g. to show what
+  /// standardizing buys.
+  kNone,
 };
 
 /// Options for `TargetStandardizer`.

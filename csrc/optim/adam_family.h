@@ -1,0 +1,193 @@
+#pragma once
+// Internal: what Adam and AdamW share — option (de)serialization and the
+// step, which gathers each param group's tensors and calls the fused op once.
+
+#include <normopt/ops/optim_step.h>
+#include <normopt/optim/adam.h>
+
+#include <ATen/ATen.h>
+#include <torch/optim/serialize.h>
+#include <torch/serialize/archive.h>
+
+#include <cmath>
+#include <vector>
+
+namespace normopt::optim::detail {
+
+template <typename Options>
+void check_adam_options(const Options& o, const char* name) {
+  TORCH_CHECK(o.lr() >= 0, name, ": invalid learning rate ", o.lr());
+  TORCH_CHECK(
+      o.effective_eps() >= 0, name, ": invalid eps ", o.effective_eps());
+  const auto [b1, b2] = o.betas();
+  TORCH_CHECK(b1 >= 0 && b1 < 1,
+              name,
+              ": invalid beta1 ",
+              b1,
+              "; it must be in [0, 1)");
+  TORCH_CHECK(b2 >= 0 && b2 < 1,
+              name,
+              ": invalid beta2 ",
+              b2,
+              "; it must be in [0, 1)");
+  TORCH_CHECK(
+      o.weight_decay() >= 0, name, ": invalid weight_decay ", o.weight_decay());
+}
+
+template <typename Options>
+void write_adam_options(const Options& o,
+                        torch::serialize::OutputArchive& archive) {
+  archive.write("lr", c10::IValue(o.lr()));
+  archive.write("betas", c10::IValue(o.betas()));
+  archive.write("eps", c10::IValue(o.eps()));
+  archive.write("weight_decay", c10::IValue(o.weight_decay()));
+  archive.write("amsgrad", c10::IValue(o.amsgrad()));
+  archive.write("maximize", c10::IValue(o.maximize()));
+  archive.write("epsilon_mode",
+                c10::IValue(static_cast<int64_t>(o.epsilon_mode())));
+  archive.write("skip_nonfinite", c10::IValue(o.skip_nonfinite()));
+}
+
+template <typename Options>
+void read_adam_options(Options& o, torch::serialize::InputArchive& archive) {
+  c10::IValue v;
+  archive.read("lr", v);
+  o.lr(v.toDouble());
+  archive.read("betas", v);
+  o.betas(v.to<typename Options::betas_t>());
+  archive.read("eps", v);
+  o.eps(v.toOptional<double>());
+  archive.read("weight_decay", v);
+  o.weight_decay(v.toDouble());
+  archive.read("amsgrad", v);
+  o.amsgrad(v.toBool());
+  archive.read("maximize", v);
+  o.maximize(v.toBool());
+  archive.read("epsilon_mode", v);
+  o.epsilon_mode(static_cast<EpsilonMode>(v.toInt()));
+  archive.read("skip_nonfinite", v);
+  o.skip_nonfinite(v.toBool());
+}
+
+/// LibTorch's add_param_group merges a group's options with the defaults
+/// only for its own optimizer types and otherwise replaces them with the
+/// defaults; this puts each group's own options back (fields taken as given).
+inline void keep_group_options(
+    std::vector<torch::optim::OptimizerParamGroup>& groups,
+    const std::vector<torch::optim::OptimizerParamGroup>& given) {
+  for (size_t i = 0; i < given.size() && i < groups.size(); ++i) {
+    if (given[i].has_options()) {
+      groups[i].set_options(given[i].options().clone());
+    }
+  }
+}
+
+/// Whether every defined gradient of every group is finite (max-abs norm per
+/// tensor; NaN and Inf propagate into it).
+inline bool all_grads_finite(
+    const std::vector<torch::optim::OptimizerParamGroup>& groups) {
+  std::vector<at::Tensor> grads;
+  for (const auto& group : groups) {
+    for (const auto& p : group.params()) {
+      if (p.grad().defined()) {
+        grads.push_back(p.grad());
+      }
+    }
+  }
+  if (grads.empty()) {
+    return true;
+  }
+  auto norms = at::_foreach_norm(grads, INFINITY);
+  return at::stack(norms).isfinite().all().item<bool>();
+}
+
+/// Densifies a gradient to the parameter's strides when they differ (rare:
+/// e.g. a gradient produced by expand); allocates only then.
+inline at::Tensor grad_like_param(const at::Tensor& p, const at::Tensor& g) {
+  if (g.strides() == p.strides()) {
+    return g;
+  }
+  return at::empty_like(p).copy_(g);
+}
+
+/// One Adam/AdamW step over all param groups. Returns false when the step
+/// was skipped for non-finite gradients.
+template <typename Options>
+bool adam_family_step(
+    const char* name,
+    std::vector<torch::optim::OptimizerParamGroup>& groups,
+    ska::flat_hash_map<void*,
+                       std::unique_ptr<torch::optim::OptimizerParamState>>&
+        state,
+    const Options& defaults,
+    bool decoupled) {
+  at::NoGradGuard no_grad;
+  if (defaults.skip_nonfinite() && !all_grads_finite(groups)) {
+    return false;
+  }
+  std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, max_sqs;
+  std::vector<int64_t> steps;
+  for (auto& group : groups) {
+    const auto& o = static_cast<const Options&>(group.options());
+    params.clear();
+    grads.clear();
+    exp_avgs.clear();
+    exp_avg_sqs.clear();
+    max_sqs.clear();
+    steps.clear();
+    for (size_t i = 0; i < group.params().size(); ++i) {
+      auto& p = group.params()[i];
+      if (!p.grad().defined()) {
+        continue;
+      }
+      TORCH_CHECK(
+          !p.grad().is_sparse(),
+          name,
+          ": parameter ",
+          i,
+          " has a sparse gradient, which this optimizer does not support; "
+          "use a dense embedding or gradient");
+      auto& slot = state[p.unsafeGetTensorImpl()];
+      if (!slot) {
+        auto s = std::make_unique<AdamParamState>();
+        s->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
+        s->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
+        if (o.amsgrad()) {
+          s->max_exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
+        }
+        slot = std::move(s);
+      }
+      auto& s = static_cast<AdamParamState&>(*slot);
+      if (o.amsgrad() && !s.max_exp_avg_sq().defined()) {
+        // amsgrad switched on mid-run: start the max from the current v.
+        s.max_exp_avg_sq(s.exp_avg_sq().clone());
+      }
+      s.step(s.step() + 1);
+      params.push_back(p);
+      grads.push_back(grad_like_param(p, p.grad()));
+      exp_avgs.push_back(s.exp_avg());
+      exp_avg_sqs.push_back(s.exp_avg_sq());
+      if (o.amsgrad()) {
+        max_sqs.push_back(s.max_exp_avg_sq());
+      }
+      steps.push_back(s.step());
+    }
+    if (params.empty()) {
+      continue;
+    }
+    ops::AdamStepOptions so;
+    so.lr = o.lr();
+    so.beta1 = std::get<0>(o.betas());
+    so.beta2 = std::get<1>(o.betas());
+    so.eps = o.effective_eps();
+    so.weight_decay = o.weight_decay();
+    so.amsgrad = o.amsgrad();
+    so.maximize = o.maximize();
+    so.decoupled_weight_decay = decoupled;
+    so.keras_epsilon = o.epsilon_mode() == EpsilonMode::kKeras;
+    ops::adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps, so);
+  }
+  return true;
+}
+
+}  // namespace normopt::optim::detail

@@ -1,0 +1,65 @@
+#pragma once
+
+/// Fused optimizer steps as dispatcher ops (`normopt::adam_step_`,
+/// `normopt::sgd_step_`). Each updates a list of parameters and their state
+/// in place in one pass: every element of param, grad and state is read once
+/// and written once. normopt::optim::{Adam, AdamW, SGD} call these; the same
+/// ops are reachable from Python as `torch.ops.normopt.adam_step_`.
+///
+/// All lists are index-aligned; tensors at one index share shape, dtype and
+/// device. Supported: float32 and float64 (vectorized), float16/bfloat16
+/// (float math). Nothing is allocated unless a tensor is non-contiguous.
+
+#include <ATen/core/Tensor.h>
+#include <normopt/macros.h>
+
+namespace normopt::ops {
+
+/// Hyper-parameters of one Adam/AdamW step (PyTorch's names and meaning).
+struct NORMOPT_API AdamStepOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+  bool amsgrad = false;
+  bool maximize = false;
+  /// AdamW: decay the parameter (p *= 1 - lr * wd) instead of adding
+  /// wd * p to the gradient.
+  bool decoupled_weight_decay = false;
+  /// Keras's formula: alpha = lr sqrt(1 - b2^t) / (1 - b1^t),
+  /// p -= alpha m / (sqrt(v) + eps). PyTorch's (false): p -= lr / (1 - b1^t)
+  /// m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+  bool keras_epsilon = false;
+};
+
+/// One Adam step. `steps[i]` is parameter i's step count including this
+/// step (1 on the first). `max_exp_avg_sqs` is empty unless amsgrad.
+NORMOPT_API void adam_step_(at::TensorList params,
+                            at::TensorList grads,
+                            at::TensorList exp_avgs,
+                            at::TensorList exp_avg_sqs,
+                            at::TensorList max_exp_avg_sqs,
+                            at::IntArrayRef steps,
+                            const AdamStepOptions& options);
+
+/// Hyper-parameters of one SGD step (PyTorch's names and meaning).
+struct NORMOPT_API SgdStepOptions {
+  double lr = 1e-3;
+  double momentum = 0;
+  double dampening = 0;
+  double weight_decay = 0;
+  bool nesterov = false;
+  bool maximize = false;
+  /// The momentum buffers are fresh: they are set to the (decayed) gradient
+  /// rather than blended with it, as PyTorch does on the first step.
+  bool is_first_step = false;
+};
+
+/// One SGD step. `momentum_buffers` is empty when momentum is 0.
+NORMOPT_API void sgd_step_(at::TensorList params,
+                           at::TensorList grads,
+                           at::TensorList momentum_buffers,
+                           const SgdStepOptions& options);
+
+}  // namespace normopt::ops

@@ -1,0 +1,117 @@
+#pragma once
+
+/// Adam for torch::optim with a fused CPU kernel (normopt::adam_step_).
+///
+/// \code
+///   normopt::optim::Adam opt(model->parameters(),
+///                            normopt::optim::AdamOptions(1e-2).betas({0.9,
+///                            0.999}));
+///   opt.zero_grad(); loss.backward(); opt.step();
+///   torch::optim::StepLR sched(opt, /*step_size=*/10, /*gamma=*/0.5);
+///   torch::save(opt, "opt.pt");
+///   // Keras's Adam, e.g. to replay a Keras run:
+///   normopt::optim::Adam keras(params, normopt::optim::AdamOptions(1e-3)
+///       .epsilon_mode(normopt::optim::EpsilonMode::kKeras));
+/// \endcode
+
+#include <normopt/macros.h>
+#include <torch/arg.h>
+#include <torch/optim/optimizer.h>
+#include <torch/optim/serialize.h>
+
+#include <optional>
+#include <tuple>
+#include <vector>
+
+namespace normopt::optim {
+
+/// Where Adam adds epsilon.
+enum class EpsilonMode {
+  /// PyTorch: p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+  kPyTorch,
+  /// Keras: alpha = lr sqrt(1 - b2^t) / (1 - b1^t); p -= alpha m / (sqrt(v)
+  /// + eps). Same as PyTorch's with eps scaled by sqrt(1 - b2^t).
+  kKeras,
+};
+
+/// Options for `Adam` (PyTorch's names and defaults). Per param group;
+/// changes take effect at the next step().
+struct NORMOPT_API AdamOptions
+    : public torch::optim::OptimizerCloneableOptions<AdamOptions> {
+  AdamOptions(double lr = 1e-3);
+  /// Learning rate.
+  TORCH_ARG(double, lr) = 1e-3;
+
+ public:
+  typedef std::tuple<double, double> betas_t;
+  /// Decay rates of the first and second moment averages.
+  TORCH_ARG(betas_t, betas) = std::make_tuple(0.9, 0.999);
+  /// Epsilon; unset means 1e-8 (kPyTorch) or 1e-7 (kKeras, Keras's default).
+  TORCH_ARG(std::optional<double>, eps) = std::nullopt;
+  /// L2 penalty added to the gradient (wd * p), as torch::optim::Adam.
+  TORCH_ARG(double, weight_decay) = 0;
+  /// Use the running maximum of the second moment (AMSGrad).
+  TORCH_ARG(bool, amsgrad) = false;
+  /// Maximize the objective instead of minimizing it.
+  TORCH_ARG(bool, maximize) = false;
+  /// PyTorch's or Keras's epsilon placement.
+  TORCH_ARG(EpsilonMode, epsilon_mode) = EpsilonMode::kPyTorch;
+  /// Skip (and report) a step whose gradients hold NaN or Inf instead of
+  /// applying it; read from the optimizer's defaults. Off: PyTorch's
+  /// behaviour (the NaN reaches the parameters).
+  TORCH_ARG(bool, skip_nonfinite) = false;
+
+ public:
+  /// The epsilon actually used: eps() or the mode's default.
+  double effective_eps() const;
+  void serialize(torch::serialize::InputArchive& archive) override;
+  void serialize(torch::serialize::OutputArchive& archive) const override;
+  double get_lr() const override;
+  void set_lr(const double lr) override;
+};
+
+/// Per-parameter Adam state, created at a parameter's first step.
+struct NORMOPT_API AdamParamState
+    : public torch::optim::OptimizerCloneableParamState<AdamParamState> {
+  /// Steps taken by this parameter.
+  TORCH_ARG(int64_t, step) = 0;
+  /// First moment average m.
+  TORCH_ARG(at::Tensor, exp_avg);
+  /// Second moment average v.
+  TORCH_ARG(at::Tensor, exp_avg_sq);
+  /// Running max of v (amsgrad only).
+  TORCH_ARG(at::Tensor, max_exp_avg_sq);
+
+ public:
+  void serialize(torch::serialize::InputArchive& archive) override;
+  void serialize(torch::serialize::OutputArchive& archive) const override;
+};
+
+/// Adam (Kingma & Ba) as a torch::optim::Optimizer: param groups, lazily
+/// created state, schedulers (get_lr/set_lr), torch::save/torch::load.
+/// One fused kernel call per param group and step.
+class NORMOPT_API Adam : public torch::optim::Optimizer {
+ public:
+  explicit Adam(
+      const std::vector<torch::optim::OptimizerParamGroup>& param_groups,
+      AdamOptions defaults = {});
+  explicit Adam(std::vector<at::Tensor> params, AdamOptions defaults = {});
+
+  at::Tensor step(LossClosure closure = nullptr) override;
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
+
+  /// Steps skipped because of non-finite gradients (skip_nonfinite).
+  int64_t skipped_steps() const {
+    return skipped_steps_;
+  }
+
+ private:
+  template <typename Self, typename Archive>
+  static void serialize(Self& self, Archive& archive) {
+    _TORCH_OPTIM_SERIALIZE_WITH_TEMPLATE_ARG(Adam);
+  }
+  int64_t skipped_steps_ = 0;
+};
+
+}  // namespace normopt::optim

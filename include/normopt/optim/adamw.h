@@ -1,0 +1,87 @@
+#pragma once
+
+/// AdamW (Adam with decoupled weight decay) for torch::optim, same fused
+/// kernel as normopt::optim::Adam.
+///
+/// \code
+///   normopt::optim::AdamW opt(model->parameters(),
+///                             normopt::optim::AdamWOptions(1e-3).weight_decay(1e-2));
+/// \endcode
+
+#include <normopt/macros.h>
+#include <normopt/optim/adam.h>
+#include <torch/arg.h>
+#include <torch/optim/optimizer.h>
+#include <torch/optim/serialize.h>
+
+#include <optional>
+#include <tuple>
+#include <vector>
+
+namespace normopt::optim {
+
+/// Options for `AdamW` (PyTorch's names and defaults). Per param group;
+/// changes take effect at the next step().
+struct NORMOPT_API AdamWOptions
+    : public torch::optim::OptimizerCloneableOptions<AdamWOptions> {
+  AdamWOptions(double lr = 1e-3);
+  /// Learning rate.
+  TORCH_ARG(double, lr) = 1e-3;
+
+ public:
+  typedef std::tuple<double, double> betas_t;
+  /// Decay rates of the first and second moment averages.
+  TORCH_ARG(betas_t, betas) = std::make_tuple(0.9, 0.999);
+  /// Epsilon; unset means 1e-8 (kPyTorch) or 1e-7 (kKeras, Keras's default).
+  TORCH_ARG(std::optional<double>, eps) = std::nullopt;
+  /// Decoupled weight decay: p *= 1 - lr * wd before the Adam update.
+  TORCH_ARG(double, weight_decay) = 1e-2;
+  /// Use the running maximum of the second moment (AMSGrad).
+  TORCH_ARG(bool, amsgrad) = false;
+  /// Maximize the objective instead of minimizing it.
+  TORCH_ARG(bool, maximize) = false;
+  /// PyTorch's or Keras's epsilon placement.
+  TORCH_ARG(EpsilonMode, epsilon_mode) = EpsilonMode::kPyTorch;
+  /// Skip (and report) a step whose gradients hold NaN or Inf instead of
+  /// applying it; read from the optimizer's defaults. Off: PyTorch's
+  /// behaviour (the NaN reaches the parameters).
+  TORCH_ARG(bool, skip_nonfinite) = false;
+
+ public:
+  /// The epsilon actually used: eps() or the mode's default.
+  double effective_eps() const;
+  void serialize(torch::serialize::InputArchive& archive) override;
+  void serialize(torch::serialize::OutputArchive& archive) const override;
+  double get_lr() const override;
+  void set_lr(const double lr) override;
+};
+
+/// Per-parameter AdamW state: the same moments as Adam's.
+using AdamWParamState = AdamParamState;
+
+/// AdamW (Loshchilov & Hutter) as a torch::optim::Optimizer, like Adam.
+class NORMOPT_API AdamW : public torch::optim::Optimizer {
+ public:
+  explicit AdamW(
+      const std::vector<torch::optim::OptimizerParamGroup>& param_groups,
+      AdamWOptions defaults = {});
+  explicit AdamW(std::vector<at::Tensor> params, AdamWOptions defaults = {});
+
+  at::Tensor step(LossClosure closure = nullptr) override;
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
+
+  /// Steps skipped because of non-finite gradients (skip_nonfinite).
+  int64_t skipped_steps() const {
+    return skipped_steps_;
+  }
+
+ private:
+  template <typename Self, typename Archive>
+  static void serialize(Self& self, Archive& archive) {
+    _TORCH_OPTIM_SERIALIZE_WITH_TEMPLATE_ARG(AdamW);
+  }
+  int64_t skipped_steps_ = 0;
+};
+
+}  // namespace normopt::optim

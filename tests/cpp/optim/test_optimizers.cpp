@@ -1,0 +1,421 @@
+#include "../common.h"
+
+#include <normopt/normopt.h>
+
+using namespace normopt::optim;
+using normopt::test::expect_error;
+
+namespace {
+
+// A convex problem over several tensors whose optimum is far away (b ~ 20),
+// so 1,000 Adam steps keep descending with consistent gradient signs and
+// implementation rounding differences do not get amplified.
+struct Quadratic {
+  std::vector<torch::Tensor> a, b;
+  explicit Quadratic(torch::Dtype dtype, uint64_t seed = 0) {
+    torch::manual_seed(seed);
+    for (auto shape : std::vector<std::vector<int64_t>>{
+             {16, 8}, {8}, {5, 5, 3}, {1}, {33}}) {
+      a.push_back((0.5 + torch::rand(shape, torch::kFloat64)).to(dtype));
+      b.push_back((20 + torch::randn(shape, torch::kFloat64)).to(dtype));
+    }
+  }
+  std::vector<torch::Tensor> init(torch::Dtype dtype) const {
+    torch::manual_seed(123);
+    std::vector<torch::Tensor> p;
+    for (auto& t : a) {
+      p.push_back(
+          torch::randn(t.sizes(), torch::kFloat64).to(dtype).requires_grad_());
+    }
+    return p;
+  }
+  torch::Tensor loss(const std::vector<torch::Tensor>& p) const {
+    auto total = torch::zeros({}, p[0].options());
+    for (size_t i = 0; i < p.size(); ++i) {
+      total = total + (a[i] * p[i] - b[i]).pow(2).sum();
+    }
+    return total;
+  }
+};
+
+// Largest |x - y| over all tensors, relative to the largest |y|.
+double trajectory_gap(const std::vector<torch::Tensor>& x,
+                      const std::vector<torch::Tensor>& y) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    auto xd = x[i].detach().to(torch::kFloat64);
+    auto yd = y[i].detach().to(torch::kFloat64);
+    diff = std::max(diff, (xd - yd).abs().max().item<double>());
+    scale = std::max(scale, yd.abs().max().item<double>());
+  }
+  return diff / scale;
+}
+
+template <typename Ours, typename Theirs>
+double compare_with_libtorch(
+    torch::Dtype dtype,
+    const std::function<std::unique_ptr<Ours>(std::vector<torch::Tensor>)>&
+        ours,
+    const std::function<std::unique_ptr<Theirs>(std::vector<torch::Tensor>)>&
+        theirs,
+    int steps = 1000) {
+  Quadratic q(dtype);
+  auto p1 = q.init(dtype), p2 = q.init(dtype);
+  auto o1 = ours(p1);
+  auto o2 = theirs(p2);
+  for (int s = 0; s < steps; ++s) {
+    o1->zero_grad();
+    q.loss(p1).backward();
+    o1->step();
+    o2->zero_grad();
+    q.loss(p2).backward();
+    o2->step();
+  }
+  // The runs moved: a gap of 0 between two frozen runs would prove nothing.
+  EXPECT_GT(trajectory_gap(p1, q.init(dtype)), 1e-2);
+  return trajectory_gap(p1, p2);
+}
+
+struct Tol {
+  torch::Dtype dtype;
+  double tol;
+};
+const Tol kTolerances[] = {{torch::kFloat32, 1e-6}, {torch::kFloat64, 1e-12}};
+
+}  // namespace
+
+TEST(Adam, MatchesLibTorchAdam_1000Steps) {
+  for (auto [dtype, tol] : kTolerances) {
+    for (bool ams : {false, true}) {
+      for (double wd : {0.0, 0.01}) {
+        double gap = compare_with_libtorch<Adam, torch::optim::Adam>(
+            dtype,
+            [&](auto p) {
+              return std::make_unique<Adam>(
+                  p, AdamOptions(1e-3).weight_decay(wd).amsgrad(ams));
+            },
+            [&](auto p) {
+              return std::make_unique<torch::optim::Adam>(
+                  p,
+                  torch::optim::AdamOptions(1e-3).weight_decay(wd).amsgrad(
+                      ams));
+            });
+        EXPECT_LT(gap, tol) << dtype << " amsgrad " << ams << " wd " << wd;
+      }
+    }
+  }
+}
+
+TEST(AdamW, MatchesLibTorchAdamW_1000Steps) {
+  for (auto [dtype, tol] : kTolerances) {
+    double gap = compare_with_libtorch<AdamW, torch::optim::AdamW>(
+        dtype,
+        [](auto p) {
+          return std::make_unique<AdamW>(
+              p, AdamWOptions(2e-3).betas({0.85, 0.995}).weight_decay(0.05));
+        },
+        [](auto p) {
+          return std::make_unique<torch::optim::AdamW>(
+              p,
+              torch::optim::AdamWOptions(2e-3)
+                  .betas({0.85, 0.995})
+                  .weight_decay(0.05));
+        });
+    EXPECT_LT(gap, tol) << dtype;
+  }
+}
+
+TEST(SGD, MatchesLibTorchSGD_1000Steps) {
+  struct Cfg {
+    double momentum, dampening, wd;
+    bool nesterov;
+  };
+  for (auto [dtype, tol] : kTolerances) {
+    for (auto c : {Cfg{0, 0, 0, false},
+                   Cfg{0.9, 0, 0, true},
+                   Cfg{0.9, 0.1, 0.01, false}}) {
+      double gap = compare_with_libtorch<SGD, torch::optim::SGD>(
+          dtype,
+          [&](auto p) {
+            return std::make_unique<SGD>(p,
+                                         SGDOptions(1e-3)
+                                             .momentum(c.momentum)
+                                             .dampening(c.dampening)
+                                             .weight_decay(c.wd)
+                                             .nesterov(c.nesterov));
+          },
+          [&](auto p) {
+            return std::make_unique<torch::optim::SGD>(
+                p,
+                torch::optim::SGDOptions(1e-3)
+                    .momentum(c.momentum)
+                    .dampening(c.dampening)
+                    .weight_decay(c.wd)
+                    .nesterov(c.nesterov));
+          });
+      EXPECT_LT(gap, tol) << dtype << " momentum " << c.momentum;
+    }
+  }
+}
+
+TEST(Adam, KerasEpsilonMode_MatchesFloat64KerasFormula) {
+  Quadratic q(torch::kFloat64, 1);
+  auto p = q.init(torch::kFloat64);
+  Adam opt(p, AdamOptions(1e-2).epsilon_mode(EpsilonMode::kKeras));
+  EXPECT_DOUBLE_EQ(static_cast<AdamOptions&>(opt.param_groups()[0].options())
+                       .effective_eps(),
+                   1e-7);
+  // Keras's update, written out element by element in float64.
+  auto ref = q.init(torch::kFloat64);
+  std::vector<std::vector<double>> m(ref.size()), v(ref.size());
+  const double lr = 1e-2, b1 = 0.9, b2 = 0.999, eps = 1e-7;
+  for (int t = 1; t <= 200; ++t) {
+    opt.zero_grad();
+    q.loss(p).backward();
+    opt.step();
+    for (auto& r : ref)
+      r.mutable_grad() = torch::Tensor();
+    q.loss(ref).backward();
+    const double alpha =
+        lr * std::sqrt(1 - std::pow(b2, t)) / (1 - std::pow(b1, t));
+    torch::NoGradGuard g;
+    for (size_t k = 0; k < ref.size(); ++k) {
+      auto pk = ref[k].data().reshape({-1});
+      auto gk = ref[k].grad().reshape({-1});
+      m[k].resize(pk.numel());
+      v[k].resize(pk.numel());
+      for (int64_t i = 0; i < pk.numel(); ++i) {
+        const double gi = gk[i].item<double>();
+        m[k][i] += (gi - m[k][i]) * (1 - b1);
+        v[k][i] += (gi * gi - v[k][i]) * (1 - b2);
+        pk[i] -= alpha * m[k][i] / (std::sqrt(v[k][i]) + eps);
+      }
+    }
+  }
+  EXPECT_LT(trajectory_gap(p, ref), 1e-12);
+  // And it is not PyTorch's formula: the eps placement differs visibly.
+  auto p_torch = q.init(torch::kFloat64);
+  Adam torch_mode(p_torch, AdamOptions(1e-2).eps(1e-1));
+  Adam keras_mode(
+      p, AdamOptions(1e-2).eps(1e-1).epsilon_mode(EpsilonMode::kKeras));
+  auto p_keras = q.init(torch::kFloat64);
+  Adam keras2(p_keras,
+              AdamOptions(1e-2).eps(1e-1).epsilon_mode(EpsilonMode::kKeras));
+  for (int t = 0; t < 5; ++t) {
+    torch_mode.zero_grad();
+    keras2.zero_grad();
+    q.loss(p_torch).backward();
+    q.loss(p_keras).backward();
+    torch_mode.step();
+    keras2.step();
+  }
+  EXPECT_GT(trajectory_gap(p_keras, p_torch), 1e-6);
+}
+
+TEST(Adam, StepLRScheduler_ChangesLearningRate) {
+  auto w = torch::ones({3}, torch::requires_grad());
+  Adam opt({w}, AdamOptions(0.1));
+  torch::optim::StepLR sched(opt, /*step_size=*/2, /*gamma=*/0.5);
+  std::vector<double> lrs;
+  for (int epoch = 0; epoch < 5; ++epoch) {
+    lrs.push_back(opt.param_groups()[0].options().get_lr());
+    opt.zero_grad();
+    w.sum().backward();
+    opt.step();
+    sched.step();
+  }
+  // LibTorch's StepLR decays on every step_size-th call after the first.
+  EXPECT_EQ(lrs, (std::vector<double>{0.1, 0.1, 0.1, 0.05, 0.05}));
+  // A constant gradient makes each Adam step exactly -lr: the schedule shows.
+  EXPECT_NEAR(w[0].item<float>(), 1 - (3 * 0.1 + 2 * 0.05), 1e-6);
+}
+
+TEST(SGD, ReduceLROnPlateau_DrivesLearningRate) {
+  auto w = torch::ones({2}, torch::requires_grad());
+  SGD opt({w}, SGDOptions(1.0));
+  torch::optim::ReduceLROnPlateauScheduler sched(
+      opt,
+      torch::optim::ReduceLROnPlateauScheduler::SchedulerMode::min,
+      0.1,
+      /*patience=*/1);
+  for (int i = 0; i < 4; ++i)
+    sched.step(1.0f);  // no improvement
+  // The scheduler multiplies by a float factor: 0.1 to float precision.
+  EXPECT_NEAR(opt.param_groups()[0].options().get_lr(), 0.1, 1e-7);
+}
+
+TEST(Adam, ParamGroups_UseTheirOwnOptions) {
+  Quadratic q(torch::kFloat64, 2);
+  auto p = q.init(torch::kFloat64);
+  auto ref_a = q.init(torch::kFloat64), ref_b = q.init(torch::kFloat64);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{p[0], p[1]},
+                      std::make_unique<AdamOptions>(AdamOptions(1e-2)));
+  groups.emplace_back(
+      std::vector<torch::Tensor>{p[2], p[3], p[4]},
+      std::make_unique<AdamOptions>(AdamOptions(1e-3).amsgrad(true)));
+  Adam opt(groups, AdamOptions(5.0));
+  Adam ref1({ref_a[0], ref_a[1]}, AdamOptions(1e-2));
+  Adam ref2({ref_b[2], ref_b[3], ref_b[4]}, AdamOptions(1e-3).amsgrad(true));
+  for (int s = 0; s < 50; ++s) {
+    opt.zero_grad();
+    ref1.zero_grad();
+    ref2.zero_grad();
+    q.loss(p).backward();
+    q.loss(ref_a).backward();
+    q.loss(ref_b).backward();
+    opt.step();
+    ref1.step();
+    ref2.step();
+  }
+  EXPECT_TRUE(torch::equal(p[0], ref_a[0]));
+  EXPECT_TRUE(torch::equal(p[1], ref_a[1]));
+  EXPECT_TRUE(torch::equal(p[4], ref_b[4]));
+}
+
+template <typename Opt, typename Options>
+void check_resume_bit_for_bit(const Options& options) {
+  normopt::test::TempDir dir;
+  Quadratic q(torch::kFloat32, 3);
+  auto straight = q.init(torch::kFloat32);
+  auto resumed = q.init(torch::kFloat32);
+  Opt a(straight, options);
+  auto run = [&](Opt& o, std::vector<torch::Tensor>& p, int n) {
+    for (int s = 0; s < n; ++s) {
+      o.zero_grad();
+      q.loss(p).backward();
+      o.step();
+    }
+  };
+  run(a, straight, 100);
+  {
+    Opt b(resumed, options);
+    run(b, resumed, 40);
+    torch::save(b, dir.file("opt.pt"));
+  }
+  Opt fresh(resumed, options);
+  torch::load(fresh, dir.file("opt.pt"));
+  run(fresh, resumed, 60);
+  for (size_t i = 0; i < straight.size(); ++i) {
+    EXPECT_TRUE(torch::equal(straight[i], resumed[i])) << i;
+  }
+}
+
+TEST(Adam, SaveLoadMidTraining_ContinuesBitForBit) {
+  check_resume_bit_for_bit<Adam>(AdamOptions(1e-2).amsgrad(true));
+  check_resume_bit_for_bit<AdamW>(AdamWOptions(1e-2));
+}
+
+TEST(SGD, SaveLoadMidTraining_ContinuesBitForBit) {
+  check_resume_bit_for_bit<SGD>(SGDOptions(1e-3).momentum(0.9).nesterov(true));
+}
+
+TEST(Adam, SkipNonFinite_SkipsAndReports) {
+  auto w = torch::ones({4}, torch::requires_grad());
+  Adam opt({w}, AdamOptions(0.1).skip_nonfinite(true));
+  w.mutable_grad() = torch::tensor({1.0f, NAN, 1.0f, 1.0f});
+  opt.step();
+  EXPECT_TRUE(torch::equal(w, torch::ones({4})));
+  EXPECT_EQ(opt.skipped_steps(), 1);
+  w.mutable_grad() = torch::ones({4});
+  opt.step();
+  EXPECT_NEAR(w[0].item<float>(), 0.9f, 1e-6);  // first real step: -lr
+  // Default: PyTorch's behaviour, the NaN reaches the parameter.
+  auto u = torch::ones({2}, torch::requires_grad());
+  Adam plain({u}, AdamOptions(0.1));
+  u.mutable_grad() = torch::tensor({INFINITY, 1.0f});
+  plain.step();
+  EXPECT_TRUE(std::isnan(u[0].item<float>()));
+}
+
+TEST(SGD, SkipNonFinite_SkipsAndReports) {
+  auto w = torch::ones({2}, torch::requires_grad());
+  SGD opt({w}, SGDOptions(0.1).momentum(0.9).skip_nonfinite(true));
+  w.mutable_grad() = torch::tensor({INFINITY, 1.0f});
+  opt.step();
+  EXPECT_TRUE(torch::equal(w, torch::ones({2})));
+  EXPECT_EQ(opt.skipped_steps(), 1);
+}
+
+TEST(Adam, SparseGradient_Errors) {
+  torch::nn::Embedding emb(torch::nn::EmbeddingOptions(10, 3).sparse(true));
+  Adam opt(emb->parameters(), AdamOptions(0.1));
+  emb(torch::tensor({1, 2})).sum().backward();
+  expect_error([&] { opt.step(); }, {"sparse gradient", "parameter 0"});
+}
+
+TEST(Adam, InvalidOptions_Errors) {
+  auto w = torch::ones({1}, torch::requires_grad());
+  expect_error([&] { Adam({w}, AdamOptions(-1)); }, {"learning rate -1"});
+  expect_error(
+      [&] {
+        Adam({w}, AdamOptions(1).betas({1.0, 0.9}));
+      },
+      {"beta1 1"});
+  expect_error([&] { Adam({w}, AdamOptions(1).eps(-1)); }, {"eps -1"});
+  expect_error([&] { SGD({w}, SGDOptions(0.1).nesterov(true)); }, {"Nesterov"});
+}
+
+TEST(Adam, ZeroGradAndMissingGrads_LeaveParamsUntouched) {
+  auto used = torch::ones({2}, torch::requires_grad());
+  auto unused = torch::ones({2}, torch::requires_grad());
+  Adam opt({used, unused}, AdamOptions(0.1));
+  used.sum().backward();
+  opt.step();
+  EXPECT_TRUE(torch::equal(unused, torch::ones({2})));
+  EXPECT_FALSE(torch::equal(used, torch::ones({2})));
+  opt.zero_grad();
+  EXPECT_FALSE(used.grad().defined());
+}
+
+TEST(AdamStepOp, ReducedPrecision_ComputesInFloat) {
+  for (auto dtype : {torch::kBFloat16, torch::kHalf}) {
+    auto p = torch::linspace(-1, 1, 37).to(dtype);
+    auto g = torch::linspace(2, -3, 37).to(dtype);
+    auto m = torch::full({37}, 0.01).to(dtype);
+    auto v = torch::full({37}, 0.02).to(dtype);
+    auto pf = p.to(torch::kFloat), gf = g.to(torch::kFloat);
+    auto mf = m.to(torch::kFloat), vf = v.to(torch::kFloat);
+    normopt::ops::AdamStepOptions o;
+    o.lr = 0.05;
+    normopt::ops::adam_step_({p}, {g}, {m}, {v}, {}, {3}, o);
+    normopt::ops::adam_step_({pf}, {gf}, {mf}, {vf}, {}, {3}, o);
+    EXPECT_TRUE(torch::equal(p, pf.to(dtype))) << dtype;
+    EXPECT_TRUE(torch::equal(m, mf.to(dtype))) << dtype;
+  }
+}
+
+TEST(AdamStepOp, BadInput_ClearErrors) {
+  auto p = torch::zeros({4}), g = torch::zeros({4});
+  auto m = torch::zeros({4}), v = torch::zeros({4});
+  normopt::ops::AdamStepOptions o;
+  using normopt::ops::adam_step_;
+  expect_error(
+      [&] {
+        adam_step_({p}, {g, g}, {m}, {v}, {}, {1}, o);
+      },
+      {"expected 1 tensors in grads", "got 2"});
+  expect_error(
+      [&] { adam_step_({p}, {g.to(torch::kDouble)}, {m}, {v}, {}, {1}, o); },
+      {"grads[0] is Double", "params[0] is Float"});
+  expect_error(
+      [&] { adam_step_({p}, {torch::zeros({5})}, {m}, {v}, {}, {1}, o); },
+      {"grads[0] has shape [5]"});
+  auto wide = torch::zeros({4, 2});
+  expect_error(
+      [&] { adam_step_({wide.select(1, 0)}, {g}, {m}, {v}, {}, {1}, o); },
+      {"params[0]", "not dense"});
+  expect_error([&] { adam_step_({p}, {g}, {p}, {v}, {}, {1}, o); },
+               {"exp_avgs[0] shares memory with params[0]"});
+  expect_error([&] { adam_step_({p}, {g}, {m}, {v}, {}, {0}, o); },
+               {"steps[0] is 0"});
+  expect_error(
+      [&] {
+        adam_step_(
+            {torch::zeros({4}, torch::kLong)}, {g}, {m}, {v}, {}, {1}, o);
+      },
+      {"params[0] has dtype Long"});
+  o.amsgrad = true;
+  expect_error([&] { adam_step_({p}, {g}, {m}, {v}, {}, {1}, o); },
+               {"amsgrad needs one max_exp_avg_sqs"});
+}
