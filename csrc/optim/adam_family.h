@@ -125,8 +125,10 @@ bool adam_family_step(
   if (defaults.skip_nonfinite() && !all_grads_finite(groups)) {
     return false;
   }
-  std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, max_sqs;
-  std::vector<int64_t> steps;
+  // Reused across steps (capacity kept): no heap traffic per step.
+  thread_local std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs,
+      max_sqs;
+  thread_local std::vector<int64_t> steps;
   for (auto& group : groups) {
     const auto& o = static_cast<const Options&>(group.options());
     params.clear();
@@ -186,6 +188,10 @@ bool adam_family_step(
     so.decoupled_weight_decay = decoupled;
     so.keras_epsilon = o.epsilon_mode() == EpsilonMode::kKeras;
     ops::adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps, so);
+  }
+  // Drop the references so parameters are not kept alive by the cache.
+  for (auto* v : {&params, &grads, &exp_avgs, &exp_avg_sqs, &max_sqs}) {
+    v->clear();
   }
   return true;
 }

@@ -16,19 +16,23 @@ constexpr int64_t kParallelThreshold = 1 << 15;
 /// Elements per chunk handed to a thread.
 constexpr int64_t kChunk = 1 << 15;
 
-/// Calls fn(tensor_index, begin, end) so that every element [0, numels[t]) of
-/// every tensor is covered exactly once.
-template <typename Fn>
-void for_each_chunk(const std::vector<int64_t>& numels, const Fn& fn) {
+/// Calls fn(tensor_index, begin, end) so that every element
+/// [0, tensors[t].numel) of every tensor is covered exactly once.
+template <typename Tensors, typename Fn>
+void for_each_chunk(const Tensors& tensors, const Fn& fn) {
   int64_t total = 0;
-  for (auto n : numels) {
-    total += n;
+  for (const auto& t : tensors) {
+    total += t.numel;
   }
   if (total < kParallelThreshold || at::get_num_threads() == 1) {
-    for (size_t t = 0; t < numels.size(); ++t) {
-      fn(t, int64_t{0}, numels[t]);
+    for (size_t t = 0; t < tensors.size(); ++t) {
+      fn(t, int64_t{0}, tensors[t].numel);
     }
     return;
+  }
+  std::vector<int64_t> numels(tensors.size());
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    numels[t] = tensors[t].numel;
   }
   struct Chunk {
     size_t tensor;

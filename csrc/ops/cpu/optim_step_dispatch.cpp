@@ -1,0 +1,92 @@
+// Picks the optimizer-step build for this CPU (see optim_step_impl.h).
+#include "optim_step_impl.h"
+
+#include <c10/util/Exception.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace normopt::ops::cpu {
+
+void adam_apply_DEFAULT(const std::vector<AdamTensor>&, const AdamHyper&);
+void sgd_apply_DEFAULT(const std::vector<SgdTensor>&, const SgdHyper&);
+#if defined(NORMOPT_HAVE_AVX2_BUILD)
+void adam_apply_AVX2(const std::vector<AdamTensor>&, const AdamHyper&);
+void sgd_apply_AVX2(const std::vector<SgdTensor>&, const SgdHyper&);
+#endif
+#if defined(NORMOPT_HAVE_AVX512_BUILD)
+void adam_apply_AVX512(const std::vector<AdamTensor>&, const AdamHyper&);
+void sgd_apply_AVX512(const std::vector<SgdTensor>&, const SgdHyper&);
+#endif
+
+namespace {
+
+int detect() {
+  int best = 0;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __builtin_cpu_init();
+#if defined(NORMOPT_HAVE_AVX2_BUILD)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    best = 1;
+  }
+#endif
+#if defined(NORMOPT_HAVE_AVX512_BUILD)
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq")) {
+    best = 2;
+  }
+#endif
+#endif
+  // ATen's own switch, honoured the same way: it can only lower the level.
+  if (const char* env = std::getenv("ATEN_CPU_CAPABILITY")) {
+    int cap = best;
+    if (std::strcmp(env, "default") == 0)
+      cap = 0;
+    if (std::strcmp(env, "avx2") == 0)
+      cap = 1;
+    if (std::strcmp(env, "avx512") == 0)
+      cap = 2;
+    best = std::min(best, cap);
+  }
+  return best;
+}
+
+}  // namespace
+
+int cpu_capability() {
+  static const int cap = detect();
+  return cap;
+}
+
+void adam_apply(const std::vector<AdamTensor>& tensors, const AdamHyper& h) {
+  switch (cpu_capability()) {
+#if defined(NORMOPT_HAVE_AVX512_BUILD)
+    case 2:
+      return adam_apply_AVX512(tensors, h);
+#endif
+#if defined(NORMOPT_HAVE_AVX2_BUILD)
+    case 1:
+      return adam_apply_AVX2(tensors, h);
+#endif
+    default:
+      return adam_apply_DEFAULT(tensors, h);
+  }
+}
+
+void sgd_apply(const std::vector<SgdTensor>& tensors, const SgdHyper& h) {
+  switch (cpu_capability()) {
+#if defined(NORMOPT_HAVE_AVX512_BUILD)
+    case 2:
+      return sgd_apply_AVX512(tensors, h);
+#endif
+#if defined(NORMOPT_HAVE_AVX2_BUILD)
+    case 1:
+      return sgd_apply_AVX2(tensors, h);
+#endif
+    default:
+      return sgd_apply_DEFAULT(tensors, h);
+  }
+}
+
+}  // namespace normopt::ops::cpu

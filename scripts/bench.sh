@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Builds the benchmarks and prints the comparison table (benchmarks/RESULTS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh -DNORMOPT_BUILD_BENCHMARKS=ON
+.venv/bin/python benchmarks/compare.py build/benchmarks/bench_optim
