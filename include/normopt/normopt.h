@@ -14,3 +14,7 @@
 #include <normopt/optim/sgd.h>
 #include <normopt/data/csv.h>
 #include <normopt/data/dataset.h>
+#include <normopt/train/closed_form.h>
+#include <normopt/train/diagnostics.h>
+#include <normopt/train/fit.h>
+#include <normopt/data/synthetic.h>

@@ -1,0 +1,600 @@
+#include <normopt/nn/linear_regressor.h>
+#include <normopt/train/fit.h>
+
+#include "../nn/checks.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <system_error>
+
+#if defined(_WIN32)
+#include <io.h>
+#else
+#include <unistd.h>
+#endif
+
+namespace normopt::train {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Rows evaluated per forward pass at the end of an epoch: bounds the memory
+// of the evaluation on large tables without changing its result.
+constexpr int64_t kEvalChunk = 65536;
+
+bool stderr_is_terminal() {
+#if defined(_WIN32)
+  return _isatty(_fileno(stderr)) != 0;
+#else
+  return ::isatty(::fileno(stderr)) != 0;
+#endif
+}
+
+double lr_of_group0(const torch::optim::Optimizer& optimizer) {
+  if (optimizer.param_groups().empty()) {
+    return kNaN;
+  }
+  try {
+    return optimizer.param_groups()[0].options().get_lr();
+  } catch (const c10::Error&) {
+    // OptimizerOptions::get_lr() throws unless a subclass implements it.
+    return kNaN;
+  }
+}
+
+// Restores the module's train/eval mode on every exit path.
+class ModeGuard {
+ public:
+  explicit ModeGuard(torch::nn::Module& module)
+      : module_(module), was_training_(module.is_training()) {}
+  ~ModeGuard() {
+    module_.train(was_training_);
+  }
+  ModeGuard(const ModeGuard&) = delete;
+  ModeGuard& operator=(const ModeGuard&) = delete;
+
+ private:
+  torch::nn::Module& module_;
+  bool was_training_;
+};
+
+// A one-line progress bar on stderr, ended with a newline however fit()
+// leaves.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
+  ~ProgressBar() {
+    if (enabled_ && drawn_) {
+      std::fputc('\n', stderr);
+      std::fflush(stderr);
+    }
+  }
+  ProgressBar(const ProgressBar&) = delete;
+  ProgressBar& operator=(const ProgressBar&) = delete;
+
+  void draw(const EpochLog& log, int64_t epochs, bool has_validation) {
+    if (!enabled_) {
+      return;
+    }
+    constexpr int64_t kWidth = 30;
+    const int64_t filled = kWidth * log.epoch / epochs;
+    std::string bar(static_cast<size_t>(filled), '=');
+    bar.resize(static_cast<size_t>(kWidth), ' ');
+    std::fprintf(stderr,
+                 "\repoch %lld/%lld [%s] loss %.4g",
+                 static_cast<long long>(log.epoch),
+                 static_cast<long long>(epochs),
+                 bar.c_str(),
+                 log.train_loss);
+    if (has_validation) {
+      std::fprintf(stderr, " val_loss %.4g", log.val_loss);
+    }
+    std::fprintf(stderr, " lr %.3g %.1fs ", log.lr, log.wall_seconds);
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+
+ private:
+  bool enabled_;
+  bool drawn_ = false;
+};
+
+// The feature counts the model is known to accept: its LinearRegressor's
+// in_features and its adapted Normalization's per-feature statistics.
+void check_feature_count(const nn::StandardizedRegressorImpl& model,
+                         int64_t features,
+                         const char* where,
+                         const char* what) {
+  if (auto linear = std::dynamic_pointer_cast<nn::LinearRegressorImpl>(
+          model.regressor_module())) {
+    TORCH_CHECK(linear->options.in_features() == features,
+                where,
+                ": the ",
+                what,
+                " table has ",
+                features,
+                " feature column(s) but the model's LinearRegressor takes ",
+                linear->options.in_features(),
+                "; select the same features the model was built for");
+  }
+  const auto& norm = *model.normalization;
+  const auto& axis = norm.options.axis();
+  if (norm.is_adapted() && norm.mean.dim() == 1 && axis.size() == 1 &&
+      (axis[0] == -1 || axis[0] == 1)) {
+    TORCH_CHECK(norm.mean.size(0) == features,
+                where,
+                ": the ",
+                what,
+                " table has ",
+                features,
+                " feature column(s) but the model's Normalization holds "
+                "statistics for ",
+                norm.mean.size(0),
+                "; select the same features it was adapted on");
+  }
+}
+
+// Sum of squared errors, as float64 0-dim tensors, of the standardized
+// predictions against `y_std` and of the original-unit predictions against
+// `y_raw`.
+std::pair<double, double> evaluate(nn::StandardizedRegressorImpl& model,
+                                   const at::Tensor& x,
+                                   const at::Tensor& y_raw,
+                                   const at::Tensor& y_std) {
+  at::NoGradGuard no_grad;
+  auto loss_sum = at::zeros({}, y_raw.options());
+  auto mse_sum = at::zeros({}, y_raw.options());
+  const int64_t n = x.size(0);
+  for (int64_t start = 0; start < n; start += kEvalChunk) {
+    const int64_t len = std::min(kEvalChunk, n - start);
+    auto z = model.forward(x.narrow(0, start, len)).to(at::kDouble);
+    loss_sum += (z - y_std.narrow(0, start, len)).square().sum();
+    // model->predict(x), mapped back in float64.
+    auto pred = model.target->inverse_transform(z);
+    mse_sum += (pred - y_raw.narrow(0, start, len)).square().sum();
+  }
+  const double count = static_cast<double>(y_raw.numel());
+  return {loss_sum.item<double>() / count, mse_sum.item<double>() / count};
+}
+
+// Targets as (N, k).
+at::Tensor as_matrix(const at::Tensor& y) {
+  return y.dim() == 1 ? y.unsqueeze(1) : y;
+}
+
+// ---- History output -------------------------------------------------------
+
+std::string format_number(double value) {
+  if (std::isnan(value)) {
+    return "nan";
+  }
+  char buffer[64];
+  // Shortest form is not wanted: %.17g-style output round-trips and matches
+  // what other tools print; to_chars keeps it locale-independent.
+  auto result = std::to_chars(
+      buffer, buffer + sizeof(buffer), value, std::chars_format::general, 17);
+  return std::string(buffer, result.ptr);
+}
+
+std::string json_number(double value) {
+  return std::isfinite(value) ? format_number(value) : "null";
+}
+
+std::string json_string(const std::string& text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+          out += escaped;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// Writes `content` to `path + ".tmp"`, then renames it over `path`, so a
+// failure never leaves `path` truncated.
+void write_atomically(const std::string& path,
+                      const std::string& content,
+                      const char* where) {
+  const std::string tmp = path + ".tmp";
+  auto fail = [&](const char* step, const std::string& reason) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    TORCH_CHECK(false,
+                where,
+                ": cannot write '",
+                path,
+                "' (",
+                step,
+                " '",
+                tmp,
+                "'): ",
+                reason,
+                "; check that the folder exists and is writable");
+  };
+  std::FILE* file = std::fopen(tmp.c_str(), "wb");
+  if (file == nullptr) {
+    fail("opening", std::strerror(errno));
+  }
+  const size_t written = std::fwrite(content.data(), 1, content.size(), file);
+  const int write_errno = errno;
+  if (written != content.size()) {
+    std::fclose(file);
+    fail("writing", std::strerror(write_errno));
+  }
+  if (std::fclose(file) != 0) {
+    fail("closing", std::strerror(errno));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    fail("renaming", ec.message());
+  }
+}
+
+}  // namespace
+
+// ---- History
+// -----------------------------------------------------------------
+
+double History::gap_to_optimum() const {
+  if (!optimum_mse || epochs.empty()) {
+    return kNaN;
+  }
+  return epochs.back().train_mse - *optimum_mse;
+}
+
+double History::relative_gap() const {
+  if (!optimum_mse || epochs.empty()) {
+    return kNaN;
+  }
+  return epochs.back().train_mse / *optimum_mse - 1;
+}
+
+void History::write_csv(const std::string& path) const {
+  std::string out =
+      "epoch,train_loss,train_mse,val_loss,val_mse,lr,wall_seconds\n";
+  for (const auto& e : epochs) {
+    out += std::to_string(e.epoch);
+    for (double v : {e.train_loss,
+                     e.train_mse,
+                     e.val_loss,
+                     e.val_mse,
+                     e.lr,
+                     e.wall_seconds}) {
+      out += ',';
+      out += format_number(v);
+    }
+    out += '\n';
+  }
+  write_atomically(path, out, "History.write_csv");
+}
+
+void History::write_json(const std::string& path,
+                         const std::string& run_name) const {
+  std::string out =
+      "{\n  \"run\": " + json_string(run_name) + ",\n  \"optimum_mse\": " +
+      (optimum_mse ? json_number(*optimum_mse) : std::string("null")) +
+      ",\n  \"stopped_early\": " + (stopped_early ? "true" : "false") +
+      ",\n  \"epochs\": [";
+  for (size_t i = 0; i < epochs.size(); ++i) {
+    const auto& e = epochs[i];
+    out += i == 0 ? "\n" : ",\n";
+    out += "    {\"epoch\": " + std::to_string(e.epoch) +
+           ", \"train_loss\": " + json_number(e.train_loss) +
+           ", \"train_mse\": " + json_number(e.train_mse) +
+           ", \"val_loss\": " + json_number(e.val_loss) +
+           ", \"val_mse\": " + json_number(e.val_mse) +
+           ", \"lr\": " + json_number(e.lr) +
+           ", \"wall_seconds\": " + json_number(e.wall_seconds) + "}";
+  }
+  out += epochs.empty() ? "]\n}\n" : "\n  ]\n}\n";
+  write_atomically(path, out, "History.write_json");
+}
+
+// ---- fit
+// ---------------------------------------------------------------------
+
+namespace detail {
+
+void check_table(const nn::StandardizedRegressor& model,
+                 const data::Table& table,
+                 const char* where,
+                 const char* what) {
+  const auto& x = table.features;
+  const auto& y = table.targets;
+  TORCH_CHECK(x.defined() && y.defined(),
+              where,
+              ": the ",
+              what,
+              " table has no ",
+              x.defined() ? "targets" : "features",
+              " (undefined tensor); build it with data::read_csv");
+  TORCH_CHECK(x.dim() == 2,
+              where,
+              ": expected ",
+              what,
+              " features of shape (N, F), got ",
+              x.sizes());
+  TORCH_CHECK(y.dim() == 1 || y.dim() == 2,
+              where,
+              ": expected ",
+              what,
+              " targets of shape (N) or (N, k), got ",
+              y.sizes());
+  TORCH_CHECK(x.size(0) == y.size(0),
+              where,
+              ": the ",
+              what,
+              " table has ",
+              x.size(0),
+              " feature rows but ",
+              y.size(0),
+              " target rows; they must match");
+  TORCH_CHECK(x.size(0) > 0,
+              where,
+              ": the ",
+              what,
+              " table is empty (0 rows); there is nothing to ",
+              std::strcmp(what, "training") == 0 ? "train on" : "evaluate");
+  TORCH_CHECK(y.numel() > 0,
+              where,
+              ": the ",
+              what,
+              " table has no target columns (shape ",
+              y.sizes(),
+              ")");
+  if (auto index = nn::detail::first_nonfinite_index(x)) {
+    TORCH_CHECK(false,
+                where,
+                ": ",
+                what,
+                " feature ",
+                at::IntArrayRef(*index),
+                " is NaN or Inf; remove or impute it first");
+  }
+  if (auto index = nn::detail::first_nonfinite_index(y)) {
+    TORCH_CHECK(false,
+                where,
+                ": ",
+                what,
+                " target ",
+                at::IntArrayRef(*index),
+                " is NaN or Inf; remove or impute it first");
+  }
+  check_feature_count(*model, x.size(1), where, what);
+}
+
+}  // namespace detail
+
+History fit(nn::StandardizedRegressor& model,
+            torch::optim::Optimizer& optimizer,
+            const data::Table& train,
+            const FitOptions& options,
+            const data::Table* validation) {
+  TORCH_CHECK(options.epochs() >= 1,
+              "fit: epochs must be at least 1, got ",
+              options.epochs());
+  TORCH_CHECK(options.batch_size() >= 0,
+              "fit: batch_size must be >= 0 (0 = the full training set), got ",
+              options.batch_size());
+  TORCH_CHECK(options.early_stopping_patience() >= 0,
+              "fit: early_stopping_patience must be >= 0 (0 = off), got ",
+              options.early_stopping_patience());
+  TORCH_CHECK(std::isfinite(options.early_stopping_min_delta()) &&
+                  options.early_stopping_min_delta() >= 0,
+              "fit: early_stopping_min_delta must be finite and >= 0, got ",
+              options.early_stopping_min_delta());
+  TORCH_CHECK(!options.optimum_mse() || std::isfinite(*options.optimum_mse()),
+              "fit: optimum_mse must be finite, got ",
+              options.optimum_mse().value_or(0));
+  detail::check_table(model, train, "fit", "training");
+  if (validation != nullptr) {
+    detail::check_table(model, *validation, "fit", "validation");
+    TORCH_CHECK(validation->features.size(1) == train.features.size(1) &&
+                    as_matrix(validation->targets).size(1) ==
+                        as_matrix(train.targets).size(1),
+                "fit: the validation table has ",
+                validation->features.size(1),
+                " feature and ",
+                as_matrix(validation->targets).size(1),
+                " target column(s), the training table ",
+                train.features.size(1),
+                " and ",
+                as_matrix(train.targets).size(1),
+                "; split both from the same data");
+  }
+  const auto params = model->parameters();
+  TORCH_CHECK(!params.empty(),
+              "fit: the model has no parameters to train; wrap a regressor "
+              "with parameters, e.g. LinearRegressor(n_features)");
+
+  // An optimizer built on another module (e.g. on a model that was cloned
+  // afterwards) would step tensors the loss does not depend on.
+  bool shares_parameters = false;
+  for (const auto& group : optimizer.param_groups()) {
+    for (const auto& p : group.params()) {
+      for (const auto& q : params) {
+        shares_parameters = shares_parameters || p.is_same(q);
+      }
+    }
+  }
+  TORCH_CHECK(shares_parameters,
+              "fit: the optimizer holds none of the model's parameters; "
+              "build it on this model, e.g. Adam(model->parameters(), ...)");
+
+  const bool need_inputs = !model->normalization->is_adapted();
+  const bool need_targets = !model->target->is_fitted();
+  if (need_inputs && need_targets) {
+    model->fit_statistics(train.features, train.targets);
+  } else if (need_inputs) {
+    model->normalization->adapt(train.features);
+  } else if (need_targets) {
+    model->target->fit(train.targets);
+  }
+
+  const auto data_options = at::TensorOptions()
+                                .dtype(params[0].scalar_type())
+                                .device(params[0].device());
+  const auto eval_options = data_options.dtype(at::kDouble);
+  const auto x = train.features.to(data_options);
+  const auto y = as_matrix(train.targets).to(data_options);
+  const auto y_std = model->transform_targets(y);
+  const auto y_raw64 = as_matrix(train.targets).to(eval_options);
+  const auto y_std64 = model->transform_targets(y_raw64);
+  at::Tensor xv, yv_raw64, yv_std64;
+  if (validation != nullptr) {
+    xv = validation->features.to(data_options);
+    yv_raw64 = as_matrix(validation->targets).to(eval_options);
+    yv_std64 = model->transform_targets(yv_raw64);
+  }
+
+  const int64_t n = x.size(0);
+  const int64_t batch =
+      options.batch_size() == 0 ? n : std::min(options.batch_size(), n);
+  const int64_t batches = (n + batch - 1) / batch;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(options.seed());
+
+  // Training needs autograd even when the caller holds a NoGradGuard.
+  at::AutoGradMode enable_grad(true);
+  ModeGuard mode_guard(*model);
+  ProgressBar progress(
+      options.progress() == Progress::kOn ||
+      (options.progress() == Progress::kAuto && stderr_is_terminal()));
+  History history;
+  history.optimum_mse = options.optimum_mse();
+  double best = std::numeric_limits<double>::infinity();
+  int64_t epochs_without_improvement = 0;
+  const auto start_time = std::chrono::steady_clock::now();
+
+  for (int64_t epoch = 1; epoch <= options.epochs(); ++epoch) {
+    EpochLog log;
+    log.epoch = epoch;
+    log.lr = lr_of_group0(optimizer);
+    model->train(true);
+    at::Tensor order;
+    if (options.shuffle()) {
+      order = at::randperm(n, generator, at::TensorOptions().dtype(at::kLong))
+                  .to(x.device());
+    }
+    for (int64_t b = 0; b < batches; ++b) {
+      const int64_t start = b * batch;
+      const int64_t len = std::min(batch, n - start);
+      at::Tensor xb, yb;
+      if (order.defined()) {
+        auto rows = order.narrow(0, start, len);
+        xb = x.index_select(0, rows);
+        yb = y_std.index_select(0, rows);
+      } else {
+        xb = x.narrow(0, start, len);
+        yb = y_std.narrow(0, start, len);
+      }
+      optimizer.zero_grad();
+      auto prediction = model->forward(xb);
+      TORCH_CHECK(prediction.sizes() == yb.sizes(),
+                  "fit: the model predicts shape ",
+                  prediction.sizes(),
+                  " for a batch whose targets have shape ",
+                  yb.sizes(),
+                  "; make the regressor's out_features match the number of "
+                  "target columns");
+      auto loss = at::mse_loss(prediction, yb);
+      const double value = loss.item<double>();
+      TORCH_CHECK(std::isfinite(value),
+                  "fit: the training loss is ",
+                  std::isnan(value) ? "NaN" : "Inf",
+                  " at epoch ",
+                  epoch,
+                  ", batch ",
+                  b + 1,
+                  " (of ",
+                  batches,
+                  "); the run diverged: lower the learning rate or "
+                  "standardize the targets (TargetScaling::kZScore)");
+      loss.backward();
+      optimizer.step();
+    }
+
+    model->eval();
+    std::tie(log.train_loss, log.train_mse) =
+        evaluate(*model, x, y_raw64, y_std64);
+    TORCH_CHECK(std::isfinite(log.train_loss),
+                "fit: the training loss evaluated after epoch ",
+                epoch,
+                " is ",
+                std::isnan(log.train_loss) ? "NaN" : "Inf",
+                "; the step of batch ",
+                batches,
+                " (the last) diverged: lower the learning rate or standardize "
+                "the targets (TargetScaling::kZScore)");
+    if (validation != nullptr) {
+      std::tie(log.val_loss, log.val_mse) =
+          evaluate(*model, xv, yv_raw64, yv_std64);
+    } else {
+      log.val_loss = kNaN;
+      log.val_mse = kNaN;
+    }
+    log.wall_seconds = std::chrono::duration<double>(
+                           std::chrono::steady_clock::now() - start_time)
+                           .count();
+    history.epochs.push_back(log);
+    progress.draw(log, options.epochs(), validation != nullptr);
+    if (options.on_epoch_end()) {
+      options.on_epoch_end()(log);
+    }
+
+    const double monitored =
+        validation != nullptr ? log.val_loss : log.train_loss;
+    if (options.scheduler()) {
+      options.scheduler()->step();
+    }
+    if (options.plateau()) {
+      options.plateau()->step(static_cast<float>(monitored));
+    }
+    if (options.early_stopping_patience() > 0) {
+      if (monitored < best - options.early_stopping_min_delta()) {
+        best = monitored;
+        epochs_without_improvement = 0;
+      } else if (++epochs_without_improvement >=
+                     options.early_stopping_patience() &&
+                 epoch < options.epochs()) {
+        history.stopped_early = true;
+        break;
+      }
+    }
+  }
+  return history;
+}
+
+}  // namespace normopt::train

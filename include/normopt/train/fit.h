@@ -1,0 +1,198 @@
+#pragma once
+
+/// A Keras-style `fit()` loop for a StandardizedRegressor and any
+/// torch::optim::Optimizer, with a per-epoch History that can be written to
+/// CSV or JSON.
+///
+/// \code
+///   using namespace normopt;
+///   auto table = data::read_csv("income.csv",
+///   data::CsvOptions().dtype(at::kFloat)); auto [train_part, valid_part] =
+///   data::train_validation_split(table, 0.2, 42); nn::StandardizedRegressor
+///   model(nn::LinearRegressor(2)); optim::Adam adam(model->parameters(),
+///   optim::AdamOptions(1e-2)); auto optimum =
+///   train::solve_least_squares(train_part.features,
+///                                             train_part.targets).mse;
+///   auto history = train::fit(model, adam, train_part,
+///                             train::FitOptions()
+///                                 .epochs(200)
+///                                 .batch_size(0)  // full batch
+///                                 .optimum_mse(optimum),
+///                             &valid_part);
+///   history.write_csv("history.csv");
+///   std::printf("%.2f%% above the optimum\n", 100 * history.relative_gap());
+/// \endcode
+
+#include <normopt/data/csv.h>
+#include <normopt/macros.h>
+#include <normopt/nn/standardized_regressor.h>
+#include <torch/arg.h>
+#include <torch/optim/optimizer.h>
+#include <torch/optim/schedulers/lr_scheduler.h>
+#include <torch/optim/schedulers/reduce_on_plateau_scheduler.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace normopt::train {
+
+/// Whether fit() draws a progress bar.
+enum class Progress {
+  /// A one-line progress bar on stderr when stderr is a terminal (isatty),
+  /// nothing otherwise (logs, CI, tests).
+  kAuto,
+  /// Always draw the progress bar on stderr.
+  kOn,
+  /// Never draw it.
+  kOff,
+};
+
+/// What one epoch of fit() measured. Losses are evaluated on the whole set
+/// after the epoch's last step, without gradients and in eval() mode.
+struct NORMOPT_API EpochLog {
+  /// 1-based epoch number.
+  int64_t epoch = 0;
+  /// Training loss: MSE in standardized target units (what the optimizer
+  /// minimizes), over the whole training set.
+  double train_loss = 0;
+  /// Training MSE in the targets' original units (e.g. dollars²):
+  /// model->predict(x) against the raw targets.
+  double train_mse = 0;
+  /// Validation loss (standardized units); NaN without validation data.
+  double val_loss = 0;
+  /// Validation MSE in original units; NaN without validation data.
+  double val_mse = 0;
+  /// Learning rate of param group 0 during this epoch (before any scheduler
+  /// step); NaN when the optimizer's options do not implement get_lr().
+  double lr = 0;
+  /// Seconds since fit() started, at the end of this epoch.
+  double wall_seconds = 0;
+};
+
+/// Options for `fit()`.
+struct NORMOPT_API FitOptions {
+  /// Number of passes over the training set (at least 1).
+  TORCH_ARG(int64_t, epochs) = 100;
+  /// Rows per optimizer step (Keras's default 32); 0 means the full training
+  /// set (one step per epoch); a value above N is clamped to N. The last
+  /// batch of an epoch holds the remaining rows, so an epoch takes
+  /// ceil(N / batch_size) steps.
+  TORCH_ARG(int64_t, batch_size) = 32;
+  /// Whether to visit the rows in a new random order each epoch.
+  TORCH_ARG(bool, shuffle) = true;
+  /// Seed of the shuffling generator: fit() draws its permutations from a
+  /// private CPU generator seeded with this value, never from the global
+  /// torch RNG, so the same seed gives the same run.
+  TORCH_ARG(uint64_t, seed) = 0;
+  /// Learning-rate scheduler built on the same optimizer (e.g.
+  /// std::make_shared<torch::optim::StepLR>(optimizer, 10, 0.5)); stepped
+  /// once after each epoch. Null: none. LibTorch's StepLR counts its first
+  /// step() as step 0 (Python's constructor takes that step itself), so
+  /// StepLR(optimizer, 2, 0.5) first halves lr after epoch 3, not 2.
+  TORCH_ARG(std::shared_ptr<torch::optim::LRScheduler>, scheduler) = nullptr;
+  /// ReduceLROnPlateau scheduler on the same optimizer, stepped after each
+  /// epoch with the monitored loss (see `early_stopping_patience`). Null:
+  /// none.
+  TORCH_ARG(std::shared_ptr<torch::optim::ReduceLROnPlateauScheduler>,
+            plateau) = nullptr;
+  /// Stop when the monitored loss (the validation loss when validation data
+  /// is given, else the training loss, both in standardized units) has not
+  /// improved by more than `early_stopping_min_delta` for this many
+  /// consecutive epochs. 0: never stop early.
+  TORCH_ARG(int64_t, early_stopping_patience) = 0;
+  /// Smallest decrease of the monitored loss that counts as an improvement
+  /// (non-negative).
+  TORCH_ARG(double, early_stopping_min_delta) = 0;
+  /// Called after every epoch with that epoch's log (after the History got
+  /// it, before the schedulers step). Exceptions propagate out of fit().
+  TORCH_ARG(std::function<void(const EpochLog&)>, on_epoch_end) = nullptr;
+  /// Progress bar on stderr.
+  TORCH_ARG(Progress, progress) = Progress::kAuto;
+  /// The best achievable training MSE in original units (e.g.
+  /// solve_least_squares(...).mse); stored in the History to report the gap.
+  TORCH_ARG(std::optional<double>, optimum_mse) = std::nullopt;
+};
+
+/// The per-epoch record of a fit() run.
+struct NORMOPT_API History {
+  /// One entry per completed epoch, in order.
+  std::vector<EpochLog> epochs;
+  /// FitOptions::optimum_mse of the run, if it was given.
+  std::optional<double> optimum_mse;
+  /// True when early stopping ended the run before the planned epochs.
+  bool stopped_early = false;
+
+  /// train_mse of the last epoch minus the optimum; NaN when the optimum is
+  /// unknown or there are no epochs.
+  double gap_to_optimum() const;
+
+  /// Last train_mse / optimum - 1 (0.01: 1% above the optimum); NaN when
+  /// the optimum is unknown or there are no epochs.
+  double relative_gap() const;
+
+  /// Writes the epochs as CSV: the header
+  /// `epoch,train_loss,train_mse,val_loss,val_mse,lr,wall_seconds`, then one
+  /// row per epoch, numbers with 17 significant digits (exact round trip,
+  /// independent of the C locale), NaN as `nan`. The file is written to
+  /// `path + ".tmp"` and renamed over `path`, so an existing file is never
+  /// left half-written. Throws c10::Error naming the path and the OS reason
+  /// when a step fails.
+  void write_csv(const std::string& path) const;
+
+  /// Writes `{"run": run_name, "optimum_mse": x|null, "stopped_early": bool,
+  /// "epochs": [{"epoch": 1, "train_loss": ..., ...}, ...]}` with the CSV's
+  /// keys; NaN and infinities become null. Same atomic replacement and
+  /// errors as write_csv().
+  void write_json(const std::string& path, const std::string& run_name) const;
+};
+
+/// Trains `model` with `optimizer` on `train` by minibatch gradient descent
+/// on torch::mse_loss(model->forward(xb), model->transform_targets(yb)) and
+/// returns the per-epoch History.
+///
+/// - Statistics: when the model's input Normalization is not adapted, or its
+///   TargetStandardizer not fitted, fit() first computes the missing ones
+///   from the training table (model->fit_statistics(features, targets) when
+///   both are missing). Statistics already present are kept, so a model
+///   adapted on other data, or with fixed statistics, is trained as is.
+/// - Data: features and targets are converted to the dtype and device of the
+///   model's first parameter; targets of shape (N) are treated as (N, 1).
+/// - Each epoch: a permutation of the rows (if `shuffle`), then for each
+///   batch zero_grad(), backward(), step(); then the EpochLog is evaluated,
+///   on_epoch_end called, the schedulers stepped and early stopping checked.
+///   The model is in train() mode during the steps and eval() mode during
+///   evaluation; its original mode is restored on return.
+///
+/// Throws c10::Error for epochs < 1, batch_size < 0, a negative patience or
+/// min_delta, an empty table, features and targets with different row
+/// counts, a feature count the model does not take, a model without
+/// parameters, an optimizer holding none of them, predictions whose shape
+/// differs from the targets', NaN/Inf in the data, and a non-finite loss: a
+/// batch loss (naming the epoch and the batch; that batch's step is not taken)
+/// or the end-of-epoch training loss. The validation table gets the same
+/// checks.
+NORMOPT_API History fit(nn::StandardizedRegressor& model,
+                        torch::optim::Optimizer& optimizer,
+                        const data::Table& train,
+                        const FitOptions& options = {},
+                        const data::Table* validation = nullptr);
+
+namespace detail {
+
+/// Checks that `table` is a well-formed training table for `model`:
+/// defined 2-D features, targets (N) or (N, k) with the same N > 0, only
+/// finite values, and a feature count the model accepts (from its
+/// LinearRegressor's in_features or its adapted Normalization). `where`
+/// names the caller and `what` the table in messages.
+NORMOPT_API void check_table(const nn::StandardizedRegressor& model,
+                             const data::Table& table,
+                             const char* where,
+                             const char* what);
+
+}  // namespace detail
+
+}  // namespace normopt::train
