@@ -147,24 +147,60 @@ void check_feature_count(const nn::StandardizedRegressorImpl& model,
 // Sum of squared errors, as float64 0-dim tensors, of the standardized
 // predictions against `y_std` and of the original-unit predictions against
 // `y_raw`.
+// `x_norm` is the input already through the model's Normalization (see
+// fit(): it is computed once, the statistics being fixed during training).
+// The MSE in original units uses predict(x) - y = (z - y_std) * scale, the
+// inverse transform being affine: one multiply instead of a second pass
+// through the TargetStandardizer (equal up to float64 rounding).
 std::pair<double, double> evaluate(nn::StandardizedRegressorImpl& model,
-                                   const at::Tensor& x,
-                                   const at::Tensor& y_raw,
-                                   const at::Tensor& y_std) {
+                                   const at::Tensor& x_norm,
+                                   const at::Tensor& y_std,
+                                   const at::Tensor& scale) {
   at::NoGradGuard no_grad;
-  auto loss_sum = at::zeros({}, y_raw.options());
-  auto mse_sum = at::zeros({}, y_raw.options());
-  const int64_t n = x.size(0);
+  const int64_t n = x_norm.size(0);
+  double loss_sum = 0, mse_sum = 0;
   for (int64_t start = 0; start < n; start += kEvalChunk) {
     const int64_t len = std::min(kEvalChunk, n - start);
-    auto z = model.forward(x.narrow(0, start, len)).to(at::kDouble);
-    loss_sum += (z - y_std.narrow(0, start, len)).square().sum();
-    // model->predict(x), mapped back in float64.
-    auto pred = model.target->inverse_transform(z);
-    mse_sum += (pred - y_raw.narrow(0, start, len)).square().sum();
+    auto z =
+        model.regressor.forward(x_norm.narrow(0, start, len)).to(at::kDouble);
+    auto diff = (z - y_std.narrow(0, start, len)).reshape({-1});
+    auto dollars = (diff.view_as(z) * scale).reshape({-1});
+    loss_sum += at::dot(diff, diff).item<double>();
+    mse_sum += at::dot(dollars, dollars).item<double>();
   }
-  const double count = static_cast<double>(y_raw.numel());
-  return {loss_sum.item<double>() / count, mse_sum.item<double>() / count};
+  const double count = static_cast<double>(y_std.numel());
+  return {loss_sum / count, mse_sum / count};
+}
+
+// The training step of a LinearRegressor under the MSE loss, with the
+// gradient in closed form instead of an autograd graph:
+//   loss = mean((x Wᵀ + b - y)²) over B·k entries,
+//   dL/dW = c (pred - y)ᵀ x,  dL/db = c Σ_rows (pred - y),  c = 2 / (B·k).
+// The gradients are written into the parameters' .grad() in place, so the
+// optimizer sees exactly what backward() would have left there. Returns the
+// batch loss (for the divergence check).
+double linear_mse_step(nn::LinearRegressorImpl& linear,
+                       const at::Tensor& xb,
+                       const at::Tensor& yb) {
+  at::NoGradGuard no_grad;
+  auto prediction = at::linear(xb, linear.weight, linear.bias);
+  auto diff = prediction - yb;
+  const double loss = at::mse_loss(prediction, yb).item<double>();
+  const double c = 2.0 / static_cast<double>(diff.numel());
+  auto& grad_w = linear.weight.mutable_grad();
+  if (!grad_w.defined()) {
+    grad_w = at::zeros_like(linear.weight);
+  }
+  at::addmm_out(grad_w, grad_w, diff.t(), xb, /*beta=*/0, /*alpha=*/c);
+  if (linear.bias.defined()) {
+    auto& grad_b = linear.bias.mutable_grad();
+    if (!grad_b.defined()) {
+      grad_b = at::zeros_like(linear.bias);
+    }
+    at::sum_out(grad_b, diff, {0});
+    grad_b.mul_(c);
+  }
+  return loss;
 }
 
 // Targets as (N, k).
@@ -468,17 +504,32 @@ History fit(nn::StandardizedRegressor& model,
                                 .dtype(params[0].scalar_type())
                                 .device(params[0].device());
   const auto eval_options = data_options.dtype(at::kDouble);
-  const auto x = train.features.to(data_options);
+  // The input Normalization's statistics stay fixed while the regressor
+  // trains, so the inputs are normalized once here rather than per batch
+  // and per evaluation: model->forward(x) == regressor(normalization(x)).
+  const auto normalize = [&](const at::Tensor& features) {
+    at::NoGradGuard no_grad;
+    return model->normalization->forward(features.to(data_options));
+  };
+  const auto x = normalize(train.features);
   const auto y = as_matrix(train.targets).to(data_options);
   const auto y_std = model->transform_targets(y);
-  const auto y_raw64 = as_matrix(train.targets).to(eval_options);
-  const auto y_std64 = model->transform_targets(y_raw64);
-  at::Tensor xv, yv_raw64, yv_std64;
+  const auto y_std64 =
+      model->transform_targets(as_matrix(train.targets).to(eval_options));
+  const auto target_scale64 = model->target->scale.to(eval_options);
+  at::Tensor xv, yv_std64;
   if (validation != nullptr) {
-    xv = validation->features.to(data_options);
-    yv_raw64 = as_matrix(validation->targets).to(eval_options);
-    yv_std64 = model->transform_targets(yv_raw64);
+    xv = normalize(validation->features);
+    yv_std64 = model->transform_targets(
+        as_matrix(validation->targets).to(eval_options));
   }
+
+  // A LinearRegressor gets its MSE gradient in closed form (see
+  // linear_mse_step); anything else goes through autograd.
+  auto linear = options.analytic_gradients()
+                    ? std::dynamic_pointer_cast<nn::LinearRegressorImpl>(
+                          model->regressor.ptr())
+                    : nullptr;
 
   const int64_t n = x.size(0);
   const int64_t batch =
@@ -520,17 +571,29 @@ History fit(nn::StandardizedRegressor& model,
         xb = x.narrow(0, start, len);
         yb = y_std.narrow(0, start, len);
       }
-      optimizer.zero_grad();
-      auto prediction = model->forward(xb);
-      TORCH_CHECK(prediction.sizes() == yb.sizes(),
-                  "fit: the model predicts shape ",
-                  prediction.sizes(),
-                  " for a batch whose targets have shape ",
-                  yb.sizes(),
-                  "; make the regressor's out_features match the number of "
-                  "target columns");
-      auto loss = at::mse_loss(prediction, yb);
-      const double value = loss.item<double>();
+      const auto check_prediction = [&](at::IntArrayRef predicted) {
+        TORCH_CHECK(predicted == yb.sizes(),
+                    "fit: the model predicts shape ",
+                    predicted,
+                    " for a batch whose targets have shape ",
+                    yb.sizes(),
+                    "; make the regressor's out_features match the number of "
+                    "target columns");
+      };
+      double value = 0;
+      if (linear) {
+        check_prediction({xb.size(0), linear->options.out_features()});
+        value = linear_mse_step(*linear, xb, yb);
+      } else {
+        optimizer.zero_grad();
+        auto prediction = model->regressor.forward(xb);
+        check_prediction(prediction.sizes());
+        auto loss = at::mse_loss(prediction, yb);
+        value = loss.item<double>();
+        if (std::isfinite(value)) {
+          loss.backward();
+        }
+      }
       TORCH_CHECK(std::isfinite(value),
                   "fit: the training loss is ",
                   std::isnan(value) ? "NaN" : "Inf",
@@ -542,13 +605,12 @@ History fit(nn::StandardizedRegressor& model,
                   batches,
                   "); the run diverged: lower the learning rate or "
                   "standardize the targets (TargetScaling::kZScore)");
-      loss.backward();
       optimizer.step();
     }
 
     model->eval();
     std::tie(log.train_loss, log.train_mse) =
-        evaluate(*model, x, y_raw64, y_std64);
+        evaluate(*model, x, y_std64, target_scale64);
     TORCH_CHECK(std::isfinite(log.train_loss),
                 "fit: the training loss evaluated after epoch ",
                 epoch,
@@ -560,7 +622,7 @@ History fit(nn::StandardizedRegressor& model,
                 "the targets (TargetScaling::kZScore)");
     if (validation != nullptr) {
       std::tie(log.val_loss, log.val_mse) =
-          evaluate(*model, xv, yv_raw64, yv_std64);
+          evaluate(*model, xv, yv_std64, target_scale64);
     } else {
       log.val_loss = kNaN;
       log.val_mse = kNaN;
