@@ -27,7 +27,7 @@ def main(argv=None):
     if not runs:
         print(f"plot_history: no run histories (*.csv) in {args.folder}", file=sys.stderr)
         return 1
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = plt.subplots(figsize=(11, 5.5))
     optimum = None
     for path in runs:
         with path.open() as f:
@@ -47,7 +47,7 @@ def main(argv=None):
     ax.set_ylabel("training MSE (original units²)")
     ax.set_title("Adam vs SGD, raw (dashed) vs standardized (solid) targets")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     output = args.output or args.folder / "mse.png"
     fig.savefig(output, dpi=110)

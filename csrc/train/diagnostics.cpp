@@ -4,7 +4,9 @@
 #include <normopt/optim/adamw.h>
 #include <normopt/optim/sgd.h>
 #include <normopt/train/diagnostics.h>
+
 #include <normopt/train/fit.h>
+#include "mode_guard.h"
 
 #include <ATen/ATen.h>
 #include <torch/optim/adam.h>
@@ -97,21 +99,7 @@ bool is_adam(const torch::optim::Optimizer& optimizer) {
          dynamic_cast<const torch::optim::AdamW*>(&optimizer) != nullptr;
 }
 
-// Restores a module's train/eval mode.
-class ModeGuard {
- public:
-  explicit ModeGuard(torch::nn::Module& module)
-      : module_(module), was_training_(module.is_training()) {}
-  ~ModeGuard() {
-    module_.train(was_training_);
-  }
-  ModeGuard(const ModeGuard&) = delete;
-  ModeGuard& operator=(const ModeGuard&) = delete;
-
- private:
-  torch::nn::Module& module_;
-  bool was_training_;
-};
+using detail::ModeGuard;
 
 }  // namespace
 

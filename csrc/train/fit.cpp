@@ -2,6 +2,7 @@
 #include <normopt/train/fit.h>
 
 #include "../nn/checks.h"
+#include "mode_guard.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -52,21 +53,7 @@ double lr_of_group0(const torch::optim::Optimizer& optimizer) {
   }
 }
 
-// Restores the module's train/eval mode on every exit path.
-class ModeGuard {
- public:
-  explicit ModeGuard(torch::nn::Module& module)
-      : module_(module), was_training_(module.is_training()) {}
-  ~ModeGuard() {
-    module_.train(was_training_);
-  }
-  ModeGuard(const ModeGuard&) = delete;
-  ModeGuard& operator=(const ModeGuard&) = delete;
-
- private:
-  torch::nn::Module& module_;
-  bool was_training_;
-};
+using detail::ModeGuard;
 
 // A one-line progress bar on stderr, ended with a newline however fit()
 // leaves.
