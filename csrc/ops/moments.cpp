@@ -8,6 +8,8 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include "library.h"
+
 #include <limits>
 
 namespace normopt::ops {
@@ -100,7 +102,7 @@ at::Tensor destandardize_impl(const at::Tensor& z,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(normopt, CompositeImplicitAutograd, m) {
+NORMOPT_LIBRARY_IMPL(CompositeImplicitAutograd, m) {
   m.impl("moments", &moments_impl);
   m.impl("merge_moments", &merge_moments_impl);
   m.impl("scale_from_variance", &scale_from_variance_impl);

@@ -5,11 +5,13 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include "library.h"
+
 // An optimizer step updates leaves in place under no_grad: there is nothing
 // to differentiate. Falling through the Autograd key skips the boxed
 // autograd fallback, which would otherwise box every list argument and cost
 // more than the whole update of a small model.
-TORCH_LIBRARY_IMPL(normopt, Autograd, m) {
+NORMOPT_LIBRARY_IMPL(Autograd, m) {
   m.impl("adam_step_", torch::CppFunction::makeFallthrough());
   m.impl("sgd_step_", torch::CppFunction::makeFallthrough());
 }

@@ -1,6 +1,7 @@
 #pragma once
-// Internal: argument checks shared by the CPU and CUDA optimizer-step
-// kernels, so both reject bad input with the same message.
+// Internal: argument checks shared by the CPU and Meta (and future CUDA)
+// kernels of the optimizer-step ops, so every backend rejects bad input with
+// the same message, and a traced call fails where an eager one would.
 
 #include <ATen/ATen.h>
 #include <ATen/MemoryOverlap.h>
@@ -12,16 +13,34 @@ namespace normopt::ops::detail {
 
 using NamedList = std::pair<const char*, at::TensorList>;
 
+inline bool has_symbolic_shape(at::TensorList list) {
+  for (const auto& t : list) {
+    if (t.defined() && t.unsafeGetTensorImpl()->has_symbolic_sizes_strides()) {
+      return true;
+    }
+  }
+  return false;
+}
+
 /// Checks index-aligned tensor lists for one fused step: equal lengths; every
 /// tensor defined, dense, on `device`; the tensors of one index share shape,
 /// strides and dtype (floating) and do not overlap each other. `optional`
-/// lists may be empty.
+/// lists may be empty. Fake tensors with symbolic shapes (torch.compile
+/// dynamic=True) have no concrete sizes: their symbolic sizes are compared
+/// and the density and overlap tests, which need real memory, are left to
+/// the real kernel.
 inline void check_step_lists(const char* op,
                              at::DeviceType device,
                              at::TensorList params,
                              std::initializer_list<NamedList> required,
                              std::initializer_list<NamedList> optional = {}) {
   const size_t n = params.size();
+  bool symbolic = has_symbolic_shape(params);
+  for (const auto& lists : {required, optional}) {
+    for (const auto& l : lists) {
+      symbolic = symbolic || has_symbolic_shape(l.second);
+    }
+  }
   auto check_length = [&](const NamedList& list) {
     TORCH_CHECK(list.second.size() == n,
                 op,
@@ -59,7 +78,7 @@ inline void check_step_lists(const char* op,
                 "] has dtype ",
                 p.scalar_type(),
                 "; expected float32, float64, float16 or bfloat16");
-    TORCH_CHECK(p.is_non_overlapping_and_dense(),
+    TORCH_CHECK(symbolic || p.is_non_overlapping_and_dense(),
                 op,
                 ": params[",
                 i,
@@ -82,23 +101,39 @@ inline void check_step_lists(const char* op,
                   "[",
                   i,
                   "] is sparse; normopt optimizers need dense gradients");
-      TORCH_CHECK(t.sizes() == p.sizes() && t.strides() == p.strides(),
-                  op,
-                  ": ",
-                  list.first,
-                  "[",
-                  i,
-                  "] has shape ",
-                  t.sizes(),
-                  " and strides ",
-                  t.strides(),
-                  " but params[",
-                  i,
-                  "] has ",
-                  p.sizes(),
-                  " and ",
-                  p.strides(),
-                  "; they must match");
+      if (symbolic) {
+        TORCH_CHECK(t.sym_sizes() == p.sym_sizes(),
+                    op,
+                    ": ",
+                    list.first,
+                    "[",
+                    i,
+                    "] has shape ",
+                    t.sym_sizes(),
+                    " but params[",
+                    i,
+                    "] has ",
+                    p.sym_sizes(),
+                    "; they must match");
+      } else {
+        TORCH_CHECK(t.sizes() == p.sizes() && t.strides() == p.strides(),
+                    op,
+                    ": ",
+                    list.first,
+                    "[",
+                    i,
+                    "] has shape ",
+                    t.sizes(),
+                    " and strides ",
+                    t.strides(),
+                    " but params[",
+                    i,
+                    "] has ",
+                    p.sizes(),
+                    " and ",
+                    p.strides(),
+                    "; they must match");
+      }
       TORCH_CHECK(
           t.scalar_type() == p.scalar_type() && t.device() == p.device(),
           op,
@@ -117,15 +152,16 @@ inline void check_step_lists(const char* op,
           " on ",
           p.device(),
           "; they must match");
-      TORCH_CHECK(at::get_overlap_status(p, t) == at::MemOverlapStatus::No,
-                  op,
-                  ": ",
-                  list.first,
-                  "[",
-                  i,
-                  "] shares memory with params[",
-                  i,
-                  "]; pass separate tensors");
+      TORCH_CHECK(
+          symbolic || at::get_overlap_status(p, t) == at::MemOverlapStatus::No,
+          op,
+          ": ",
+          list.first,
+          "[",
+          i,
+          "] shares memory with params[",
+          i,
+          "]; pass separate tensors");
     };
     for (const auto& l : required) {
       check_peer(l);
@@ -134,6 +170,83 @@ inline void check_step_lists(const char* op,
       check_peer(l);
     }
   }
+}
+
+/// Every argument check of normopt::adam_step_.
+inline void check_adam_step_args(at::DeviceType device,
+                                 at::TensorList params,
+                                 at::TensorList grads,
+                                 at::TensorList exp_avgs,
+                                 at::TensorList exp_avg_sqs,
+                                 at::TensorList max_exp_avg_sqs,
+                                 at::IntArrayRef steps,
+                                 double lr,
+                                 double beta1,
+                                 double beta2,
+                                 double eps,
+                                 bool amsgrad) {
+  constexpr const char* kOp = "normopt::adam_step_";
+  check_step_lists(
+      kOp,
+      device,
+      params,
+      {{"grads", grads}, {"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}},
+      {{"max_exp_avg_sqs", max_exp_avg_sqs}});
+  TORCH_CHECK(!amsgrad || max_exp_avg_sqs.size() == params.size(),
+              kOp,
+              ": amsgrad needs one max_exp_avg_sqs tensor per parameter, got ",
+              max_exp_avg_sqs.size());
+  TORCH_CHECK(steps.size() == params.size(),
+              kOp,
+              ": expected ",
+              params.size(),
+              " step counts, got ",
+              steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    TORCH_CHECK(steps[i] >= 1,
+                kOp,
+                ": steps[",
+                i,
+                "] is ",
+                steps[i],
+                "; step counts start at 1");
+  }
+  TORCH_CHECK(lr >= 0, kOp, ": invalid learning rate ", lr);
+  TORCH_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
+              kOp,
+              ": betas must be in [0, 1), got (",
+              beta1,
+              ", ",
+              beta2,
+              ")");
+  TORCH_CHECK(eps >= 0, kOp, ": invalid eps ", eps);
+}
+
+/// Every argument check of normopt::sgd_step_.
+inline void check_sgd_step_args(at::DeviceType device,
+                                at::TensorList params,
+                                at::TensorList grads,
+                                at::TensorList momentum_buffers,
+                                double lr,
+                                double momentum,
+                                double dampening,
+                                bool nesterov) {
+  constexpr const char* kOp = "normopt::sgd_step_";
+  check_step_lists(kOp,
+                   device,
+                   params,
+                   {{"grads", grads}},
+                   {{"momentum_buffers", momentum_buffers}});
+  TORCH_CHECK(lr >= 0, kOp, ": invalid learning rate ", lr);
+  TORCH_CHECK(momentum == 0 || momentum_buffers.size() == params.size(),
+              kOp,
+              ": momentum ",
+              momentum,
+              " needs one momentum buffer per parameter, got ",
+              momentum_buffers.size());
+  TORCH_CHECK(!nesterov || (momentum > 0 && dampening == 0),
+              kOp,
+              ": Nesterov momentum requires a momentum and zero dampening");
 }
 
 }  // namespace normopt::ops::detail

@@ -1,9 +1,11 @@
-// The one TORCH_LIBRARY block of the `normopt` namespace: every schema is
-// defined here, so the op surface reads in one place. Kernels register
-// themselves per dispatch key in their own files (TORCH_LIBRARY_IMPL).
+// The one NORMOPT_LIBRARY block (TORCH_LIBRARY for the `normopt` namespace,
+// see library.h): every schema is defined here, so the op surface reads in
+// one place. Kernels register per dispatch key in their own files.
 #include <torch/library.h>
 
-TORCH_LIBRARY(normopt, m) {
+#include "library.h"
+
+NORMOPT_LIBRARY(m) {
   m.def(
       "moments(Tensor x, int[] dims) -> (Tensor count, Tensor mean, Tensor "
       "m2)");

@@ -7,6 +7,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include "../library.h"
+
 #include <cmath>
 #include <vector>
 
@@ -28,32 +30,18 @@ void adam_step_cpu(at::TensorList params,
                    bool maximize,
                    bool decoupled_weight_decay,
                    bool keras_epsilon) {
-  constexpr const char* kOp = "normopt::adam_step_";
-  detail::check_step_lists(
-      kOp,
-      at::kCPU,
-      params,
-      {{"grads", grads}, {"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}},
-      {{"max_exp_avg_sqs", max_exp_avg_sqs}});
-  TORCH_CHECK(!amsgrad || max_exp_avg_sqs.size() == params.size(),
-              kOp,
-              ": amsgrad needs one max_exp_avg_sqs tensor per parameter, got ",
-              max_exp_avg_sqs.size());
-  TORCH_CHECK(steps.size() == params.size(),
-              kOp,
-              ": expected ",
-              params.size(),
-              " step counts, got ",
-              steps.size());
-  TORCH_CHECK(lr >= 0, kOp, ": invalid learning rate ", lr);
-  TORCH_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
-              kOp,
-              ": betas must be in [0, 1), got (",
-              beta1,
-              ", ",
-              beta2,
-              ")");
-  TORCH_CHECK(eps >= 0, kOp, ": invalid eps ", eps);
+  detail::check_adam_step_args(at::kCPU,
+                               params,
+                               grads,
+                               exp_avgs,
+                               exp_avg_sqs,
+                               max_exp_avg_sqs,
+                               steps,
+                               lr,
+                               beta1,
+                               beta2,
+                               eps,
+                               amsgrad);
   const cpu::AdamHyper h{lr,
                          beta1,
                          beta2,
@@ -66,13 +54,6 @@ void adam_step_cpu(at::TensorList params,
   thread_local std::vector<cpu::AdamTensor> tensors;
   tensors.resize(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
-    TORCH_CHECK(steps[i] >= 1,
-                kOp,
-                ": steps[",
-                i,
-                "] is ",
-                steps[i],
-                "; step counts start at 1");
     const double bc1 = 1 - std::pow(beta1, static_cast<double>(steps[i]));
     const double bc2 = 1 - std::pow(beta2, static_cast<double>(steps[i]));
     tensors[i] =
@@ -91,7 +72,7 @@ void adam_step_cpu(at::TensorList params,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(normopt, CPU, m) {
+NORMOPT_LIBRARY_IMPL(CPU, m) {
   m.impl("adam_step_", &adam_step_cpu);
 }
 

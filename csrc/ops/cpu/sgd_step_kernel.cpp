@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include "../library.h"
+
 #include <vector>
 
 namespace normopt::ops {
@@ -21,22 +23,14 @@ void sgd_step_cpu(at::TensorList params,
                   bool nesterov,
                   bool maximize,
                   bool is_first_step) {
-  constexpr const char* kOp = "normopt::sgd_step_";
-  detail::check_step_lists(kOp,
-                           at::kCPU,
-                           params,
-                           {{"grads", grads}},
-                           {{"momentum_buffers", momentum_buffers}});
-  TORCH_CHECK(lr >= 0, kOp, ": invalid learning rate ", lr);
-  TORCH_CHECK(momentum == 0 || momentum_buffers.size() == params.size(),
-              kOp,
-              ": momentum ",
-              momentum,
-              " needs one momentum buffer per parameter, got ",
-              momentum_buffers.size());
-  TORCH_CHECK(!nesterov || (momentum > 0 && dampening == 0),
-              kOp,
-              ": Nesterov momentum requires a momentum and zero dampening");
+  detail::check_sgd_step_args(at::kCPU,
+                              params,
+                              grads,
+                              momentum_buffers,
+                              lr,
+                              momentum,
+                              dampening,
+                              nesterov);
   const cpu::SgdHyper h{
       lr, momentum, dampening, weight_decay, nesterov, maximize, is_first_step};
   const bool with_buf = momentum != 0;
@@ -56,7 +50,7 @@ void sgd_step_cpu(at::TensorList params,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(normopt, CPU, m) {
+NORMOPT_LIBRARY_IMPL(CPU, m) {
   m.impl("sgd_step_", &sgd_step_cpu);
 }
 

@@ -1,0 +1,96 @@
+"""Shared fixtures: libnormopt loaded once per session, paths of the build.
+
+The library is $NORMOPT_LIBRARY when set (scripts/test.sh sets it), else
+build/libnormopt.so of this checkout. Without it every test is skipped with
+the reason, so a Python-only checkout still collects cleanly.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def pytest_configure(config):
+    # TorchScript is deprecated upstream (torch.jit.* warn since 2.10), and
+    # these tests exercise it on purpose: silence exactly those warnings.
+    config.addinivalue_line(
+        "filterwarnings",
+        r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning",
+    )
+
+
+def library_path():
+    """Where the tests load libnormopt from (may not exist)."""
+    env = os.environ.get("NORMOPT_LIBRARY")
+    return pathlib.Path(env) if env else REPO / "build" / "libnormopt.so"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def normopt_library():
+    """Loads libnormopt into this process once; returns its resolved path."""
+    path = library_path()
+    if not path.exists():
+        pytest.skip(
+            f"libnormopt not found at {path}: build it with "
+            "`cmake --build build` or point NORMOPT_LIBRARY at it"
+        )
+    torch.ops.load_library(str(path))
+    return path.resolve()
+
+
+@pytest.fixture(scope="session")
+def build_dir(normopt_library):
+    """The CMake build folder holding the library (and examples/)."""
+    return normopt_library.parent
+
+
+@pytest.fixture(scope="session")
+def example(build_dir):
+    """example("jit_load") -> path of that built example, or skip."""
+
+    def find(name):
+        path = build_dir / "examples" / name
+        if not path.exists():
+            pytest.skip(
+                f"{path} not built: build the examples "
+                "(cmake --build build, NORMOPT_BUILD_EXAMPLES=ON)"
+            )
+        return path
+
+    return find
+
+
+def run(args, **kwargs):
+    """Runs a command, returns the CompletedProcess; fails the test with its
+    output when the exit status is not 0."""
+    proc = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=300, **kwargs
+    )
+    assert proc.returncode == 0, (
+        f"{args} exited with {proc.returncode}\n"
+        f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
+    return proc
+
+
+def run_python(code, *args, **kwargs):
+    """Runs `code` in a fresh interpreter (sys.executable -c)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *[str(a) for a in args]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+def parse_rows(text):
+    """Lines of whitespace-separated numbers -> float64 tensor (rows, cols)."""
+    rows = [[float(v) for v in line.split()] for line in text.splitlines() if line.strip()]
+    return torch.tensor(rows, dtype=torch.float64)
