@@ -90,6 +90,10 @@ struct NORMOPT_API AdamParamState
 /// Adam (Kingma & Ba) as a torch::optim::Optimizer: param groups, lazily
 /// created state, schedulers (get_lr/set_lr), torch::save/torch::load.
 /// One fused kernel call per param group and step.
+///
+/// Pass every param group to the constructor: a group added later with
+/// add_param_group() gets the optimizer's default options, because LibTorch
+/// 2.13 merges a group's own options only for its built-in optimizer types.
 class NORMOPT_API Adam : public torch::optim::Optimizer {
  public:
   explicit Adam(

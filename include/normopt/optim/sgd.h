@@ -55,7 +55,8 @@ struct NORMOPT_API SGDParamState
   void serialize(torch::serialize::OutputArchive& archive) const override;
 };
 
-/// Stochastic gradient descent as a torch::optim::Optimizer.
+/// Stochastic gradient descent as a torch::optim::Optimizer. Pass every
+/// param group to the constructor (see normopt::optim::Adam).
 class NORMOPT_API SGD : public torch::optim::Optimizer {
  public:
   explicit SGD(
