@@ -168,7 +168,8 @@ void NormalizationImpl::adapt(const std::vector<at::Tensor>& batches) {
   }
 }
 
-void NormalizationImpl::update(const at::Tensor& batch) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> NormalizationImpl::moments_of(
+    const at::Tensor& batch) const {
   check_adapt_input(batch, "update");
   auto fdims = feature_dims(batch.dim(), "update");
   std::vector<int64_t> reduce;
@@ -178,31 +179,58 @@ void NormalizationImpl::update(const at::Tensor& batch) {
     }
   }
   at::NoGradGuard no_grad;
-  auto [n_b, mean_b, m2_b] = ops::moments(batch, reduce);
+  return ops::moments(batch, reduce);
+}
+
+void NormalizationImpl::merge(const at::Tensor& n_b,
+                              const at::Tensor& mean_b,
+                              const at::Tensor& m2_b) {
+  TORCH_CHECK(!options.mean().has_value(),
+              "Normalization.merge: this layer was built with a fixed mean and "
+              "variance, which merging would overwrite");
+  TORCH_CHECK(
+      n_b.defined() && n_b.numel() == 1 && mean_b.defined() && m2_b.defined() &&
+          mean_b.sizes() == m2_b.sizes(),
+      "Normalization.merge: expected a scalar count and a mean and M2 of one "
+      "shape, got ",
+      n_b.defined() ? n_b.sizes() : at::IntArrayRef{},
+      ", ",
+      mean_b.defined() ? mean_b.sizes() : at::IntArrayRef{},
+      " and ",
+      m2_b.defined() ? m2_b.sizes() : at::IntArrayRef{});
+  at::NoGradGuard no_grad;
+  if (n_b.item<int64_t>() == 0) {
+    return;  // an empty shard adds nothing
+  }
   auto stats_options = mean.options();
-  n_b = n_b.to(count.device());
-  mean_b = mean_b.to(stats_options.device());
-  m2_b = m2_b.to(stats_options.device());
+  auto n_local = n_b.to(count.device()).to(at::kLong).reshape({});
+  auto mean_local = mean_b.to(stats_options.device(), at::kDouble);
+  auto m2_local = m2_b.to(stats_options.device(), at::kDouble);
   if (count.item<int64_t>() == 0) {
-    mean.set_(mean_b.to(stats_options));
-    variance.set_((m2_b / n_b).to(stats_options));
-    count.copy_(n_b);
+    mean.set_(mean_local.to(stats_options));
+    variance.set_((m2_local / n_local.to(at::kDouble)).to(stats_options));
+    count.copy_(n_local);
     return;
   }
-  TORCH_CHECK(mean_b.sizes() == mean.sizes(),
+  TORCH_CHECK(mean_local.sizes() == mean.sizes(),
               "Normalization.update: batch has feature shape ",
-              mean_b.sizes(),
+              mean_local.sizes(),
               " along axis ",
               options.axis(),
               " but the statistics were adapted on ",
               mean.sizes(),
               "; pass batches with the same features");
   auto m2_a = variance.to(at::kDouble) * count.to(at::kDouble);
-  auto [n, new_mean, m2] =
-      ops::merge_moments(count, mean.to(at::kDouble), m2_a, n_b, mean_b, m2_b);
+  auto [n, new_mean, m2] = ops::merge_moments(
+      count, mean.to(at::kDouble), m2_a, n_local, mean_local, m2_local);
   mean.set_(new_mean.to(stats_options));
   variance.set_((m2 / n.to(at::kDouble)).to(stats_options));
   count.copy_(n);
+}
+
+void NormalizationImpl::update(const at::Tensor& batch) {
+  auto [n, mean_b, m2_b] = moments_of(batch);
+  merge(n, mean_b, m2_b);
 }
 
 at::Tensor NormalizationImpl::scale() const {

@@ -46,30 +46,55 @@ void TargetStandardizerImpl::fit(const at::Tensor& y) {
                 " is NaN or Inf; remove or impute it before fitting");
   }
   at::NoGradGuard no_grad;
-  auto dtype = loc.scalar_type();
-  auto device = loc.device();
   auto [n, mean, m2] = ops::moments(y, {0});
-  at::Tensor new_loc;
-  at::Tensor new_scale;
-  if (options.method() == TargetScaling::kZScore) {
-    new_loc = mean;
-    new_scale = ops::scale_from_variance(
-        m2 / n.to(at::kDouble), mean, n, options.eps());
-  } else if (options.method() == TargetScaling::kNone) {
-    new_loc = at::zeros_like(mean);
-    new_scale = at::ones_like(mean);
-  } else {
+  if (options.method() == TargetScaling::kMinMax) {
     auto yd = y.to(at::kDouble);
-    auto lo = std::get<0>(at::min(yd, 0));
-    auto hi = std::get<0>(at::max(yd, 0));
-    auto range = hi - lo;
-    new_loc = lo;
-    new_scale = at::where(
-        range > 0, at::clamp_min(range, options.eps()), at::ones_like(range));
+    fit_range(n, std::get<0>(at::min(yd, 0)), std::get<0>(at::max(yd, 0)));
+  } else {
+    fit_moments(n, mean, m2);
   }
-  loc.set_(new_loc.to(device, dtype));
-  scale.set_(new_scale.to(device, dtype));
-  count.copy_(n);
+}
+
+void TargetStandardizerImpl::fit_moments(const at::Tensor& n,
+                                         const at::Tensor& mean,
+                                         const at::Tensor& m2) {
+  TORCH_CHECK(options.method() != TargetScaling::kMinMax,
+              "TargetStandardizer.fit_moments: min-max scaling needs the "
+              "range; use fit_range(count, min, max)");
+  TORCH_CHECK(n.item<int64_t>() > 0, "TargetStandardizer: got no targets");
+  at::NoGradGuard no_grad;
+  auto mean64 = mean.to(at::kDouble);
+  if (options.method() == TargetScaling::kZScore) {
+    set(mean64,
+        ops::scale_from_variance(
+            m2.to(at::kDouble) / n.to(at::kDouble), mean64, n, options.eps()),
+        n);
+  } else {
+    set(at::zeros_like(mean64), at::ones_like(mean64), n);
+  }
+}
+
+void TargetStandardizerImpl::fit_range(const at::Tensor& n,
+                                       const at::Tensor& lo,
+                                       const at::Tensor& hi) {
+  TORCH_CHECK(options.method() == TargetScaling::kMinMax,
+              "TargetStandardizer.fit_range: only min-max scaling is fitted "
+              "from a range; use fit_moments(count, mean, m2)");
+  TORCH_CHECK(n.item<int64_t>() > 0, "TargetStandardizer: got no targets");
+  at::NoGradGuard no_grad;
+  auto range = hi.to(at::kDouble) - lo.to(at::kDouble);
+  set(lo.to(at::kDouble),
+      at::where(
+          range > 0, at::clamp_min(range, options.eps()), at::ones_like(range)),
+      n);
+}
+
+void TargetStandardizerImpl::set(const at::Tensor& new_loc,
+                                 const at::Tensor& new_scale,
+                                 const at::Tensor& n) {
+  loc.set_(new_loc.to(loc.device(), loc.scalar_type()));
+  scale.set_(new_scale.to(scale.device(), scale.scalar_type()));
+  count.copy_(n.reshape({}));
 }
 
 void TargetStandardizerImpl::check_ready(const at::Tensor& t,

@@ -592,6 +592,9 @@ History fit(nn::StandardizedRegressor& model,
                   batches,
                   "); the run diverged: lower the learning rate or "
                   "standardize the targets (TargetScaling::kZScore)");
+      if (options.before_step()) {
+        options.before_step()(len);
+      }
       optimizer.step();
     }
 

@@ -18,6 +18,7 @@
 
 #include <optional>
 #include <ostream>
+#include <tuple>
 #include <vector>
 
 namespace normopt::nn {
@@ -71,6 +72,19 @@ class NORMOPT_API NormalizationImpl
   /// single-row batches of data with |mean| / std = 8,000, below 1e-14 for
   /// batches of 128 or data near zero mean.
   void update(const at::Tensor& batch);
+
+  /// Sample count, per-feature mean and M2 of `batch` along this layer's
+  /// axis (ops::moments), checked like update()'s input. With merge(), the
+  /// two halves of update(): computing moments where the data is and
+  /// merging them elsewhere (e.g. across processes, normopt::distributed).
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> moments_of(
+      const at::Tensor& batch) const;
+
+  /// Merges moments of more data (count, mean, M2 as moments_of returns)
+  /// into the statistics; a count of 0 changes nothing.
+  void merge(const at::Tensor& count,
+             const at::Tensor& mean,
+             const at::Tensor& m2);
 
   /// Drops learned statistics (fixed ones from the options are restored).
   void reset_statistics();

@@ -53,6 +53,18 @@ class NORMOPT_API TargetStandardizerImpl
   /// Learns loc and scale from targets `y` of shape (N) or (N, k).
   void fit(const at::Tensor& y);
 
+  /// Fits z-score (or identity) scaling from moments computed elsewhere
+  /// (count, mean and M2 per column, as ops::moments returns): fit()'s second
+  /// half, for statistics merged across processes (normopt::distributed).
+  void fit_moments(const at::Tensor& count,
+                   const at::Tensor& mean,
+                   const at::Tensor& m2);
+
+  /// Fits min-max scaling from a per-column range computed elsewhere.
+  void fit_range(const at::Tensor& count,
+                 const at::Tensor& min,
+                 const at::Tensor& max);
+
   /// (y - loc) / scale, in y's dtype.
   at::Tensor transform(const at::Tensor& y) const;
 
@@ -90,6 +102,9 @@ class NORMOPT_API TargetStandardizerImpl
 
  private:
   void check_ready(const at::Tensor& t, const char* where) const;
+  void set(const at::Tensor& loc,
+           const at::Tensor& scale,
+           const at::Tensor& count);
 };
 
 /// A ModuleHolder for TargetStandardizerImpl.

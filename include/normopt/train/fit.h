@@ -116,6 +116,10 @@ struct NORMOPT_API FitOptions {
   /// false: always use autograd (e.g. when gradient hooks must fire). Other
   /// regressors always use autograd.
   TORCH_ARG(bool, analytic_gradients) = true;
+  /// Called for every batch once its gradients are in .grad() and before
+  /// optimizer.step(), with the batch's row count: the place to combine
+  /// gradients across processes (normopt::distributed::fit uses it).
+  TORCH_ARG(std::function<void(int64_t)>, before_step) = nullptr;
   /// Progress bar on stderr.
   TORCH_ARG(Progress, progress) = Progress::kAuto;
   /// The best achievable training MSE in original units (e.g.

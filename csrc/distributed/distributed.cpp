@@ -1,0 +1,285 @@
+// normopt on c10d: a Gloo process group from the environment, statistics of
+// the union of the shards, and gradient all-reduce for data-parallel fit.
+#include <normopt/distributed/distributed.h>
+#include <normopt/ops/moments.h>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace normopt::distributed {
+namespace {
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  TORCH_CHECK(v != nullptr && *v != '\0',
+              "normopt::distributed::init_process_group: environment variable ",
+              name,
+              " is not set; start the program with scripts/launch.sh -n N, or "
+              "set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT");
+  return v;
+}
+
+int64_t env_int(const char* name, int64_t lo, int64_t hi) {
+  const std::string v = env(name);
+  int64_t value = -1;
+  try {
+    size_t used = 0;
+    value = std::stoll(v, &used);
+    TORCH_CHECK(used == v.size(), "");
+  } catch (...) {
+    value = lo - 1;
+  }
+  TORCH_CHECK(value >= lo && value <= hi,
+              "normopt::distributed::init_process_group: ",
+              name,
+              "=",
+              v,
+              " must be an integer in [",
+              lo,
+              ", ",
+              hi,
+              "]");
+  return value;
+}
+
+// Every rank's tensor of the same shape, in rank order.
+std::vector<at::Tensor> all_gather(const at::Tensor& mine,
+                                   c10d::ProcessGroup& group) {
+  std::vector<at::Tensor> input{mine.contiguous()};
+  std::vector<std::vector<at::Tensor>> output(1);
+  for (int r = 0; r < group.getSize(); ++r) {
+    output[0].push_back(at::empty_like(input[0]));
+  }
+  group.allgather(output, input)->wait();
+  return output[0];
+}
+
+void check_shard(const at::Tensor& t, const char* what, const char* where) {
+  TORCH_CHECK(t.defined() && t.dim() >= 1 && t.size(0) > 0,
+              where,
+              ": this rank's ",
+              what,
+              " shard is empty; give every rank at least one row");
+}
+
+}  // namespace
+
+c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(
+    const InitOptions& options) {
+  const int64_t world = env_int("WORLD_SIZE", 1, 1 << 20);
+  const int64_t rank = env_int("RANK", 0, world - 1);
+  const std::string addr = env("MASTER_ADDR");
+  const int64_t port = env_int("MASTER_PORT", 1, 65535);
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<uint16_t>(port);
+  store_options.isServer = rank == 0;
+  store_options.numWorkers = static_cast<size_t>(world);
+  store_options.timeout = options.timeout();
+  auto store = c10::make_intrusive<c10d::TCPStore>(addr, store_options);
+  auto gloo_options =
+      c10d::ProcessGroupGloo::Options::create(options.timeout());
+  // Bind the transport to the rendezvous address's interface: a loopback
+  // MASTER_ADDR keeps every byte on the loopback device.
+  gloo_options->devices.push_back(
+      c10d::ProcessGroupGloo::createDeviceForHostname(addr));
+  auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(
+      store, static_cast<int>(rank), static_cast<int>(world), gloo_options);
+  auto group = c10::make_intrusive<c10d::ProcessGroup>(
+      store, static_cast<int>(rank), static_cast<int>(world));
+  group->setBackend(
+      c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, backend);
+  group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+  return group;
+}
+
+data::Table shard(const data::Table& table, int64_t rank, int64_t world) {
+  TORCH_CHECK(world >= 1 && rank >= 0 && rank < world,
+              "normopt::distributed::shard: rank ",
+              rank,
+              " is not in [0, ",
+              world,
+              ")");
+  const int64_t n = table.features.size(0);
+  const int64_t begin = rank * n / world, end = (rank + 1) * n / world;
+  data::Table part = table;
+  part.features = table.features.narrow(0, begin, end - begin);
+  part.targets = table.targets.narrow(0, begin, end - begin);
+  return part;
+}
+
+void adapt(nn::Normalization& norm,
+           const at::Tensor& shard,
+           c10d::ProcessGroup& group) {
+  check_shard(shard, "feature", "normopt::distributed::adapt");
+  at::NoGradGuard no_grad;
+  auto [n, mean, m2] = norm->moments_of(shard);
+  const auto shape = mean.sizes().vec();
+  auto mine = at::cat({n.to(at::kDouble).reshape({1}),
+                       mean.reshape({-1}),
+                       m2.reshape({-1})})
+                  .cpu();
+  const int64_t f = mean.numel();
+  norm->reset_statistics();
+  for (const auto& theirs : all_gather(mine, group)) {
+    norm->merge(theirs[0].to(at::kLong),
+                theirs.narrow(0, 1, f).reshape(shape),
+                theirs.narrow(0, 1 + f, f).reshape(shape));
+  }
+}
+
+void fit(nn::TargetStandardizer& target,
+         const at::Tensor& shard,
+         c10d::ProcessGroup& group) {
+  check_shard(shard, "target", "normopt::distributed::fit");
+  TORCH_CHECK(shard.dim() == 1 || shard.dim() == 2,
+              "normopt::distributed::fit: expected targets of shape (N) or "
+              "(N, k), got ",
+              shard.sizes());
+  at::NoGradGuard no_grad;
+  auto y = shard.to(at::kDouble);
+  auto [n, mean, m2] = ops::moments(y, {0});
+  const auto shape = mean.sizes().vec();
+  const int64_t k = mean.numel();
+  const bool minmax = target->options.method() == nn::TargetScaling::kMinMax;
+  at::Tensor a = mean, b = m2;
+  if (minmax) {
+    a = std::get<0>(at::min(y, 0));
+    b = std::get<0>(at::max(y, 0));
+  }
+  auto mine = at::cat(
+      {n.to(at::kDouble).reshape({1}), a.reshape({-1}), b.reshape({-1})});
+  auto all = all_gather(mine, group);
+  // Merge in rank order, exactly as one process streaming over the shards.
+  auto total = all[0][0].clone();
+  auto acc_a = all[0].narrow(0, 1, k).clone();
+  auto acc_b = all[0].narrow(0, 1 + k, k).clone();
+  for (size_t r = 1; r < all.size(); ++r) {
+    auto nr = all[r][0];
+    auto ar = all[r].narrow(0, 1, k), br = all[r].narrow(0, 1 + k, k);
+    if (minmax) {
+      acc_a = at::minimum(acc_a, ar);
+      acc_b = at::maximum(acc_b, br);
+      total = total + nr;
+    } else {
+      std::tie(total, acc_a, acc_b) =
+          ops::merge_moments(total, acc_a, acc_b, nr, ar, br);
+    }
+  }
+  auto count = total.to(at::kLong);
+  if (minmax) {
+    target->fit_range(count, acc_a.reshape(shape), acc_b.reshape(shape));
+  } else {
+    target->fit_moments(count, acc_a.reshape(shape), acc_b.reshape(shape));
+  }
+}
+
+void fit_statistics(nn::StandardizedRegressor& model,
+                    const at::Tensor& x_shard,
+                    const at::Tensor& y_shard,
+                    c10d::ProcessGroup& group) {
+  adapt(model->normalization, x_shard, group);
+  fit(model->target, y_shard, group);
+}
+
+void broadcast_parameters(torch::nn::Module& module,
+                          c10d::ProcessGroup& group) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> tensors;
+  for (const auto& p : module.parameters()) {
+    tensors.push_back(p);
+  }
+  for (const auto& b : module.buffers()) {
+    tensors.push_back(b);
+  }
+  for (auto& t : tensors) {
+    TORCH_CHECK(t.is_contiguous(),
+                "normopt::distributed::broadcast_parameters: a parameter or "
+                "buffer is not contiguous");
+    std::vector<at::Tensor> one{t};
+    group.broadcast(one)->wait();
+  }
+}
+
+int64_t allreduce_gradients(torch::nn::Module& module,
+                            int64_t rows,
+                            c10d::ProcessGroup& group,
+                            int64_t bucket_elements) {
+  TORCH_CHECK(rows >= 0 && bucket_elements > 0,
+              "normopt::distributed::allreduce_gradients: rows (",
+              rows,
+              ") must be >= 0 and bucket_elements (",
+              bucket_elements,
+              ") positive");
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> grads;
+  for (auto& p : module.parameters()) {
+    if (!p.grad().defined()) {
+      p.mutable_grad() = at::zeros_like(p);
+    }
+    grads.push_back(p.grad());
+  }
+  // One flat float64 vector: rows·grad of every parameter, then the rows.
+  std::vector<at::Tensor> parts;
+  for (const auto& g : grads) {
+    parts.push_back(g.reshape({-1}).to(at::kDouble) *
+                    static_cast<double>(rows));
+  }
+  parts.push_back(at::full({1}, static_cast<double>(rows), at::kDouble));
+  auto flat = at::cat(parts);
+  for (int64_t start = 0; start < flat.numel(); start += bucket_elements) {
+    std::vector<at::Tensor> bucket{
+        flat.narrow(0, start, std::min(bucket_elements, flat.numel() - start))};
+    group.allreduce(bucket)->wait();
+  }
+  const double total = flat[flat.numel() - 1].item<double>();
+  TORCH_CHECK(total > 0,
+              "normopt::distributed::allreduce_gradients: no rank had rows in "
+              "this step");
+  int64_t offset = 0;
+  for (auto& g : grads) {
+    g.copy_(flat.narrow(0, offset, g.numel()).view(g.sizes()) / total);
+    offset += g.numel();
+  }
+  return static_cast<int64_t>(total);
+}
+
+train::History fit(nn::StandardizedRegressor& model,
+                   torch::optim::Optimizer& optimizer,
+                   const data::Table& shard,
+                   train::FitOptions options,
+                   c10d::ProcessGroup& group) {
+  check_shard(shard.features, "feature", "normopt::distributed::fit");
+  if (!model->normalization->is_adapted() || !model->target->is_fitted()) {
+    fit_statistics(model, shard.features, shard.targets, group);
+  }
+  broadcast_parameters(*model, group);
+  // Every rank must step the same number of times, or the all-reduce of
+  // the rank with more steps waits for a partner that never comes.
+  const int64_t n = shard.features.size(0);
+  const int64_t batch =
+      options.batch_size() == 0 ? n : std::min(options.batch_size(), n);
+  const int64_t steps = (n + batch - 1) / batch;
+  auto counts = all_gather(at::full({1}, steps, at::kLong), group);
+  for (const auto& c : counts) {
+    TORCH_CHECK(c.item<int64_t>() == steps,
+                "normopt::distributed::fit: ranks would take different "
+                "numbers of steps per epoch (",
+                steps,
+                " here, ",
+                c.item<int64_t>(),
+                " on another rank); give every rank the same number of rows "
+                "or use batch_size 0 (full batch)");
+  }
+  auto* module = model.ptr().get();
+  options.before_step([module, &group](int64_t rows) {
+    allreduce_gradients(*module, rows, group);
+  });
+  return train::fit(model, optimizer, shard, options);
+}
+
+}  // namespace normopt::distributed

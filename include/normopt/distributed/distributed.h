@@ -1,0 +1,101 @@
+#pragma once
+
+/// Multi-process normopt on PyTorch's own distributed engine (c10d, Gloo on
+/// CPU): statistics of the union of all ranks' shards, and data-parallel
+/// training with gradients all-reduced before the fused optimizer step.
+///
+/// \code
+///   // scripts/launch.sh -n 2 ./my_program   (sets RANK, WORLD_SIZE,
+///   //                                         MASTER_ADDR, MASTER_PORT)
+///   auto group = normopt::distributed::init_process_group();
+///   auto part = normopt::distributed::shard(table, group->getRank(),
+///                                           group->getSize());
+///   normopt::distributed::fit_statistics(model, part.features,
+///                                        part.targets, *group);
+///   auto history = normopt::distributed::fit(model, adam, part, options,
+///                                            *group);
+/// \endcode
+///
+/// Not included by <normopt/normopt.h> (c10d headers are heavy); available
+/// when normopt was built with gloo's headers (NORMOPT_WITH_DISTRIBUTED).
+
+#include <normopt/data/csv.h>
+#include <normopt/macros.h>
+#include <normopt/nn/normalization.h>
+#include <normopt/nn/standardized_regressor.h>
+#include <normopt/nn/target_standardizer.h>
+#include <normopt/train/fit.h>
+#include <torch/arg.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+#include <chrono>
+
+namespace normopt::distributed {
+
+/// Options for `init_process_group`.
+struct NORMOPT_API InitOptions {
+  /// How long a collective (and the initial rendezvous) may wait for the
+  /// other ranks before failing with an error instead of hanging: this is
+  /// what turns a dead rank into a clear error on the others.
+  TORCH_ARG(std::chrono::milliseconds, timeout) = std::chrono::seconds(60);
+};
+
+/// A Gloo process group from the usual environment: RANK, WORLD_SIZE,
+/// MASTER_ADDR and MASTER_PORT (rank 0 hosts the TCPStore there). Throws a
+/// c10::Error naming a missing or malformed variable.
+NORMOPT_API c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(
+    const InitOptions& options = {});
+
+/// Rows [rank·N/world, (rank+1)·N/world) of `table`: this rank's shard.
+NORMOPT_API data::Table shard(const data::Table& table,
+                              int64_t rank,
+                              int64_t world);
+
+/// Adapts `norm` to the union of every rank's `shard` (which may be empty on
+/// some ranks): each rank's count, mean and M2 are gathered and merged in
+/// rank order with the same Chan formula as Normalization::update, so every
+/// rank ends with identical statistics, equal to one process adapting on
+/// the concatenation. Collective: every rank must call it.
+NORMOPT_API void adapt(nn::Normalization& norm,
+                       const at::Tensor& shard,
+                       c10d::ProcessGroup& group);
+
+/// Fits `target` to the union of every rank's targets (z-score, min-max or
+/// none). Collective.
+NORMOPT_API void fit(nn::TargetStandardizer& target,
+                     const at::Tensor& shard,
+                     c10d::ProcessGroup& group);
+
+/// adapt() for the model's inputs and fit() for its targets. Collective.
+NORMOPT_API void fit_statistics(nn::StandardizedRegressor& model,
+                                const at::Tensor& x_shard,
+                                const at::Tensor& y_shard,
+                                c10d::ProcessGroup& group);
+
+/// Copies rank 0's parameters and buffers to every rank. Collective.
+NORMOPT_API void broadcast_parameters(torch::nn::Module& module,
+                                      c10d::ProcessGroup& group);
+
+/// Replaces each parameter's .grad() by the row-weighted average over ranks,
+/// Σ_r rows_r·grad_r / Σ_r rows_r (the gradient of the mean loss over the
+/// union of the batches), all-reduced in flat float64 buckets of at most
+/// `bucket_elements` values. Returns the global row count. Collective.
+NORMOPT_API int64_t allreduce_gradients(torch::nn::Module& module,
+                                        int64_t rows,
+                                        c10d::ProcessGroup& group,
+                                        int64_t bucket_elements = 1 << 22);
+
+/// Data-parallel train::fit: statistics of the union of the shards (when
+/// the model has none yet), rank 0's initial parameters on every rank,
+/// then train::fit on this rank's shard with gradients all-reduced before
+/// each optimizer step, so every rank holds identical parameters. With
+/// batch_size 0 (full batch) the run equals one process on all the data.
+/// Every rank must take the same number of steps per epoch: checked up
+/// front. The History's losses are this rank's shard's.
+NORMOPT_API train::History fit(nn::StandardizedRegressor& model,
+                               torch::optim::Optimizer& optimizer,
+                               const data::Table& shard,
+                               train::FitOptions options,
+                               c10d::ProcessGroup& group);
+
+}  // namespace normopt::distributed

@@ -1,0 +1,50 @@
+"""normopt::distributed across processes on loopback, through
+scripts/launch.sh: the statistics and the trained model equal one process on
+all the data, and a rank that dies makes the others fail fast."""
+import pathlib
+import subprocess
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHECK = ROOT / "build" / "tests" / "dist_check"
+LAUNCH = ROOT / "scripts" / "launch.sh"
+
+pytestmark = pytest.mark.skipif(
+    not CHECK.exists(),
+    reason=f"{CHECK} not built: normopt was built without gloo headers (libgloo-dev)")
+
+
+def launch(n, mode, timeout=120):
+    start = time.monotonic()
+    r = subprocess.run(["bash", str(LAUNCH), "-n", str(n), "--timeout", "90", str(CHECK), mode],
+                       capture_output=True, text=True, timeout=timeout)
+    return r, time.monotonic() - start
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_adapt_equals_one_process(ranks):
+    r, _ = launch(ranks, "adapt")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("adapt: count 1001") == ranks
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_data_parallel_fit_equals_one_process(ranks):
+    r, _ = launch(ranks, "fit")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("fit: max relative parameter difference") == ranks
+
+
+def test_dead_rank_makes_the_others_fail_fast():
+    r, elapsed = launch(2, "die")
+    assert r.returncode != 0
+    assert "rank 1: exiting on purpose" in r.stderr
+    assert "rank 0: error:" in r.stderr
+    assert elapsed < 60, f"took {elapsed:.1f} s"
+
+
+def test_launch_uses_loopback_only():
+    text = LAUNCH.read_text()
+    assert "MASTER_ADDR=127.0.0.1" in text and "0.0.0.0" not in text
