@@ -18,9 +18,12 @@ if ! [[ "$n" =~ ^[1-9][0-9]*$ ]] || [ $# -lt 1 ]; then
   exit 2
 fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+# Share the cores between the ranks (as torchrun does), unless told otherwise:
+# N ranks each running nproc OpenMP threads would oversubscribe the machine.
+threads=${OMP_NUM_THREADS:-$(( $(nproc) / n > 0 ? $(nproc) / n : 1 ))}
 pids=()
 for ((r = 0; r < n; r++)); do
-  RANK=$r WORLD_SIZE=$n MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+  OMP_NUM_THREADS=$threads RANK=$r WORLD_SIZE=$n MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
     timeout "$timeout_s" "$@" &
   pids+=($!)
 done

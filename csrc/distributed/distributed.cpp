@@ -112,6 +112,12 @@ data::Table shard(const data::Table& table, int64_t rank, int64_t world) {
   return part;
 }
 
+data::Table read_csv_shard(const std::string& path,
+                           const data::CsvOptions& options,
+                           c10d::ProcessGroup& group) {
+  return shard(data::read_csv(path, options), group.getRank(), group.getSize());
+}
+
 void adapt(nn::Normalization& norm,
            const at::Tensor& shard,
            c10d::ProcessGroup& group) {
@@ -274,6 +280,9 @@ train::History fit(nn::StandardizedRegressor& model,
                 c.item<int64_t>(),
                 " on another rank); give every rank the same number of rows "
                 "or use batch_size 0 (full batch)");
+  }
+  if (group.getRank() != 0) {
+    options.progress(train::Progress::kOff);
   }
   auto* module = model.ptr().get();
   options.before_step([module, &group](int64_t rows) {

@@ -542,7 +542,8 @@ History fit(nn::StandardizedRegressor& model,
     log.lr = lr_of_group0(optimizer);
     model->train(true);
     at::Tensor order;
-    if (options.shuffle()) {
+    // A single full batch is not permuted: the order cannot change the step.
+    if (options.shuffle() && batches > 1) {
       order = at::randperm(n, generator, at::TensorOptions().dtype(at::kLong))
                   .to(x.device());
     }

@@ -1,7 +1,7 @@
 // A rank of the multi-process tests (run by tests/python/test_distributed.py
 // through scripts/launch.sh). Every rank holds the whole synthetic data set
 // to compute the single-process reference, but trains on its shard only.
-//   dist_check adapt | fit | die
+//   dist_check adapt | fit | die | csv FILE
 #include <normopt/distributed/distributed.h>
 #include <normopt/normopt.h>
 #include <torch/torch.h>
@@ -28,10 +28,33 @@ nn::StandardizedRegressor make_model(int64_t features) {
   return model;
 }
 
-int run(const std::string& mode) {
+int run(const std::string& mode, const std::string& csv) {
   auto group = distributed::init_process_group(
       distributed::InitOptions().timeout(std::chrono::seconds(20)));
   const int rank = group->getRank(), world = group->getSize();
+  if (mode == "csv") {
+    auto options = data::CsvOptions().dtype(torch::kFloat64);
+    auto part = distributed::read_csv_shard(csv, options, *group);
+    auto whole = data::read_csv(csv, options);
+    nn::StandardizedRegressor model{
+        nn::LinearRegressor(whole.features.size(1))};
+    distributed::fit_statistics(model, part.features, part.targets, *group);
+    nn::StandardizedRegressor reference{
+        nn::LinearRegressor(whole.features.size(1))};
+    reference->fit_statistics(whole.features, whole.targets);
+    const double e = std::max(
+        {rel(model->normalization->mean, reference->normalization->mean),
+         rel(model->normalization->variance,
+             reference->normalization->variance),
+         rel(model->target->scale, reference->target->scale)});
+    std::printf("rank %d/%d csv: %lld of %lld rows, max relative error %.3g\n",
+                rank,
+                world,
+                static_cast<long long>(part.size()),
+                static_cast<long long>(whole.size()),
+                e);
+    return e < 1e-12 ? 0 : 1;
+  }
   auto table = data::synthetic_income(1001, 7, torch::kFloat64);
   auto part = distributed::shard(table, rank, world);
 
@@ -98,12 +121,14 @@ int run(const std::string& mode) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode != "adapt" && mode != "fit" && mode != "die") {
-    std::cerr << "usage: dist_check adapt|fit|die (under scripts/launch.sh)\n";
+  if (mode != "adapt" && mode != "fit" && mode != "die" &&
+      !(mode == "csv" && argc > 2)) {
+    std::cerr << "usage: dist_check adapt|fit|die|csv FILE (under "
+                 "scripts/launch.sh)\n";
     return 2;
   }
   try {
-    return run(mode);
+    return run(mode, argc > 2 ? argv[2] : "");
   } catch (const std::exception& e) {
     const char* rank = std::getenv("RANK");
     std::cerr << "rank " << (rank ? rank : "?") << ": error: " << e.what()

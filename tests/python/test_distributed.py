@@ -48,3 +48,15 @@ def test_dead_rank_makes_the_others_fail_fast():
 def test_launch_uses_loopback_only():
     text = LAUNCH.read_text()
     assert "MASTER_ADDR=127.0.0.1" in text and "0.0.0.0" not in text
+
+
+def test_csv_shards_give_the_whole_files_statistics(tmp_path):
+    csv = tmp_path / "incomes.csv"
+    rows = ["age,experience,income"] + [
+        f"{22 + (i * 7) % 39},{(i * 13) % 21},{25000 + 300 * ((i * 7) % 39) + 17 * i}"
+        for i in range(101)]
+    csv.write_text("\n".join(rows) + "\n")
+    r = subprocess.run(["bash", str(LAUNCH), "-n", "3", "--timeout", "90", str(CHECK), "csv", str(csv)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("of 101 rows") == 3

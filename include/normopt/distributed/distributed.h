@@ -51,6 +51,13 @@ NORMOPT_API data::Table shard(const data::Table& table,
                               int64_t rank,
                               int64_t world);
 
+/// This rank's shard of a CSV file: read_csv(path, options), then shard().
+/// Every rank parses the whole file (so errors name the same line on every
+/// rank) and keeps its rows; for files that fit in one machine's memory.
+NORMOPT_API data::Table read_csv_shard(const std::string& path,
+                                       const data::CsvOptions& options,
+                                       c10d::ProcessGroup& group);
+
 /// Adapts `norm` to the union of every rank's `shard` (which may be empty on
 /// some ranks): each rank's count, mean and M2 are gathered and merged in
 /// rank order with the same Chan formula as Normalization::update, so every
@@ -91,7 +98,8 @@ NORMOPT_API int64_t allreduce_gradients(torch::nn::Module& module,
 /// each optimizer step, so every rank holds identical parameters. With
 /// batch_size 0 (full batch) the run equals one process on all the data.
 /// Every rank must take the same number of steps per epoch: checked up
-/// front. The History's losses are this rank's shard's.
+/// front. The History's losses are this rank's shard's; only rank 0 draws
+/// a progress bar (write logs and files from rank 0: group.getRank() == 0).
 NORMOPT_API train::History fit(nn::StandardizedRegressor& model,
                                torch::optim::Optimizer& optimizer,
                                const data::Table& shard,

@@ -82,7 +82,8 @@ struct NORMOPT_API FitOptions {
   /// batch of an epoch holds the remaining rows, so an epoch takes
   /// ceil(N / batch_size) steps.
   TORCH_ARG(int64_t, batch_size) = 32;
-  /// Whether to visit the rows in a new random order each epoch.
+  /// Whether to visit the rows in a new random order each epoch (a single
+  /// full batch is not permuted: its order cannot change the step).
   TORCH_ARG(bool, shuffle) = true;
   /// Seed of the shuffling generator: fit() draws its permutations from a
   /// private CPU generator seeded with this value, never from the global

@@ -1,0 +1,53 @@
+// 1 vs N ranks of data-parallel training on a large synthetic income set:
+// wall time per epoch and bytes all-reduced per step. Run under
+// scripts/launch.sh (see benchmarks/RESULTS.md):
+//   scripts/launch.sh -n 2 build/benchmarks/bench_distributed [rows] [epochs]
+#include <normopt/distributed/distributed.h>
+#include <normopt/normopt.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+int main(int argc, char** argv) {
+  using namespace normopt;
+  const int64_t rows = argc > 1 ? std::stoll(argv[1]) : 10'000'000;
+  const int64_t epochs = argc > 2 ? std::stoll(argv[2]) : 20;
+  auto group = distributed::init_process_group();
+  const int rank = group->getRank(), world = group->getSize();
+  auto part = distributed::shard(data::synthetic_income(rows, 3), rank, world);
+  torch::manual_seed(0);
+  nn::StandardizedRegressor model{nn::LinearRegressor(2)};
+  optim::Adam adam(model->parameters(), optim::AdamOptions(1e-2));
+  int64_t params = 0;
+  for (const auto& p : model->parameters())
+    params += p.numel();
+  auto start = std::chrono::steady_clock::now();
+  auto history = distributed::fit(
+      model,
+      adam,
+      part,
+      train::FitOptions().epochs(epochs).batch_size(0).progress(
+          train::Progress::kOff),
+      *group);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  if (rank == 0) {
+    // One all-reduce per step: every gradient and the row count, float64.
+    std::printf(
+        "ranks %d, rows %lld (%lld per rank), %lld full-batch epochs: %.3f s "
+        "(%.1f ms per epoch incl. statistics), %lld bytes all-reduced per "
+        "step, final MSE %.6g\n",
+        world,
+        static_cast<long long>(rows),
+        static_cast<long long>(part.size()),
+        static_cast<long long>(epochs),
+        seconds,
+        1e3 * seconds / static_cast<double>(epochs),
+        static_cast<long long>((params + 1) * 8),
+        history.epochs.back().train_mse);
+  }
+  return 0;
+}
