@@ -7,8 +7,12 @@
 //
 //   compare_optimizers                         # built-in synthetic incomes
 //   compare_optimizers --data my.csv --target income --out results/
+//   scripts/launch.sh -n 2 compare_optimizers     # data-parallel, 2 ranks
 #include <normopt/normopt.h>
 #include <torch/torch.h>
+#if defined(NORMOPT_HAVE_DISTRIBUTED)
+#include <normopt/distributed/distributed.h>
+#endif
 
 #include <unistd.h>
 #include <chrono>
@@ -146,25 +150,41 @@ int run(int argc, char** argv) {
           : data::read_csv(args.data, data::CsvOptions().target(args.target));
   const auto optimum =
       train::solve_least_squares(table.features, table.targets);
-  std::printf(
-      "data: %s, %lld rows, features [",
-      args.data.empty() ? "built-in synthetic incomes" : args.data.c_str(),
-      static_cast<long long>(table.size()));
-  for (size_t i = 0; i < table.feature_names.size(); ++i) {
-    std::printf("%s%s", i ? ", " : "", table.feature_names[i].c_str());
+  // Under scripts/launch.sh (WORLD_SIZE set) every run is data-parallel:
+  // each rank trains on its shard, rank 0 reports and writes the files.
+  int rank = 0;
+  data::Table mine = table;
+#if defined(NORMOPT_HAVE_DISTRIBUTED)
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  if (std::getenv("WORLD_SIZE") != nullptr) {
+    group = distributed::init_process_group();
+    rank = group->getRank();
+    mine = distributed::shard(table, rank, group->getSize());
   }
-  std::printf("], target %s\nclosed-form optimum MSE: %.6g\n\n",
-              table.target_name.c_str(),
-              optimum.mse);
+#endif
+  const bool report = rank == 0;  // one report and one set of files
+  if (report) {
+    std::printf(
+        "data: %s, %lld rows, features [",
+        args.data.empty() ? "built-in synthetic incomes" : args.data.c_str(),
+        static_cast<long long>(table.size()));
+    for (size_t i = 0; i < table.feature_names.size(); ++i) {
+      std::printf("%s%s", i ? ", " : "", table.feature_names[i].c_str());
+    }
+    std::printf("], target %s\nclosed-form optimum MSE: %.6g\n\n",
+                table.target_name.c_str(),
+                optimum.mse);
+  }
 
-  const int64_t n = table.size();
+  const int64_t n = mine.size();
   const int64_t bs = args.batch_size == 0 ? n : std::min(args.batch_size, n);
   const int64_t steps_per_epoch = (n + bs - 1) / bs;
 
-  fs::create_directories(args.out);
   const fs::path staging =
       fs::path(args.out) / (".staging-" + std::to_string(::getpid()));
-  fs::create_directories(staging);
+  if (report) {
+    fs::create_directories(staging);
+  }
   struct Row {
     std::string run;
     std::string optimizer;
@@ -194,33 +214,44 @@ int run(int argc, char** argv) {
                                table,
                                train::DiagnoseOptions().planned_steps(
                                    args.epochs * steps_per_epoch))) {
-            if (f.severity == train::Severity::kWarning) {
+            if (report && f.severity == train::Severity::kWarning) {
               std::cout << name << ": " << f << "\n";
             }
           }
-          auto history = train::fit(model,
-                                    *opt,
-                                    table,
-                                    train::FitOptions()
-                                        .epochs(args.epochs)
-                                        .batch_size(args.batch_size)
-                                        .seed(args.seed)
-                                        .progress(train::Progress::kOff)
-                                        .optimum_mse(optimum.mse));
-          history.write_csv((staging / (name + ".csv")).string());
-          history.write_json((staging / (name + ".json")).string(), name);
+          const auto fit_options = train::FitOptions()
+                                       .epochs(args.epochs)
+                                       .batch_size(args.batch_size)
+                                       .seed(args.seed)
+                                       .progress(train::Progress::kOff)
+                                       .optimum_mse(optimum.mse);
+#if defined(NORMOPT_HAVE_DISTRIBUTED)
+          auto history =
+              group ? distributed::fit(model, *opt, mine, fit_options, *group)
+                    : train::fit(model, *opt, mine, fit_options);
+#else
+          auto history = train::fit(model, *opt, mine, fit_options);
+#endif
+          if (report) {
+            history.write_csv((staging / (name + ".csv")).string());
+            history.write_json((staging / (name + ".json")).string(), name);
+          }
           rows.push_back(
               {name, opt_name, lr, standardized, std::move(history)});
         }
       }
     }
   } catch (...) {
-    fs::remove_all(staging);
+    if (report) {
+      fs::remove_all(staging);
+    }
     throw;
   }
   const double total_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
           .count();
+  if (!report) {
+    return 0;
+  }
   for (const auto& entry : fs::directory_iterator(staging)) {
     fs::rename(entry.path(), fs::path(args.out) / entry.path().filename());
   }

@@ -260,6 +260,12 @@ train::History fit(nn::StandardizedRegressor& model,
                    train::FitOptions options,
                    c10d::ProcessGroup& group) {
   check_shard(shard.features, "feature", "normopt::distributed::fit");
+  TORCH_CHECK(options.early_stopping_patience() == 0 && !options.plateau(),
+              "normopt::distributed::fit: early stopping and "
+              "ReduceLROnPlateau decide on each epoch's loss, which would "
+              "differ between ranks and let them stop at different epochs; "
+              "drop them (or step a scheduler from on_epoch_end on rank 0 "
+              "and broadcast its decision yourself)");
   if (!model->normalization->is_adapted() || !model->target->is_fitted()) {
     fit_statistics(model, shard.features, shard.targets, group);
   }
@@ -288,7 +294,24 @@ train::History fit(nn::StandardizedRegressor& model,
   options.before_step([module, &group](int64_t rows) {
     allreduce_gradients(*module, rows, group);
   });
-  return train::fit(model, optimizer, shard, options);
+  auto history = train::fit(model, optimizer, shard, options);
+  // Each rank measured its own shard: make the History the union's, the
+  // row-weighted mean of every epoch's loss and MSE over all ranks.
+  const auto epochs = static_cast<int64_t>(history.epochs.size());
+  auto sums = at::empty({2 * epochs + 1}, at::kDouble);
+  auto* v = sums.data_ptr<double>();
+  for (int64_t e = 0; e < epochs; ++e) {
+    v[2 * e] = history.epochs[e].train_loss * static_cast<double>(n);
+    v[2 * e + 1] = history.epochs[e].train_mse * static_cast<double>(n);
+  }
+  v[2 * epochs] = static_cast<double>(n);
+  std::vector<at::Tensor> bucket{sums};
+  group.allreduce(bucket)->wait();
+  for (int64_t e = 0; e < epochs; ++e) {
+    history.epochs[e].train_loss = v[2 * e] / v[2 * epochs];
+    history.epochs[e].train_mse = v[2 * e + 1] / v[2 * epochs];
+  }
+  return history;
 }
 
 }  // namespace normopt::distributed

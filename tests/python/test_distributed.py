@@ -34,7 +34,7 @@ def test_adapt_equals_one_process(ranks):
 def test_data_parallel_fit_equals_one_process(ranks):
     r, _ = launch(ranks, "fit")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("fit: max relative parameter difference") == ranks
+    assert r.stdout.count("fit: max relative difference of parameters and final MSE") == ranks
 
 
 def test_dead_rank_makes_the_others_fail_fast():
@@ -60,3 +60,25 @@ def test_csv_shards_give_the_whole_files_statistics(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("of 101 rows") == 3
+
+
+def test_main_job_under_launch_equals_one_process(tmp_path):
+    """compare_optimizers under launch.sh: rank 0 alone reports and writes,
+    and the final MSEs are those of one process."""
+    main = ROOT / "build" / "examples" / "compare_optimizers"
+    one = subprocess.run([str(main), "--epochs", "30", "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, timeout=120)
+    two = subprocess.run(["bash", str(LAUNCH), "-n", "2", "--timeout", "90", str(main),
+                          "--epochs", "30", "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, timeout=180)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert two.stdout.count("data: built-in synthetic incomes") == 1
+
+    def finals(folder):
+        import json
+        return {p.stem: json.loads(p.read_text())["epochs"][-1]["train_mse"]
+                for p in (tmp_path / folder).glob("*.json")}
+    a, b = finals("one"), finals("two")
+    assert len(a) == 8 and a.keys() == b.keys()
+    for k in a:
+        assert abs(a[k] - b[k]) <= 1e-5 * a[k], (k, a[k], b[k])

@@ -98,8 +98,11 @@ NORMOPT_API int64_t allreduce_gradients(torch::nn::Module& module,
 /// each optimizer step, so every rank holds identical parameters. With
 /// batch_size 0 (full batch) the run equals one process on all the data.
 /// Every rank must take the same number of steps per epoch: checked up
-/// front. The History's losses are this rank's shard's; only rank 0 draws
-/// a progress bar (write logs and files from rank 0: group.getRank() == 0).
+/// front. The returned History holds the losses of the union of the shards
+/// (row-weighted over ranks, gathered at the end; on_epoch_end sees this
+/// rank's). Early stopping and ReduceLROnPlateau are refused: they would
+/// decide on per-rank losses. Only rank 0 draws a progress bar; write logs
+/// and files from rank 0 (group.getRank() == 0).
 NORMOPT_API train::History fit(nn::StandardizedRegressor& model,
                                torch::optim::Optimizer& optimizer,
                                const data::Table& shard,
