@@ -148,30 +148,35 @@ void NormalizationImpl::check_adapt_input(const at::Tensor& x,
 }
 
 void NormalizationImpl::adapt(const at::Tensor& x) {
-  check_adapt_input(x, "adapt");
-  at::NoGradGuard no_grad;
-  count.zero_();
-  mean.set_(placeholder().to(mean.options()));
-  variance.set_(placeholder().to(variance.options()));
-  update(x);
+  // Moments first: bad input fails before the old statistics are dropped.
+  auto [n, m, m2] = checked_moments(x, "adapt");
+  reset_statistics();
+  merge(n, m, m2);
 }
 
 void NormalizationImpl::adapt(const std::vector<at::Tensor>& batches) {
   TORCH_CHECK(!batches.empty(),
               "Normalization.adapt: got no batches; pass at least one");
-  for (size_t i = 0; i < batches.size(); ++i) {
-    check_adapt_input(batches[i], "adapt");
+  std::vector<std::tuple<at::Tensor, at::Tensor, at::Tensor>> moments;
+  for (const auto& batch : batches) {
+    moments.push_back(checked_moments(batch, "adapt"));
   }
-  adapt(batches.front());
-  for (size_t i = 1; i < batches.size(); ++i) {
-    update(batches[i]);
+  reset_statistics();
+  for (const auto& [n, m, m2] : moments) {
+    merge(n, m, m2);
   }
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> NormalizationImpl::moments_of(
     const at::Tensor& batch) const {
-  check_adapt_input(batch, "update");
-  auto fdims = feature_dims(batch.dim(), "update");
+  return checked_moments(batch, "moments_of");
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor>
+NormalizationImpl::checked_moments(const at::Tensor& batch,
+                                   const char* where) const {
+  check_adapt_input(batch, where);
+  auto fdims = feature_dims(batch.dim(), where);
   std::vector<int64_t> reduce;
   for (int64_t d = 0; d < batch.dim(); ++d) {
     if (!std::binary_search(fdims.begin(), fdims.end(), d)) {
@@ -229,7 +234,7 @@ void NormalizationImpl::merge(const at::Tensor& n_b,
 }
 
 void NormalizationImpl::update(const at::Tensor& batch) {
-  auto [n, mean_b, m2_b] = moments_of(batch);
+  auto [n, mean_b, m2_b] = checked_moments(batch, "update");
   merge(n, mean_b, m2_b);
 }
 

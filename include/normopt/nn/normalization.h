@@ -134,6 +134,10 @@ class NORMOPT_API NormalizationImpl
   std::pair<at::Tensor, at::Tensor> broadcast_stats(const at::Tensor& x,
                                                     const char* where) const;
   void check_adapt_input(const at::Tensor& x, const char* where) const;
+  /// check_adapt_input, then the moments along the feature axis; `where`
+  /// names the caller in error messages.
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> checked_moments(
+      const at::Tensor& batch, const char* where) const;
 };
 
 /// A ModuleHolder for NormalizationImpl (see torch::nn::ModuleHolder).
