@@ -28,12 +28,13 @@ def run(x, y, opt_name, lr, standardized, epochs, batch_size, seed):
     ym, ys = (y.double().mean(), y.double().std(unbiased=False)) if standardized else (0.0, 1.0)
     t = ((y.double() - ym) / ys).float()
     opt = (torch.optim.Adam if opt_name == "adam" else torch.optim.SGD)(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator()
     n = x.shape[0]
     bs = n if batch_size == 0 else min(batch_size, n)
     history = []
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen)
+    for epoch in range(1, epochs + 1):
+        # normopt's fit() seeds epoch e's permutation with seed + e.
+        perm = torch.randperm(n, generator=gen.manual_seed(seed + epoch))
         for start in range(0, n, bs):
             idx = perm[start:start + bs]
             opt.zero_grad()

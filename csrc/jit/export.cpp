@@ -5,6 +5,8 @@
 #include <normopt/jit/export.h>
 #include <normopt/nn/linear_regressor.h>
 
+#include "../util/atomic_file.h"
+
 #include <ATen/ATen.h>
 #include <torch/csrc/jit/frontend/resolver.h>
 #include <torch/csrc/jit/frontend/sugared_value.h>
@@ -15,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -40,15 +43,6 @@ struct PipelineResolver : torch::jit::Resolver {
     return nullptr;
   }
 };
-
-// Removes what a failed save left at `tmp`, if it is a file (never a folder
-// of the same name that was there before).
-void remove_partial(const std::string& tmp) {
-  std::error_code ec;
-  if (std::filesystem::is_regular_file(tmp, ec)) {
-    std::filesystem::remove(tmp, ec);
-  }
-}
 
 at::Tensor frozen_copy(const at::Tensor& t) {
   return t.detach().to(at::kCPU).clone().contiguous();
@@ -171,38 +165,9 @@ void export_pipeline(const nn::StandardizedRegressor& model,
                 std::make_shared<PipelineResolver>());
   module.eval();
 
-  const std::string tmp = path + ".tmp";
-  try {
-    module.save(tmp);
-  } catch (const c10::Error& e) {
-    remove_partial(tmp);
-    std::string reason = e.what_without_backtrace();
-    while (!reason.empty() && (reason.back() == '.' || reason.back() == '\n')) {
-      reason.pop_back();
-    }
-    TORCH_CHECK(false,
-                "export_pipeline: cannot write ",
-                tmp,
-                " (renamed to ",
-                path,
-                " once complete): ",
-                reason,
-                "; check that the directory exists and is writable");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    remove_partial(tmp);
-    TORCH_CHECK(false,
-                "export_pipeline: cannot rename ",
-                tmp,
-                " to ",
-                path,
-                ": ",
-                std::strerror(err),
-                "; ",
-                path,
-                " was left as it was");
-  }
+  std::ostringstream bytes;
+  module.save(bytes);
+  util::write_atomically(path, bytes.str(), "export_pipeline");
 }
 
 torch::jit::Module load_pipeline(const std::string& path) {

@@ -72,4 +72,10 @@ void load_checked(torch::nn::Module& module,
   }
 }
 
+void check_loadable(torch::nn::Module& module,
+                    torch::serialize::InputArchive& archive) {
+  std::vector<Pending> pending;
+  collect(module, archive, "", pending);
+}
+
 }  // namespace normopt::nn::detail

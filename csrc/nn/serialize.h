@@ -17,4 +17,9 @@ namespace normopt::nn::detail {
 void load_checked(torch::nn::Module& module,
                   torch::serialize::InputArchive& archive);
 
+/// The checks of load_checked() without the load: throws the same errors,
+/// changes nothing.
+void check_loadable(torch::nn::Module& module,
+                    torch::serialize::InputArchive& archive);
+
 }  // namespace normopt::nn::detail

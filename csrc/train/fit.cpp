@@ -1,7 +1,12 @@
 #include <normopt/nn/linear_regressor.h>
+#include <normopt/optim/adam.h>
+#include <normopt/optim/adamw.h>
+#include <normopt/optim/sgd.h>
 #include <normopt/train/fit.h>
 
 #include "../nn/checks.h"
+#include "../util/atomic_file.h"
+#include "checkpoint.h"
 #include "mode_guard.h"
 
 #include <ATen/ATen.h>
@@ -16,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 #include <system_error>
 
 #if defined(_WIN32)
@@ -190,6 +196,55 @@ double linear_mse_step(nn::LinearRegressorImpl& linear,
   return loss;
 }
 
+// Whether the optimizer skips steps with non-finite gradients itself
+// (normopt::optim's skip_nonfinite option).
+bool optimizer_skips_nonfinite(const torch::optim::Optimizer& optimizer) {
+  const auto& d = optimizer.defaults();
+  if (const auto* o = dynamic_cast<const optim::AdamOptions*>(&d)) {
+    return o->skip_nonfinite();
+  }
+  if (const auto* o = dynamic_cast<const optim::AdamWOptions*>(&d)) {
+    return o->skip_nonfinite();
+  }
+  if (const auto* o = dynamic_cast<const optim::SGDOptions*>(&d)) {
+    return o->skip_nonfinite();
+  }
+  return false;
+}
+
+// The name of the first parameter whose gradient holds NaN or Inf, or
+// nullopt when all are finite.
+std::optional<std::string> first_nonfinite_gradient(
+    const std::vector<std::pair<std::string, at::Tensor>>& named) {
+  for (const auto& [name, p] : named) {
+    if (p.grad().defined() && !nn::detail::all_finite(p.grad())) {
+      return name;
+    }
+  }
+  return std::nullopt;
+}
+
+// Early stopping's state: the best monitored loss and the epochs since.
+struct EarlyStopping {
+  int64_t patience = 0;
+  double min_delta = 0;
+  double best = std::numeric_limits<double>::infinity();
+  int64_t epochs_without_improvement = 0;
+
+  // Records an epoch's monitored loss; true when patience ran out.
+  bool update(double monitored) {
+    if (patience == 0) {
+      return false;
+    }
+    if (monitored < best - min_delta) {
+      best = monitored;
+      epochs_without_improvement = 0;
+      return false;
+    }
+    return ++epochs_without_improvement >= patience;
+  }
+};
+
 // Targets as (N, k).
 at::Tensor as_matrix(const at::Tensor& y) {
   return y.dim() == 1 ? y.unsqueeze(1) : y;
@@ -245,47 +300,6 @@ std::string json_string(const std::string& text) {
   return out + "\"";
 }
 
-// Writes `content` to `path + ".tmp"`, then renames it over `path`, so a
-// failure never leaves `path` truncated.
-void write_atomically(const std::string& path,
-                      const std::string& content,
-                      const char* where) {
-  const std::string tmp = path + ".tmp";
-  auto fail = [&](const char* step, const std::string& reason) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    TORCH_CHECK(false,
-                where,
-                ": cannot write '",
-                path,
-                "' (",
-                step,
-                " '",
-                tmp,
-                "'): ",
-                reason,
-                "; check that the folder exists and is writable");
-  };
-  std::FILE* file = std::fopen(tmp.c_str(), "wb");
-  if (file == nullptr) {
-    fail("opening", std::strerror(errno));
-  }
-  const size_t written = std::fwrite(content.data(), 1, content.size(), file);
-  const int write_errno = errno;
-  if (written != content.size()) {
-    std::fclose(file);
-    fail("writing", std::strerror(write_errno));
-  }
-  if (std::fclose(file) != 0) {
-    fail("closing", std::strerror(errno));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    fail("renaming", ec.message());
-  }
-}
-
 }  // namespace
 
 // ---- History
@@ -321,7 +335,7 @@ void History::write_csv(const std::string& path) const {
     }
     out += '\n';
   }
-  write_atomically(path, out, "History.write_csv");
+  util::write_atomically(path, out, "History.write_csv");
 }
 
 void History::write_json(const std::string& path,
@@ -343,7 +357,7 @@ void History::write_json(const std::string& path,
            ", \"wall_seconds\": " + json_number(e.wall_seconds) + "}";
   }
   out += epochs.empty() ? "]\n}\n" : "\n  ]\n}\n";
-  write_atomically(path, out, "History.write_json");
+  util::write_atomically(path, out, "History.write_json");
 }
 
 // ---- fit
@@ -432,6 +446,9 @@ History fit(nn::StandardizedRegressor& model,
   TORCH_CHECK(options.batch_size() >= 0,
               "fit: batch_size must be >= 0 (0 = the full training set), got ",
               options.batch_size());
+  TORCH_CHECK(options.checkpoint_every() >= 1,
+              "fit: checkpoint_every must be at least 1, got ",
+              options.checkpoint_every());
   TORCH_CHECK(options.early_stopping_patience() >= 0,
               "fit: early_stopping_patience must be >= 0 (0 = off), got ",
               options.early_stopping_patience());
@@ -477,6 +494,17 @@ History fit(nn::StandardizedRegressor& model,
               "fit: the optimizer holds none of the model's parameters; "
               "build it on this model, e.g. Adam(model->parameters(), ...)");
 
+  // Resuming loads the model (statistics included) before anything else;
+  // read_checkpoint changes nothing unless the whole file matches this run.
+  std::optional<detail::ResumePoint> resume;
+  if (!options.resume_from().empty()) {
+    resume = detail::read_checkpoint(options.resume_from(),
+                                     model,
+                                     optimizer,
+                                     options,
+                                     validation != nullptr);
+  }
+
   const bool need_inputs = !model->normalization->is_adapted();
   const bool need_targets = !model->target->is_fitted();
   if (need_inputs && need_targets) {
@@ -485,6 +513,22 @@ History fit(nn::StandardizedRegressor& model,
     model->normalization->adapt(train.features);
   } else if (need_targets) {
     model->target->fit(train.targets);
+  }
+  // Statistics overflow only on extreme data (variance beyond the dtype's
+  // range) or when they were set by hand; either way nothing can train.
+  for (const auto& b : model->named_buffers()) {
+    if (at::isFloatingType(b.value().scalar_type())) {
+      if (auto index = nn::detail::first_nonfinite_index(b.value())) {
+        TORCH_CHECK(false,
+                    "fit: the model's statistic '",
+                    b.key(),
+                    "' element ",
+                    at::IntArrayRef(*index),
+                    " is NaN or Inf; the data's values are too large for "
+                    "its dtype (convert it to float64 or rescale it) or the "
+                    "statistic was set by hand");
+      }
+    }
   }
 
   const auto data_options = at::TensorOptions()
@@ -523,6 +567,11 @@ History fit(nn::StandardizedRegressor& model,
       options.batch_size() == 0 ? n : std::min(options.batch_size(), n);
   const int64_t batches = (n + batch - 1) / batch;
   auto generator = at::make_generator<at::CPUGeneratorImpl>(options.seed());
+  const bool optimizer_skips = optimizer_skips_nonfinite(optimizer);
+  std::vector<std::pair<std::string, at::Tensor>> named_params;
+  for (const auto& p : model->named_parameters()) {
+    named_params.emplace_back(p.key(), p.value());
+  }
 
   // Training needs autograd even when the caller holds a NoGradGuard.
   at::AutoGradMode enable_grad(true);
@@ -532,11 +581,60 @@ History fit(nn::StandardizedRegressor& model,
       (options.progress() == Progress::kAuto && stderr_is_terminal()));
   History history;
   history.optimum_mse = options.optimum_mse();
-  double best = std::numeric_limits<double>::infinity();
-  int64_t epochs_without_improvement = 0;
-  const auto start_time = std::chrono::steady_clock::now();
+  EarlyStopping early_stopping{options.early_stopping_patience(),
+                               options.early_stopping_min_delta()};
+  auto start_time = std::chrono::steady_clock::now();
+  const auto monitored_loss = [&](const EpochLog& log) {
+    return validation != nullptr ? log.val_loss : log.train_loss;
+  };
+  // Steps the schedulers and early stopping after an epoch; true: stop.
+  const auto end_epoch = [&](const EpochLog& log) {
+    if (options.scheduler()) {
+      options.scheduler()->step();
+    }
+    if (options.plateau()) {
+      options.plateau()->step(static_cast<float>(monitored_loss(log)));
+    }
+    return early_stopping.update(monitored_loss(log)) &&
+           log.epoch < options.epochs();
+  };
 
-  for (int64_t epoch = 1; epoch <= options.epochs(); ++epoch) {
+  if (resume) {
+    // The schedulers and early stopping decide from the epochs' losses
+    // alone: replaying the saved epochs restores their state. Their moves of
+    // the learning rates are then overwritten by the optimizer's saved
+    // options, which are the same values.
+    for (const auto& log : resume->history.epochs) {
+      end_epoch(log);
+    }
+    try {
+      optimizer.load(resume->optimizer);
+    } catch (const c10::Error& e) {
+      TORCH_CHECK(false,
+                  "fit: cannot resume from '",
+                  options.resume_from(),
+                  "': its optimizer state does not load (",
+                  e.what_without_backtrace(),
+                  "); the file is corrupted");
+    }
+    {
+      auto global = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(global.mutex());
+      global.set_state(resume->cpu_rng);
+    }
+    history = std::move(resume->history);
+    if (history.stopped_early ||
+        history.epochs.back().epoch == options.epochs()) {
+      return history;
+    }
+    start_time -=
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+            std::chrono::duration<double>(history.epochs.back().wall_seconds));
+  }
+  const int64_t first_epoch =
+      history.epochs.empty() ? 1 : history.epochs.back().epoch + 1;
+
+  for (int64_t epoch = first_epoch; epoch <= options.epochs(); ++epoch) {
     EpochLog log;
     log.epoch = epoch;
     log.lr = lr_of_group0(optimizer);
@@ -544,6 +642,11 @@ History fit(nn::StandardizedRegressor& model,
     at::Tensor order;
     // A single full batch is not permuted: the order cannot change the step.
     if (options.shuffle() && batches > 1) {
+      {
+        std::lock_guard<std::mutex> lock(generator.mutex());
+        generator.set_current_seed(options.seed() +
+                                   static_cast<uint64_t>(epoch));
+      }
       order = at::randperm(n, generator, at::TensorOptions().dtype(at::kLong))
                   .to(x.device());
     }
@@ -578,23 +681,42 @@ History fit(nn::StandardizedRegressor& model,
         check_prediction(prediction.sizes());
         auto loss = at::mse_loss(prediction, yb);
         value = loss.item<double>();
-        if (std::isfinite(value)) {
-          loss.backward();
-        }
+        loss.backward();
       }
-      TORCH_CHECK(std::isfinite(value),
-                  "fit: the training loss is ",
-                  std::isnan(value) ? "NaN" : "Inf",
-                  " at epoch ",
-                  epoch,
-                  ", batch ",
-                  b + 1,
-                  " (of ",
-                  batches,
-                  "); the run diverged: lower the learning rate or "
-                  "standardize the targets (TargetScaling::kZScore)");
       if (options.before_step()) {
         options.before_step()(len);
+      }
+      // A non-finite loss or gradient never reaches the parameters: fit()
+      // stops here, or the optimizer skips the step when it is set to.
+      if (!optimizer_skips) {
+        TORCH_CHECK(std::isfinite(value),
+                    "fit: the training loss is ",
+                    std::isnan(value) ? "NaN" : "Inf",
+                    " at epoch ",
+                    epoch,
+                    ", batch ",
+                    b + 1,
+                    " (of ",
+                    batches,
+                    "); the run diverged: lower the learning rate or "
+                    "standardize the targets (TargetScaling::kZScore); the "
+                    "step was not taken");
+        if (auto name = first_nonfinite_gradient(named_params)) {
+          TORCH_CHECK(false,
+                      "fit: the gradient of parameter '",
+                      *name,
+                      "' holds NaN or Inf at epoch ",
+                      epoch,
+                      ", batch ",
+                      b + 1,
+                      " (of ",
+                      batches,
+                      ") while the loss is finite (",
+                      value,
+                      "); the step was not taken. Lower the learning rate, "
+                      "check gradient hooks, or let the optimizer skip such "
+                      "steps (skip_nonfinite)");
+        }
       }
       optimizer.step();
     }
@@ -618,6 +740,9 @@ History fit(nn::StandardizedRegressor& model,
       log.val_loss = kNaN;
       log.val_mse = kNaN;
     }
+    if (options.reduce_epoch_log()) {
+      options.reduce_epoch_log()(log);
+    }
     log.wall_seconds = std::chrono::duration<double>(
                            std::chrono::steady_clock::now() - start_time)
                            .count();
@@ -627,24 +752,17 @@ History fit(nn::StandardizedRegressor& model,
       options.on_epoch_end()(log);
     }
 
-    const double monitored =
-        validation != nullptr ? log.val_loss : log.train_loss;
-    if (options.scheduler()) {
-      options.scheduler()->step();
+    const bool stop = end_epoch(log);
+    history.stopped_early = stop;
+    if (!options.checkpoint_path().empty() &&
+        (stop || epoch == options.epochs() ||
+         epoch % options.checkpoint_every() == 0)) {
+      detail::save_checkpoint(
+          options.checkpoint_path(),
+          {model, &optimizer, &options, &history, validation != nullptr});
     }
-    if (options.plateau()) {
-      options.plateau()->step(static_cast<float>(monitored));
-    }
-    if (options.early_stopping_patience() > 0) {
-      if (monitored < best - options.early_stopping_min_delta()) {
-        best = monitored;
-        epochs_without_improvement = 0;
-      } else if (++epochs_without_improvement >=
-                     options.early_stopping_patience() &&
-                 epoch < options.epochs()) {
-        history.stopped_early = true;
-        break;
-      }
+    if (stop) {
+      break;
     }
   }
   return history;

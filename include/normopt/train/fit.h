@@ -85,9 +85,11 @@ struct NORMOPT_API FitOptions {
   /// Whether to visit the rows in a new random order each epoch (a single
   /// full batch is not permuted: its order cannot change the step).
   TORCH_ARG(bool, shuffle) = true;
-  /// Seed of the shuffling generator: fit() draws its permutations from a
-  /// private CPU generator seeded with this value, never from the global
-  /// torch RNG, so the same seed gives the same run.
+  /// Seed of the shuffling: epoch e's permutation is drawn from a private
+  /// CPU generator seeded with seed + e (as torch's DistributedSampler does
+  /// with set_epoch), never from the global torch RNG. The same seed gives
+  /// the same run, and an epoch's order does not depend on how the run was
+  /// split by checkpoints.
   TORCH_ARG(uint64_t, seed) = 0;
   /// Learning-rate scheduler built on the same optimizer (e.g.
   /// std::make_shared<torch::optim::StepLR>(optimizer, 10, 0.5)); stepped
@@ -121,6 +123,46 @@ struct NORMOPT_API FitOptions {
   /// optimizer.step(), with the batch's row count: the place to combine
   /// gradients across processes (normopt::distributed::fit uses it).
   TORCH_ARG(std::function<void(int64_t)>, before_step) = nullptr;
+  /// Called with each epoch's log once its losses are evaluated and before
+  /// the History records it; the log may be changed: the place to combine
+  /// losses across processes (normopt::distributed::fit makes them the
+  /// losses of the union of the shards, so early stopping, schedulers and
+  /// checkpoints see the same numbers on every rank).
+  TORCH_ARG(std::function<void(EpochLog&)>, reduce_epoch_log) = nullptr;
+  /// Where to save a checkpoint of the run; empty: no checkpoints. A
+  /// checkpoint holds the model (regressor, input Normalization and
+  /// TargetStandardizer statistics), the optimizer's state and step counts
+  /// and its param groups' options (learning rates included), the epoch,
+  /// the History so far, torch's global CPU RNG state, and the settings
+  /// that must match on resume. It is saved every `checkpoint_every` epochs
+  /// and after the last epoch (also when early stopping ends the run),
+  /// after that epoch's schedulers stepped. Each save writes `path + ".tmp"`
+  /// in the same folder, fsyncs it and renames it over `path`, so a crash or
+  /// a full disk during a save leaves the previous checkpoint readable (the
+  /// failed save throws). A checkpoint is never written while a parameter
+  /// or statistic holds NaN or Inf: fit() throws instead and the previous
+  /// one stays. The file is also a model file: torch::load(model, path)
+  /// reads the model from it.
+  TORCH_ARG(std::string, checkpoint_path) = "";
+  /// Save a checkpoint every this many epochs (at least 1); the last epoch
+  /// is always saved.
+  TORCH_ARG(int64_t, checkpoint_every) = 1;
+  /// Continue the run saved in this checkpoint; empty: start afresh. Build
+  /// the model, optimizer and schedulers as for the original run and pass
+  /// the same options: fit() loads the model, its statistics and the
+  /// optimizer's state, replays the schedulers' and early stopping's
+  /// decisions from the saved History (StepLR-like schedulers are stepped
+  /// once per saved epoch, ReduceLROnPlateau is fed the saved losses), then
+  /// trains epochs (saved epoch + 1) .. `epochs`. The returned History and
+  /// the parameters equal those of the run that never stopped, bit for bit
+  /// (wall_seconds continues from the saved value). A run that had already
+  /// finished (or stopped early) is returned as saved. Throws c10::Error,
+  /// with nothing loaded and the file untouched, when the file is missing,
+  /// truncated or corrupted, not a fit() checkpoint, saved from a model with
+  /// other shapes, by another optimizer type or param-group layout, with
+  /// another batch_size, shuffle, seed or validation setting, or with more
+  /// epochs than `epochs`.
+  TORCH_ARG(std::string, resume_from) = "";
   /// Progress bar on stderr.
   TORCH_ARG(Progress, progress) = Progress::kAuto;
   /// The best achievable training MSE in original units (e.g.
@@ -178,14 +220,22 @@ struct NORMOPT_API History {
 ///   The model is in train() mode during the steps and eval() mode during
 ///   evaluation; its original mode is restored on return.
 ///
-/// Throws c10::Error for epochs < 1, batch_size < 0, a negative patience or
-/// min_delta, an empty table, features and targets with different row
-/// counts, a feature count the model does not take, a model without
-/// parameters, an optimizer holding none of them, predictions whose shape
-/// differs from the targets', NaN/Inf in the data, and a non-finite loss: a
-/// batch loss (naming the epoch and the batch; that batch's step is not taken)
-/// or the end-of-epoch training loss. The validation table gets the same
-/// checks.
+/// - Non-finite values: NaN or Inf in a batch loss or in a gradient stops
+///   the run with c10::Error naming the epoch and the batch, before that
+///   batch's step, so the parameters stay finite. When the optimizer skips
+///   such steps itself (normopt::optim's `skip_nonfinite` option), fit()
+///   lets it: the step is skipped with a warning and training goes on. A
+///   non-finite statistic (input mean/variance, target mean/scale) or
+///   end-of-epoch training loss also throws.
+///
+/// Throws c10::Error for epochs < 1, batch_size < 0, checkpoint_every < 1, a
+/// negative patience or min_delta, an empty table, features and targets
+/// with different row counts, a feature count the model does not take, a
+/// model without parameters, an optimizer holding none of them, predictions
+/// whose shape differs from the targets', NaN/Inf in the data, the
+/// non-finite values above, a checkpoint that cannot be written (see
+/// `checkpoint_path`) and one that cannot be resumed (see `resume_from`).
+/// The validation table gets the same checks.
 NORMOPT_API History fit(nn::StandardizedRegressor& model,
                         torch::optim::Optimizer& optimizer,
                         const data::Table& train,

@@ -1,0 +1,350 @@
+#include "checkpoint.h"
+
+#include "../nn/checks.h"
+#include "../nn/serialize.h"
+#include "../util/atomic_file.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Type.h>
+#include <torch/serialize/output-archive.h>
+
+#include <filesystem>
+#include <mutex>
+#include <sstream>
+#include <typeinfo>
+
+namespace normopt::train::detail {
+namespace {
+
+constexpr const char* kRecord = "normopt_fit";
+constexpr const char* kFormat = "normopt.fit_checkpoint";
+constexpr int64_t kVersion = 1;
+// The EpochLog fields stored per epoch, in this order.
+constexpr int64_t kLogFields = 7;
+
+std::string optimizer_type(const torch::optim::Optimizer& optimizer) {
+  return c10::demangle(typeid(optimizer).name());
+}
+
+// The shapes of the optimizer's parameters, group by group, e.g.
+// "group 0: [1, 2] [1]": the layout its saved state is indexed by.
+std::string param_layout(const torch::optim::Optimizer& optimizer) {
+  std::ostringstream out;
+  const auto& groups = optimizer.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    out << (g == 0 ? "" : "; ") << "group " << g << ":";
+    for (const auto& p : groups[g].params()) {
+      out << " " << p.sizes();
+    }
+  }
+  return out.str();
+}
+
+at::Tensor cpu_rng_state() {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+at::Tensor history_tensor(const History& history) {
+  const auto rows = static_cast<int64_t>(history.epochs.size());
+  auto out = at::empty({rows, kLogFields}, at::kDouble);
+  auto* v = out.data_ptr<double>();
+  for (const auto& e : history.epochs) {
+    for (double x : {static_cast<double>(e.epoch),
+                     e.train_loss,
+                     e.train_mse,
+                     e.val_loss,
+                     e.val_mse,
+                     e.lr,
+                     e.wall_seconds}) {
+      *v++ = x;
+    }
+  }
+  return out;
+}
+
+// Refuses to save a model holding NaN or Inf, naming the first such tensor.
+void check_finite(const nn::StandardizedRegressor& model,
+                  const std::string& path,
+                  int64_t epoch) {
+  auto check = [&](const std::string& kind,
+                   const std::string& name,
+                   const at::Tensor& t) {
+    if (!t.defined() || !at::isFloatingType(t.scalar_type())) {
+      return;
+    }
+    if (auto index = nn::detail::first_nonfinite_index(t)) {
+      TORCH_CHECK(false,
+                  "fit: not saving the checkpoint of epoch ",
+                  epoch,
+                  " to '",
+                  path,
+                  "': ",
+                  kind,
+                  " '",
+                  name,
+                  "' element ",
+                  at::IntArrayRef(*index),
+                  " is NaN or Inf; the previous checkpoint was left as it "
+                  "was. Lower the learning rate or standardize the targets");
+    }
+  };
+  for (const auto& p : model->named_parameters()) {
+    check("parameter", p.key(), p.value());
+  }
+  for (const auto& b : model->named_buffers()) {
+    check("statistic", b.key(), b.value());
+  }
+}
+
+// "fit: cannot resume from '<path>': <what>".
+[[noreturn]] void refuse(const std::string& path, const std::string& what) {
+  TORCH_CHECK(false, "fit: cannot resume from '", path, "': ", what);
+}
+
+c10::IValue read_field(torch::serialize::InputArchive& record,
+                       const std::string& path,
+                       const char* key) {
+  c10::IValue value;
+  if (!record.try_read(key, value)) {
+    refuse(path,
+           std::string("its checkpoint record has no '") + key +
+               "' entry: the file is corrupted or was written by another "
+               "program");
+  }
+  return value;
+}
+
+int64_t read_int(torch::serialize::InputArchive& record,
+                 const std::string& path,
+                 const char* key) {
+  auto v = read_field(record, path, key);
+  if (!v.isInt()) {
+    refuse(path, std::string("its '") + key + "' entry is not an integer");
+  }
+  return v.toInt();
+}
+
+bool read_bool(torch::serialize::InputArchive& record,
+               const std::string& path,
+               const char* key) {
+  auto v = read_field(record, path, key);
+  if (!v.isBool()) {
+    refuse(path, std::string("its '") + key + "' entry is not a bool");
+  }
+  return v.toBool();
+}
+
+std::string read_string(torch::serialize::InputArchive& record,
+                        const std::string& path,
+                        const char* key) {
+  auto v = read_field(record, path, key);
+  if (!v.isString()) {
+    refuse(path, std::string("its '") + key + "' entry is not a string");
+  }
+  return v.toStringRef();
+}
+
+at::Tensor read_tensor(torch::serialize::InputArchive& record,
+                       const std::string& path,
+                       const char* key) {
+  at::Tensor t;
+  if (!record.try_read(key, t)) {
+    refuse(path,
+           std::string("its checkpoint record has no '") + key +
+               "' tensor: the file is corrupted or was written by another "
+               "program");
+  }
+  return t;
+}
+
+// The saved value of a setting the resumed run must share.
+template <typename T>
+void expect_same(const std::string& path,
+                 const char* name,
+                 const T& saved,
+                 const T& now) {
+  if (saved != now) {
+    std::ostringstream what;
+    what << std::boolalpha << "it was saved by a run with " << name << " "
+         << saved << ", this run has " << now
+         << "; resume with the same settings (to train the saved model "
+            "differently, torch::load it and start a new run)";
+    refuse(path, what.str());
+  }
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const CheckpointContent& what) {
+  const auto& history = *what.history;
+  const int64_t epoch =
+      history.epochs.empty() ? 0 : history.epochs.back().epoch;
+  check_finite(what.model, path, epoch);
+
+  torch::serialize::OutputArchive archive;
+  what.model->save(archive);
+  torch::serialize::OutputArchive record;
+  record.write("format", c10::IValue(std::string(kFormat)));
+  record.write("version", c10::IValue(kVersion));
+  record.write("epoch", c10::IValue(epoch));
+  record.write("stopped_early", c10::IValue(history.stopped_early));
+  record.write("history", history_tensor(history));
+  record.write("batch_size", c10::IValue(what.options->batch_size()));
+  record.write("shuffle", c10::IValue(what.options->shuffle()));
+  // uint64 seeds round-trip through int64 bit for bit.
+  record.write("seed", c10::IValue(static_cast<int64_t>(what.options->seed())));
+  record.write("validation", c10::IValue(what.has_validation));
+  record.write("optimizer_type", c10::IValue(optimizer_type(*what.optimizer)));
+  record.write("param_layout", c10::IValue(param_layout(*what.optimizer)));
+  torch::serialize::OutputArchive optimizer;
+  what.optimizer->save(optimizer);
+  record.write("optimizer", optimizer);
+  record.write("cpu_rng", cpu_rng_state());
+  archive.write(kRecord, record);
+
+  std::string bytes;
+  archive.save_to([&bytes](const void* data, size_t size) -> size_t {
+    bytes.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  util::write_atomically(path, bytes, "fit: saving a checkpoint");
+}
+
+ResumePoint read_checkpoint(const std::string& path,
+                            nn::StandardizedRegressor& model,
+                            const torch::optim::Optimizer& optimizer,
+                            const FitOptions& options,
+                            bool has_validation) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    refuse(path,
+           std::filesystem::exists(path, ec)
+               ? "it is not a regular file"
+               : "no such file; give the checkpoint_path of an earlier run");
+  }
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path, at::Device(at::kCPU));
+  } catch (const c10::Error& e) {
+    refuse(path,
+           std::string("the file is truncated, corrupted or not a "
+                       "checkpoint (") +
+               e.what_without_backtrace() + ")");
+  }
+  torch::serialize::InputArchive record;
+  if (!archive.try_read(kRecord, record)) {
+    refuse(path,
+           "it is not a fit() checkpoint (no 'normopt_fit' record); a model "
+           "saved with torch::save is loaded with torch::load instead");
+  }
+  const auto format = read_string(record, path, "format");
+  if (format != kFormat) {
+    refuse(path, "its format is '" + format + "', expected '" + kFormat + "'");
+  }
+  const auto version = read_int(record, path, "version");
+  if (version != kVersion) {
+    refuse(path,
+           "it has format version " + std::to_string(version) +
+               "; this normopt reads version " + std::to_string(kVersion));
+  }
+
+  // The model first: a foreign model's error names its tensors.
+  try {
+    nn::detail::check_loadable(*model, archive);
+  } catch (const c10::Error& e) {
+    refuse(path, e.what_without_backtrace());
+  }
+  const auto saved_type = read_string(record, path, "optimizer_type");
+  if (saved_type != optimizer_type(optimizer)) {
+    refuse(path,
+           "it holds the state of a " + saved_type + " but this run uses a " +
+               optimizer_type(optimizer) +
+               "; build the same optimizer type as the saved run");
+  }
+  const auto saved_layout = read_string(record, path, "param_layout");
+  if (saved_layout != param_layout(optimizer)) {
+    refuse(path,
+           "its optimizer state is for parameters shaped \"" + saved_layout +
+               "\" but this run's optimizer holds \"" +
+               param_layout(optimizer) +
+               "\"; build the optimizer on the same model and param groups");
+  }
+  expect_same(path,
+              "batch_size",
+              read_int(record, path, "batch_size"),
+              options.batch_size());
+  expect_same(
+      path, "shuffle", read_bool(record, path, "shuffle"), options.shuffle());
+  expect_same(path,
+              "seed",
+              static_cast<uint64_t>(read_int(record, path, "seed")),
+              options.seed());
+  expect_same(path,
+              "validation data",
+              read_bool(record, path, "validation"),
+              has_validation);
+
+  const int64_t epoch = read_int(record, path, "epoch");
+  if (epoch < 1) {
+    refuse(path, "its epoch count " + std::to_string(epoch) + " is invalid");
+  }
+  if (epoch > options.epochs()) {
+    refuse(path,
+           "it already holds " + std::to_string(epoch) +
+               " epochs, more than this run's epochs = " +
+               std::to_string(options.epochs()) + "; ask for at least " +
+               std::to_string(epoch));
+  }
+  const auto table = read_tensor(record, path, "history");
+  if (table.scalar_type() != at::kDouble || table.dim() != 2 ||
+      table.size(0) != epoch || table.size(1) != kLogFields) {
+    std::ostringstream what;
+    what << "its History has shape " << table.sizes() << " and dtype "
+         << table.scalar_type() << ", expected [" << epoch << ", " << kLogFields
+         << "] float64: the file is corrupted";
+    refuse(path, what.str());
+  }
+  ResumePoint point;
+  point.history.optimum_mse = options.optimum_mse();
+  point.history.stopped_early = read_bool(record, path, "stopped_early");
+  const auto values = table.contiguous();
+  const double* v = values.data_ptr<double>();
+  for (int64_t e = 0; e < epoch; ++e, v += kLogFields) {
+    EpochLog log;
+    log.epoch = static_cast<int64_t>(v[0]);
+    log.train_loss = v[1];
+    log.train_mse = v[2];
+    log.val_loss = v[3];
+    log.val_mse = v[4];
+    log.lr = v[5];
+    log.wall_seconds = v[6];
+    if (log.epoch != e + 1) {
+      refuse(path,
+             "its History lists epoch " + std::to_string(log.epoch) +
+                 " in place of " + std::to_string(e + 1) +
+                 ": the file is corrupted");
+    }
+    point.history.epochs.push_back(log);
+  }
+  point.cpu_rng = read_tensor(record, path, "cpu_rng");
+  const auto rng_now = cpu_rng_state();
+  if (point.cpu_rng.scalar_type() != rng_now.scalar_type() ||
+      !point.cpu_rng.sizes().equals(rng_now.sizes())) {
+    refuse(path, "its RNG state has the wrong size: the file is corrupted");
+  }
+  if (!record.try_read("optimizer", point.optimizer)) {
+    refuse(path, "it has no optimizer state: the file is corrupted");
+  }
+  // Last, because it is the step that changes something: all or nothing.
+  try {
+    model->load(archive);
+  } catch (const c10::Error& e) {
+    refuse(path, e.what_without_backtrace());
+  }
+  return point;
+}
+
+}  // namespace normopt::train::detail

@@ -1,0 +1,61 @@
+#pragma once
+// Internal: fit()'s checkpoints (see FitOptions::checkpoint_path and
+// resume_from for what they hold and guarantee).
+//
+// Layout: the root of the archive is the model's own archive (so
+// torch::load(model, path) reads a checkpoint like a model file) plus one
+// record, "normopt_fit", holding everything else:
+//   format, version                   what the file is
+//   epoch, stopped_early, history     the run so far (history: [epochs, 7]
+//                                     float64, the EpochLog fields in order)
+//   batch_size, shuffle, seed,        settings a resumed run must share
+//   validation
+//   optimizer_type, param_layout      which optimizer, and its param groups'
+//                                     shapes, checked before its state loads
+//   optimizer                         the optimizer's own archive
+//   cpu_rng                           torch's global CPU generator state
+
+#include <normopt/train/fit.h>
+
+#include <torch/serialize/input-archive.h>
+
+#include <string>
+
+namespace normopt::train::detail {
+
+/// Everything fit() needs to write a checkpoint.
+struct CheckpointContent {
+  nn::StandardizedRegressor model;
+  const torch::optim::Optimizer* optimizer = nullptr;
+  const FitOptions* options = nullptr;
+  const History* history = nullptr;
+  bool has_validation = false;
+};
+
+/// Saves a checkpoint to `path` atomically (util::write_atomically). Throws,
+/// writing nothing, when a parameter or floating-point buffer of the model
+/// holds NaN or Inf.
+void save_checkpoint(const std::string& path, const CheckpointContent& what);
+
+/// A checkpoint read and checked against the run that resumes it.
+struct ResumePoint {
+  /// The History saved with it (its epochs are the completed ones).
+  History history;
+  /// The optimizer's archive, loaded by fit() after the schedulers'
+  /// replay (the replay moves the learning rates; the load restores them).
+  torch::serialize::InputArchive optimizer;
+  /// torch's global CPU generator state when the checkpoint was saved.
+  at::Tensor cpu_rng;
+};
+
+/// Reads `path`, checks it against this run (format, optimizer type and
+/// param-group layout, settings, epochs) and loads the model from it
+/// (shape-checked, all or nothing). Throws c10::Error naming `path` and
+/// what does not match; then nothing was loaded.
+ResumePoint read_checkpoint(const std::string& path,
+                            nn::StandardizedRegressor& model,
+                            const torch::optim::Optimizer& optimizer,
+                            const FitOptions& options,
+                            bool has_validation);
+
+}  // namespace normopt::train::detail
