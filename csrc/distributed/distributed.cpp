@@ -260,16 +260,14 @@ train::History fit(nn::StandardizedRegressor& model,
                    train::FitOptions options,
                    c10d::ProcessGroup& group) {
   check_shard(shard.features, "feature", "normopt::distributed::fit");
-  TORCH_CHECK(options.early_stopping_patience() == 0 && !options.plateau(),
-              "normopt::distributed::fit: early stopping and "
-              "ReduceLROnPlateau decide on each epoch's loss, which would "
-              "differ between ranks and let them stop at different epochs; "
-              "drop them (or step a scheduler from on_epoch_end on rank 0 "
-              "and broadcast its decision yourself)");
-  if (!model->normalization->is_adapted() || !model->target->is_fitted()) {
-    fit_statistics(model, shard.features, shard.targets, group);
+  // A resumed run loads its statistics and parameters from the checkpoint,
+  // the same file on every rank.
+  if (options.resume_from().empty()) {
+    if (!model->normalization->is_adapted() || !model->target->is_fitted()) {
+      fit_statistics(model, shard.features, shard.targets, group);
+    }
+    broadcast_parameters(*model, group);
   }
-  broadcast_parameters(*model, group);
   // Every rank must step the same number of times, or the all-reduce of
   // the rank with more steps waits for a partner that never comes.
   const int64_t n = shard.features.size(0);
@@ -287,31 +285,31 @@ train::History fit(nn::StandardizedRegressor& model,
                 " on another rank); give every rank the same number of rows "
                 "or use batch_size 0 (full batch)");
   }
+  // Progress and checkpoints come from rank 0 alone; every rank holds the
+  // same parameters, optimizer state and (below) History.
   if (group.getRank() != 0) {
     options.progress(train::Progress::kOff);
+    options.checkpoint_path("");
   }
   auto* module = model.ptr().get();
   options.before_step([module, &group](int64_t rows) {
     allreduce_gradients(*module, rows, group);
   });
-  auto history = train::fit(model, optimizer, shard, options);
-  // Each rank measured its own shard: make the History the union's, the
-  // row-weighted mean of every epoch's loss and MSE over all ranks.
-  const auto epochs = static_cast<int64_t>(history.epochs.size());
-  auto sums = at::empty({2 * epochs + 1}, at::kDouble);
-  auto* v = sums.data_ptr<double>();
-  for (int64_t e = 0; e < epochs; ++e) {
-    v[2 * e] = history.epochs[e].train_loss * static_cast<double>(n);
-    v[2 * e + 1] = history.epochs[e].train_mse * static_cast<double>(n);
-  }
-  v[2 * epochs] = static_cast<double>(n);
-  std::vector<at::Tensor> bucket{sums};
-  group.allreduce(bucket)->wait();
-  for (int64_t e = 0; e < epochs; ++e) {
-    history.epochs[e].train_loss = v[2 * e] / v[2 * epochs];
-    history.epochs[e].train_mse = v[2 * e + 1] / v[2 * epochs];
-  }
-  return history;
+  // Each rank measured its own shard: every epoch's losses become the
+  // union's, the row-weighted mean over all ranks, before the History,
+  // the schedulers and the checkpoints see them.
+  options.reduce_epoch_log([n, &group](train::EpochLog& log) {
+    auto sums = at::empty({3}, at::kDouble);
+    auto* v = sums.data_ptr<double>();
+    v[0] = log.train_loss * static_cast<double>(n);
+    v[1] = log.train_mse * static_cast<double>(n);
+    v[2] = static_cast<double>(n);
+    std::vector<at::Tensor> bucket{sums};
+    group.allreduce(bucket)->wait();
+    log.train_loss = v[0] / v[2];
+    log.train_mse = v[1] / v[2];
+  });
+  return train::fit(model, optimizer, shard, options);
 }
 
 }  // namespace normopt::distributed

@@ -1,14 +1,16 @@
 // A rank of the multi-process tests (run by tests/python/test_distributed.py
 // through scripts/launch.sh). Every rank holds the whole synthetic data set
 // to compute the single-process reference, but trains on its shard only.
-//   dist_check adapt | fit | die | csv FILE
+//   dist_check adapt | fit | die | csv FILE | resume DIR
 #include <normopt/distributed/distributed.h>
 #include <normopt/normopt.h>
 #include <torch/torch.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 
 using namespace normopt;
@@ -86,6 +88,77 @@ int run(const std::string& mode, const std::string& csv) {
     return (e < 1e-12 && norm->count.item<int64_t>() == 1001) ? 0 : 1;
   }
 
+  if (mode == "resume") {
+    // A data-parallel run with early stopping and ReduceLROnPlateau,
+    // checkpointed by rank 0, crashed on every rank at epoch 5 and resumed
+    // by every rank from rank 0's file, equals the run that never stopped.
+    using Plateau = torch::optim::ReduceLROnPlateauScheduler;
+    const std::string path = csv + "/run.pt";
+    auto train = [&](const std::string& checkpoint,
+                     const std::string& resume,
+                     int64_t crash_at) {
+      auto model = make_model(2);
+      optim::SGD sgd(model->parameters(),
+                     optim::SGDOptions(0.01).momentum(0.9));
+      auto options = train::FitOptions()
+                         .epochs(200)
+                         .batch_size(167)  // equal steps on 2 or 3 ranks
+                         .progress(train::Progress::kOff)
+                         .early_stopping_patience(4)
+                         .early_stopping_min_delta(1e-9)
+                         .plateau(std::make_shared<Plateau>(
+                             sgd, Plateau::SchedulerMode::min, 0.5f, 1))
+                         .checkpoint_path(checkpoint)
+                         .resume_from(resume);
+      options.on_epoch_end([crash_at](const train::EpochLog& log) {
+        if (log.epoch == crash_at) {
+          throw std::runtime_error("crash");
+        }
+      });
+      auto h = distributed::fit(model, sgd, part, options, *group);
+      return std::make_pair(h, model->parameters());
+    };
+    auto [whole, whole_params] = train("", "", -1);
+    try {
+      train(path, "", 5);
+      std::printf("rank %d: the run ended after %zu epochs, before the crash\n",
+                  rank,
+                  whole.epochs.size());
+      return 1;  // not reached: the crash throws
+    } catch (const std::runtime_error&) {
+    }
+    group->barrier()->wait();
+    const int64_t files =
+        std::distance(std::filesystem::directory_iterator(csv),
+                      std::filesystem::directory_iterator());
+    auto [resumed, resumed_params] = train(path, path, -1);
+    bool same = whole.epochs.size() == resumed.epochs.size() &&
+                whole.stopped_early == resumed.stopped_early;
+    for (size_t e = 0; same && e < whole.epochs.size(); ++e) {
+      same = whole.epochs[e].train_mse == resumed.epochs[e].train_mse &&
+             whole.epochs[e].lr == resumed.epochs[e].lr;
+    }
+    for (size_t i = 0; same && i < whole_params.size(); ++i) {
+      same = torch::equal(whole_params[i], resumed_params[i]);
+    }
+    std::printf(
+        "rank %d/%d resume: %zu epochs, stopped early %d, lr %g -> %g, "
+        "files in the checkpoint folder %lld, identical to the uninterrupted "
+        "run %d\n",
+        rank,
+        world,
+        whole.epochs.size(),
+        static_cast<int>(whole.stopped_early),
+        whole.epochs.front().lr,
+        whole.epochs.back().lr,
+        static_cast<long long>(files),
+        static_cast<int>(same));
+    return same && files == 1 && whole.stopped_early &&
+                   whole.epochs.back().lr < whole.epochs.front().lr
+               ? 0
+               : 1;
+  }
+
   auto options = train::FitOptions().epochs(60).batch_size(0).progress(
       train::Progress::kOff);
   if (mode == "die") {
@@ -128,8 +201,8 @@ int run(const std::string& mode, const std::string& csv) {
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode != "adapt" && mode != "fit" && mode != "die" &&
-      !(mode == "csv" && argc > 2)) {
-    std::cerr << "usage: dist_check adapt|fit|die|csv FILE (under "
+      !((mode == "csv" || mode == "resume") && argc > 2)) {
+    std::cerr << "usage: dist_check adapt|fit|die|csv FILE|resume DIR (under "
                  "scripts/launch.sh)\n";
     return 2;
   }

@@ -62,6 +62,20 @@ def test_csv_shards_give_the_whole_files_statistics(tmp_path):
     assert r.stdout.count("of 101 rows") == 3
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_crashed_run_resumes_from_rank0_checkpoint(ranks, tmp_path):
+    """Rank 0 alone writes the checkpoint; every rank resumes from it and the
+    run (early stopping and ReduceLROnPlateau included) equals the one that
+    never stopped."""
+    r = subprocess.run(["bash", str(LAUNCH), "-n", str(ranks), "--timeout", "90", str(CHECK),
+                        "resume", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("identical to the uninterrupted run 1") == ranks, r.stdout
+    assert r.stdout.count("stopped early 1") == ranks, r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]
+
+
 def test_main_job_under_launch_equals_one_process(tmp_path):
     """compare_optimizers under launch.sh: rank 0 alone reports and writes,
     and the final MSEs are those of one process."""

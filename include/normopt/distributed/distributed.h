@@ -98,11 +98,16 @@ NORMOPT_API int64_t allreduce_gradients(torch::nn::Module& module,
 /// each optimizer step, so every rank holds identical parameters. With
 /// batch_size 0 (full batch) the run equals one process on all the data.
 /// Every rank must take the same number of steps per epoch: checked up
-/// front. The returned History holds the losses of the union of the shards
-/// (row-weighted over ranks, gathered at the end; on_epoch_end sees this
-/// rank's). Early stopping and ReduceLROnPlateau are refused: they would
-/// decide on per-rank losses. Only rank 0 draws a progress bar; write logs
-/// and files from rank 0 (group.getRank() == 0).
+/// front. Each epoch's training loss and MSE are those of the union of the
+/// shards (row-weighted over ranks, all-reduced after each epoch), in the
+/// returned History, in on_epoch_end and in checkpoints. Checkpoints
+/// (`checkpoint_path`) are written by rank 0 alone; `resume_from` must name
+/// a file every rank can read (the same path on a shared or local disk):
+/// every rank loads it, and the statistics and broadcast are then skipped.
+/// Early stopping and ReduceLROnPlateau decide on the union's loss, the same
+/// on every rank, so all ranks stop and cut the learning rate together.
+/// Only rank 0 draws a progress bar; write logs and files from rank 0
+/// (group.getRank() == 0).
 NORMOPT_API train::History fit(nn::StandardizedRegressor& model,
                                torch::optim::Optimizer& optimizer,
                                const data::Table& shard,
