@@ -8,6 +8,7 @@
 //   compare_optimizers                         # built-in synthetic incomes
 //   compare_optimizers --data my.csv --target income --out results/
 //   scripts/launch.sh -n 2 compare_optimizers     # data-parallel, 2 ranks
+//   compare_optimizers --checkpoint-dir ckpt/      # killed? add --resume
 #include <normopt/normopt.h>
 #include <torch/torch.h>
 #if defined(NORMOPT_HAVE_DISTRIBUTED)
@@ -29,8 +30,9 @@ using namespace normopt;
 namespace {
 
 struct Args {
-  std::string data, target, out = "out/compare";
-  int64_t epochs = 200, batch_size = 32;
+  std::string data, target, out = "out/compare", checkpoint_dir;
+  int64_t epochs = 200, batch_size = 32, checkpoint_every = 10;
+  bool resume = false;
   uint64_t seed = 0;
   std::vector<std::string> optimizers = {"adam", "sgd"};
   std::vector<double> lrs = {1e-2, 1e-3};
@@ -48,6 +50,12 @@ const char* kUsage =
     "  --lrs LIST          comma-separated learning rates (default 1e-2,1e-3)\n"
     "  --seed S            seed for initial weights and shuffling (default 0)\n"
     "  --out DIR           output folder (default out/compare)\n"
+    "  --checkpoint-dir D  save each run's checkpoint as D/<run>.pt\n"
+    "  --checkpoint-every N  epochs between checkpoints (default 10; the\n"
+    "                      last epoch is always saved)\n"
+    "  --resume            continue each run from its checkpoint in\n"
+    "                      --checkpoint-dir (runs without one start afresh;\n"
+    "                      the result equals an uninterrupted run)\n"
     "  --help              this text\n";
 
 std::vector<std::string> split(const std::string& s) {
@@ -94,6 +102,12 @@ Args parse(int argc, char** argv) {
       a.seed = static_cast<uint64_t>(number(f, value(i)));
     } else if (f == "--out") {
       a.out = value(i);
+    } else if (f == "--checkpoint-dir") {
+      a.checkpoint_dir = value(i);
+    } else if (f == "--checkpoint-every") {
+      a.checkpoint_every = static_cast<int64_t>(number(f, value(i)));
+    } else if (f == "--resume") {
+      a.resume = true;
     } else if (f == "--optimizers") {
       a.optimizers = split(value(i));
     } else if (f == "--lrs") {
@@ -107,6 +121,12 @@ Args parse(int argc, char** argv) {
   TORCH_CHECK(a.epochs >= 1, "--epochs must be at least 1, got ", a.epochs);
   TORCH_CHECK(
       a.batch_size >= 0, "--batch-size must be >= 0, got ", a.batch_size);
+  TORCH_CHECK(a.checkpoint_every >= 1,
+              "--checkpoint-every must be at least 1, got ",
+              a.checkpoint_every);
+  TORCH_CHECK(!a.resume || !a.checkpoint_dir.empty(),
+              "--resume needs --checkpoint-dir (the folder of the checkpoints "
+              "to continue from)");
   TORCH_CHECK(!a.optimizers.empty() && !a.lrs.empty(),
               "--optimizers and --lrs need at least one value each");
   for (auto& o : a.optimizers) {
@@ -184,6 +204,9 @@ int run(int argc, char** argv) {
       fs::path(args.out) / (".staging-" + std::to_string(::getpid()));
   if (report) {
     fs::create_directories(staging);
+    if (!args.checkpoint_dir.empty()) {
+      fs::create_directories(args.checkpoint_dir);
+    }
   }
   struct Row {
     std::string run;
@@ -218,12 +241,26 @@ int run(int argc, char** argv) {
               std::cout << name << ": " << f << "\n";
             }
           }
-          const auto fit_options = train::FitOptions()
-                                       .epochs(args.epochs)
-                                       .batch_size(args.batch_size)
-                                       .seed(args.seed)
-                                       .progress(train::Progress::kOff)
-                                       .optimum_mse(optimum.mse);
+          auto fit_options = train::FitOptions()
+                                 .epochs(args.epochs)
+                                 .batch_size(args.batch_size)
+                                 .seed(args.seed)
+                                 .progress(train::Progress::kOff)
+                                 .optimum_mse(optimum.mse);
+          if (!args.checkpoint_dir.empty()) {
+            // Rank 0 writes it (distributed::fit), every rank resumes from it.
+            const auto checkpoint =
+                (fs::path(args.checkpoint_dir) / (name + ".pt")).string();
+            fit_options.checkpoint_path(checkpoint)
+                .checkpoint_every(args.checkpoint_every);
+            if (args.resume && fs::exists(checkpoint)) {
+              fit_options.resume_from(checkpoint);
+              if (report) {
+                std::printf(
+                    "%s: resuming from %s\n", name.c_str(), checkpoint.c_str());
+              }
+            }
+          }
 #if defined(NORMOPT_HAVE_DISTRIBUTED)
           auto history =
               group ? distributed::fit(model, *opt, mine, fit_options, *group)

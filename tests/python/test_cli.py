@@ -56,6 +56,41 @@ def test_short_run_writes_eight_histories(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".staging")]
 
 
+def test_resume_from_checkpoints_equals_one_uninterrupted_run(tmp_path):
+    """A run stopped after 7 epochs and resumed to 20 from its checkpoints
+    gives the histories of a straight 20-epoch run, bit for bit."""
+    common = ["--batch-size", 8, "--optimizers", "adam,sgd", "--lrs", "0.01"]
+    straight = run("--epochs", 20, "--out", tmp_path / "straight", *common)
+    assert straight.returncode == 0, straight.stderr
+    ckpt = tmp_path / "ckpt"
+    first = run("--epochs", 7, "--out", tmp_path / "first", "--checkpoint-dir", ckpt,
+                "--checkpoint-every", 3, *common)
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in ckpt.iterdir()) == sorted(
+        f"{o}_lr0.01_{t}.pt" for o in ("adam", "sgd") for t in ("raw", "standardized"))
+    resumed = run("--epochs", 20, "--out", tmp_path / "resumed", "--checkpoint-dir", ckpt,
+                  "--resume", *common)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("resuming from") == 4
+
+    def columns(folder):
+        rows = {}
+        for p in (tmp_path / folder).glob("*.csv"):
+            lines = p.read_text().splitlines()[1:]
+            # every column but wall_seconds (a clock reading)
+            rows[p.stem] = [line.rsplit(",", 1)[0] for line in lines]
+        return rows
+
+    assert columns("resumed") == columns("straight")
+    assert len(columns("resumed")["adam_lr0.01_raw"]) == 20
+
+
+def test_resume_without_checkpoint_dir_is_refused(tmp_path):
+    r = run("--resume", "--out", tmp_path / "out")
+    assert r.returncode != 0 and "--resume needs --checkpoint-dir" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.skipif(not os.environ.get("NORMOPT_DATA_DIR"), reason="NORMOPT_DATA_DIR not set")
 def test_seed_data_adam_raw_stalls_standardized_converges(tmp_path):
     data = pathlib.Path(os.environ["NORMOPT_DATA_DIR"]) / "multiple_linear_regression_dataset.csv"
