@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The one script to run on a borrowed GPU machine (after
+# scripts/device_prepare.sh here, with .device carried): builds normopt with
+# its CUDA kernels against the machine's CUDA PyTorch, runs the whole C++
+# suite (the CUDA tests included, which skip on CPU machines) and the CUDA
+# benchmarks, and writes everything to $OUT (default out/device).
+#   device tool: command "bash scripts/device_check.sh", carry [".device"]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-out/device}"
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
+PY="${PYTHON:-python3}"
+date -u
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())'
+
+# cmake and ninja: the machine's, else the carried wheels.
+TOOLS="$PWD/.device/tools"
+if ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then
+  "$PY" -m pip install -q --no-index --target "$TOOLS" .device/wheels/*.whl
+  export PATH="$TOOLS/bin:$PATH" PYTHONPATH="$TOOLS${PYTHONPATH:+:$PYTHONPATH}"
+fi
+cmake --version | head -1
+TORCH_PREFIX="$("$PY" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
+DEPS="$PWD/.device/root/usr"
+export LD_LIBRARY_PATH="$DEPS/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+start=$SECONDS
+cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS" \
+  -DNORMOPT_CUDA_KERNELS=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DNORMOPT_BUILD_TESTS=ON -DNORMOPT_BUILD_EXAMPLES=OFF -DNORMOPT_BUILD_BENCHMARKS=ON \
+  && cmake --build build-cuda -j "$(nproc)"
+build_rc=$?
+echo "build: rc $build_rc in $((SECONDS - start)) s"
+[ $build_rc -eq 0 ] || exit $build_rc
+
+build-cuda/tests/normopt_tests --gtest_filter='*Cuda*:*CUDA*' \
+  --gtest_output="xml:$OUT/cuda_tests.xml"
+cuda_rc=$?
+build-cuda/tests/normopt_tests --gtest_brief=1 --gtest_filter='-Package.*'
+all_rc=$?
+build-cuda/benchmarks/bench_cuda --benchmark_format=json --benchmark_repetitions=5 \
+  --benchmark_report_aggregates_only=true > "$OUT/bench_cuda.json"
+"$PY" benchmarks/compare_cuda.py < "$OUT/bench_cuda.json" | tee "$OUT/bench_cuda.md"
+echo "cuda tests rc $cuda_rc, whole suite rc $all_rc, total $((SECONDS - start)) s"
+exit $((cuda_rc || all_rc))
