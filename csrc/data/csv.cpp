@@ -58,7 +58,10 @@ std::string printable(std::string_view s, size_t max_bytes) {
   return out;
 }
 
-std::string quoted(std::string_view s, size_t max_bytes = 60) {
+// Not named `quoted`: for a std::string argument, argument-dependent lookup
+// would prefer std::quoted (<iomanip>), which neither escapes control bytes
+// nor truncates.
+std::string quote(std::string_view s, size_t max_bytes = 60) {
   return "\"" + printable(s, max_bytes) + "\"";
 }
 
@@ -79,7 +82,7 @@ std::string column_list(const std::vector<std::string>& names) {
   constexpr size_t kMaxListed = 50;
   std::ostringstream os;
   for (size_t i = 0; i < names.size() && i < kMaxListed; ++i) {
-    os << (i ? ", " : "") << (i + 1) << " " << quoted(names[i]);
+    os << (i ? ", " : "") << (i + 1) << " " << quote(names[i]);
   }
   if (names.size() > kMaxListed) {
     os << ", ... (" << names.size() - kMaxListed << " more)";
@@ -138,7 +141,7 @@ class Scanner {
     os << "CSV error in " << source_ << " at line " << line << ", column "
        << (column_index + 1);
     if (names_ != nullptr && column_index < names_->size()) {
-      os << " (" << quoted((*names_)[column_index]) << ")";
+      os << " (" << quote((*names_)[column_index]) << ")";
     } else if (names_ != nullptr) {
       os << " (beyond the " << names_->size() << " header columns)";
     }
@@ -242,7 +245,7 @@ class Scanner {
           false,
           where(line_, column_index),
           ": unexpected text ",
-          quoted(std::string_view(p_, static_cast<size_t>(e - p_)), 20),
+          quote(std::string_view(p_, static_cast<size_t>(e - p_)), 20),
           " after the closing quote of a quoted field. Put the whole field "
           "inside the quotes, and write a literal quote as '\"\"'.");
     }
@@ -338,7 +341,7 @@ Table parse_csv(std::string_view text,
       "CSV error in ",
       source,
       ": CsvOptions::delimiter cannot be ",
-      quoted(std::string_view(&delim, 1)),
+      quote(std::string_view(&delim, 1)),
       " (it is reserved for quoting or line endings). Use ',' ';' '\\t' "
       "or another separator.");
 
@@ -376,7 +379,7 @@ Table parse_csv(std::string_view text,
     TORCH_CHECK(inserted,
                 scanner.where(fields[c].line, c),
                 ": duplicate column name ",
-                quoted(names[c]),
+                quote(names[c]),
                 " in the header (also column ",
                 it->second + 1,
                 "). Rename one of them so every column name is unique.");
@@ -397,7 +400,7 @@ Table parse_csv(std::string_view text,
         it != index_of.end(),
         header_where(),
         ": target column ",
-        quoted(options.target()),
+        quote(options.target()),
         " not found. Available columns: ",
         column_list(names),
         ". Pass one of these names to CsvOptions::target (or \"\" for the "
@@ -418,7 +421,7 @@ Table parse_csv(std::string_view text,
       TORCH_CHECK(it != index_of.end(),
                   header_where(),
                   ": feature column ",
-                  quoted(name),
+                  quote(name),
                   " not found. Available columns: ",
                   column_list(names),
                   ". Fix the name in CsvOptions::features.");
@@ -428,7 +431,7 @@ Table parse_csv(std::string_view text,
           ", column ",
           it->second + 1,
           ": ",
-          quoted(name),
+          quote(name),
           " is the target column and cannot also be a feature. Remove it "
           "from CsvOptions::features or choose another target.");
       TORCH_CHECK(
@@ -437,7 +440,7 @@ Table parse_csv(std::string_view text,
           ", column ",
           it->second + 1,
           ": feature column ",
-          quoted(name),
+          quote(name),
           " is listed twice in CsvOptions::features. List each column once.");
       used[it->second] = true;
       feature_cols.push_back(it->second);
@@ -446,7 +449,7 @@ Table parse_csv(std::string_view text,
   TORCH_CHECK(!feature_cols.empty(),
               header_where(),
               ": no feature columns: the only column, ",
-              quoted(names[target_col]),
+              quote(names[target_col]),
               ", is the target. Add feature columns to the file.");
   const size_t n_features = feature_cols.size();
 
@@ -502,9 +505,9 @@ Table parse_csv(std::string_view text,
       const NumberStatus status = parse_number(f, v);
       if (C10_UNLIKELY(status != NumberStatus::kOk)) {
         const std::string text_of =
-            quoted(f.escaped ? unescape(std::string_view(f.begin, f.size))
-                             : std::string(f.begin, f.size),
-                   40);
+            quote(f.escaped ? unescape(std::string_view(f.begin, f.size))
+                            : std::string(f.begin, f.size),
+                  40);
         TORCH_CHECK(
             status != NumberStatus::kEmpty,
             scanner.where(f.line, c),
@@ -536,7 +539,7 @@ Table parse_csv(std::string_view text,
           !to_float || std::abs(v) < kFloatRoundsToInf,
           scanner.where(f.line, c),
           ": value ",
-          quoted(std::string_view(f.begin, f.size), 40),
+          quote(std::string_view(f.begin, f.size), 40),
           " overflows float32. Read with CsvOptions().dtype(at::kDouble) or "
           "rescale the column.");
       if (slot == kTarget) {

@@ -395,6 +395,41 @@ TEST(Csv, TextAfterClosingQuote_Errors) {
   EXPECT_CONTAINS(m, "after the closing quote");
 }
 
+// Regressions found by tests/fuzz/csv_fuzzer: column names in messages went
+// through std::quoted (argument-dependent lookup preferred it to the
+// reader's own helper for std::string arguments), so their control bytes were
+// printed raw -- a NUL ended what() before the reason -- and long names were
+// not cut.
+TEST(Csv, ColumnNameInMessage_ControlBytesEscaped) {
+  using namespace std::string_literals;
+  const std::string m = error_of([] { parse_csv("x\0\x01,y\n1e39,1\n"s); });
+  EXPECT_CONTAINS(m,
+                  "line 2, column 1 (\"x\\x00\\x01\"): value \"1e39\" "
+                  "overflows float32");
+}
+
+TEST(Csv, ColumnNameInMessage_LongNameTruncated) {
+  const std::string name(100, 'n');
+  const std::string m = error_of([&] { parse_csv(name + ",y\nq,1\n"); });
+  EXPECT_CONTAINS(m,
+                  "line 2, column 1 (\"" + std::string(60, 'n') +
+                      "...\"): not a number: \"q\"");
+  EXPECT_EQ(m.find(std::string(61, 'n')), std::string::npos) << m;
+}
+
+TEST(Csv, ColumnNameInMessage_QuoteAndBackslashVerbatim) {
+  // The header cell "a""b\" is the name a"b\ ; it is printed as it is.
+  const std::string m = error_of([] { parse_csv("\"a\"\"b\\\",y\nq,1\n"); });
+  EXPECT_CONTAINS(m, "line 2, column 1 (\"a\"b\\\"): not a number");
+}
+
+TEST(Csv, MissingTarget_NamesInListAndOptionEscaped) {
+  const std::string m = error_of(
+      [] { parse_csv("a\x1b[1m,y\n1,2\n", CsvOptions().target("p\r")); });
+  EXPECT_CONTAINS(m, "target column \"p\\x0D\" not found");
+  EXPECT_CONTAINS(m, "1 \"a\\x1B[1m\", 2 \"y\"");
+}
+
 TEST(Csv, LineNumbers_CountCrlfBlankAndQuotedNewlines) {
   // Line 1 header, 2 row, 3 blank, 4-5 a quoted newline in an unselected
   // column, 6 the bad row.
