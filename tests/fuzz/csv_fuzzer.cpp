@@ -1,0 +1,213 @@
+// libFuzzer target for the CSV reader, normopt::data::parse_csv.
+//
+// The contract under test (include/normopt/data/csv.h): on arbitrary bytes
+// and any options, parse_csv either returns a well-formed Table or throws
+// c10::Error. Everything else is a finding that libFuzzer reports as a crash:
+//  - a sanitizer report (ASan: out-of-bounds, use-after-free, leak; UBSan);
+//  - an exception of another type (it escapes LLVMFuzzerTestOneInput, and
+//    std::terminate aborts);
+//  - a hang (libFuzzer's -timeout);
+//  - a returned Table that breaks the documented shape/dtype/name/finite
+//    invariants, or a float32 result that is not the float64 result rounded
+//    once (checked below; a violation prints why and aborts).
+//
+// Input layout: 4 option bytes, then the CSV text. The option bytes are
+// chosen so that printable seeds stay readable: "0,00" selects the defaults.
+//   byte 0, XOR '0' (0x30), is a set of flags:
+//     bits 0-1  delimiter: ',' ';' '\t' '|'
+//     bit  2    dtype: at::kFloat (0) or at::kDouble (1)
+//     bits 3-4  column selection:
+//               0  the defaults (last column is the target, the rest features)
+//               1  target named by the next (byte 2 & 15) bytes of the input,
+//                  which are taken off the front of the text
+//               2  target = column (byte 2 % columns), features the default
+//               3  as 2, plus a feature list picked by byte 3 (bits 0-5: take
+//                  column i when bit i % 6 is set; bit 6: reverse the list;
+//                  bit 7: name the first one twice)
+//               (2 and 3 learn the column names from a parse with the
+//               defaults first; when that throws, there is nothing more to do)
+//     bit  5    cross-check: parse again with the other dtype; float32 must be
+//               the float64 values rounded once, or fail on float32 overflow
+//     bits 6-7  0 or 2: as above; 1: the delimiter is byte 1 itself (any byte,
+//               the reserved '"', '\n', '\r' included, which must throw);
+//               3: an unsupported dtype (at::kInt), which must throw
+//   byte 1    the delimiter in mode bits 6-7 = 1
+//   byte 2    target name length or target column, see bits 3-4
+//   byte 3    feature selection, see bits 3-4
+// Shorter inputs are parsed whole with the default options.
+
+#include <normopt/data/csv.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using normopt::data::CsvOptions;
+using normopt::data::Table;
+
+[[noreturn]] void fail(const char* what) {
+  std::fprintf(stderr, "csv_fuzzer: invariant broken: %s\n", what);
+  std::abort();
+}
+
+void check(bool ok, const char* what) {
+  if (!ok) {
+    fail(what);
+  }
+}
+
+std::optional<Table> try_parse(std::string_view text,
+                               const CsvOptions& options) {
+  try {
+    return normopt::data::parse_csv(text, options);
+  } catch (const c10::Error&) {
+    return std::nullopt;  // the documented way to reject an input
+  }
+}
+
+// The documented shape of a successful parse (see Table and CsvOptions).
+void check_table(const Table& t, const CsvOptions& options) {
+  check(t.features.defined() && t.targets.defined(), "undefined tensor");
+  check(t.features.dim() == 2 && t.targets.dim() == 2, "tensors not 2-D");
+  const int64_t n = t.features.size(0);
+  const int64_t f = t.features.size(1);
+  check(n >= 1 && t.size() == n, "no rows, or size() disagrees");
+  check(t.targets.size(0) == n && t.targets.size(1) == 1, "targets not (N, 1)");
+  check(f >= 1 && static_cast<int64_t>(t.feature_names.size()) == f,
+        "feature_names do not match the feature columns");
+  for (const at::Tensor& x : {t.features, t.targets}) {
+    check(x.scalar_type() == options.dtype(), "wrong dtype");
+    check(x.device().is_cpu() && x.is_contiguous(), "not CPU contiguous");
+    check(at::isfinite(x).all().item<bool>(), "non-finite value");
+  }
+  check(!t.target_name.empty(), "empty target name");
+  for (const std::string& name : t.feature_names) {
+    check(!name.empty() && name != t.target_name,
+          "empty feature name, or a feature named like the target");
+  }
+  if (!options.target().empty()) {
+    check(t.target_name == options.target(), "not the requested target");
+  }
+  if (!options.features().empty()) {
+    check(t.feature_names == options.features(), "not the requested features");
+  }
+}
+
+// float32 results are the float64 results rounded once; a file that parses
+// as float64 fails as float32 only on float32 overflow.
+void cross_check(std::string_view text,
+                 const CsvOptions& options,
+                 const Table& table) {
+  CsvOptions other = options;
+  other.dtype(options.dtype() == at::kFloat ? at::kDouble : at::kFloat);
+  std::optional<Table> again;
+  try {
+    again = normopt::data::parse_csv(text, other);
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    check(other.dtype() == at::kFloat &&
+              msg.find("overflows float32") != std::string::npos,
+          "float64/float32 disagree on whether the input is valid");
+    return;
+  }
+  const Table& f32 = options.dtype() == at::kFloat ? table : *again;
+  const Table& f64 = options.dtype() == at::kFloat ? *again : table;
+  check(at::equal(f64.features.to(at::kFloat), f32.features) &&
+            at::equal(f64.targets.to(at::kFloat), f32.targets),
+        "float32 values are not the float64 values rounded once");
+  check(f32.feature_names == f64.feature_names &&
+            f32.target_name == f64.target_name,
+        "float64/float32 disagree on the names");
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  at::set_num_threads(1);  // one input at a time; no thread pool churn
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view text(reinterpret_cast<const char*>(data), size);
+  CsvOptions options;
+  if (size < 4) {
+    if (auto t = try_parse(text, options)) {
+      check_table(*t, options);
+    }
+    return 0;
+  }
+  const unsigned flags = data[0] ^ 0x30u;
+  const uint8_t raw_delimiter = data[1];
+  const uint8_t target_byte = data[2];
+  const uint8_t feature_byte = data[3];
+  text.remove_prefix(4);
+
+  options.delimiter(",;\t|"[flags & 3u]);
+  options.dtype((flags & 4u) ? at::kDouble : at::kFloat);
+  const unsigned special = (flags >> 6) & 3u;
+  if (special == 1) {
+    options.delimiter(static_cast<char>(raw_delimiter));
+  } else if (special == 3) {
+    options.dtype(at::kInt);
+    check(!try_parse(text, options).has_value(), "at::kInt accepted");
+    return 0;
+  }
+
+  switch ((flags >> 3) & 3u) {
+    case 0:
+      break;
+    case 1: {
+      const size_t len = std::min<size_t>(target_byte & 15u, text.size());
+      options.target(std::string(text.substr(0, len)));
+      text.remove_prefix(len);
+      break;
+    }
+    default: {
+      const std::optional<Table> plain = try_parse(text, options);
+      if (!plain) {
+        return 0;
+      }
+      check_table(*plain, options);
+      std::vector<std::string> names = plain->feature_names;
+      names.push_back(plain->target_name);  // defaults: file order
+      options.target(names[target_byte % names.size()]);
+      if (((flags >> 3) & 3u) == 3) {
+        std::vector<std::string> features;
+        for (size_t i = 0; i < names.size(); ++i) {
+          if (feature_byte & (1u << (i % 6))) {
+            features.push_back(names[i]);
+          }
+        }
+        if (feature_byte & 0x40u) {
+          std::reverse(features.begin(), features.end());
+        }
+        if ((feature_byte & 0x80u) && !features.empty()) {
+          features.push_back(features.front());
+        }
+        options.features(std::move(features));
+      }
+      break;
+    }
+  }
+
+  const std::optional<Table> table = try_parse(text, options);
+  if (table) {
+    check_table(*table, options);
+    if (flags & 0x20u) {
+      cross_check(text, options, *table);
+    }
+  }
+  return 0;
+}
