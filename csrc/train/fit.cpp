@@ -449,6 +449,18 @@ History fit(nn::StandardizedRegressor& model,
   TORCH_CHECK(options.checkpoint_every() >= 1,
               "fit: checkpoint_every must be at least 1, got ",
               options.checkpoint_every());
+  if (!options.checkpoint_path().empty()) {
+    // Before any training: a long run must not find out at its first save.
+    const auto folder =
+        std::filesystem::path(options.checkpoint_path()).parent_path();
+    std::error_code ec;
+    TORCH_CHECK(folder.empty() || std::filesystem::is_directory(folder, ec),
+                "fit: cannot save checkpoints to '",
+                options.checkpoint_path(),
+                "': the folder '",
+                folder.string(),
+                "' does not exist; create it first (nothing was trained)");
+  }
   TORCH_CHECK(options.early_stopping_patience() >= 0,
               "fit: early_stopping_patience must be >= 0 (0 = off), got ",
               options.early_stopping_patience());

@@ -581,7 +581,9 @@ TEST(Checkpoint, BadOptions_Errors) {
                             quiet().epochs(1).checkpoint_path(
                                 dir.file("no_such_folder/run.pt")));
       },
-      {"cannot write", "no_such_folder/run.pt", "No such file or directory"});
+      {"cannot save checkpoints to",
+       "no_such_folder/run.pt",
+       "does not exist"});
 }
 
 // ---- Non-finite values during fit -------------------------------------------
