@@ -9,15 +9,13 @@
 namespace normopt::nn::detail {
 namespace {
 
-struct Pending {
-  at::Tensor target;
-  at::Tensor value;
-};
-
+// Visits the module's own parameters, own buffers, then its children's, as
+// fn(name, local tensor, is_buffer, archive of this module or null).
 void collect(torch::nn::Module& module,
              torch::serialize::InputArchive& archive,
              const std::string& prefix,
-             std::vector<Pending>& out) {
+             std::vector<NamedState>& out,
+             std::vector<at::Tensor>& targets) {
   auto read_one = [&](const std::string& key, at::Tensor& local, bool buffer) {
     const auto name = prefix + key;
     at::Tensor stored;
@@ -40,7 +38,9 @@ void collect(torch::nn::Module& module,
         local.sizes(),
         " in this module; build the module with the same sizes as the one "
         "that was saved");
-    out.push_back({local, stored.to(local.device(), local.scalar_type())});
+    out.push_back(
+        {name, stored, stored.to(local.device(), local.scalar_type())});
+    targets.push_back(local);
   };
   for (auto& p : module.named_parameters(/*recurse=*/false)) {
     read_one(p.key(), p.value(), /*buffer=*/false);
@@ -56,26 +56,53 @@ void collect(torch::nn::Module& module,
                 ": it has no submodule '",
                 prefix + child.key(),
                 "'; it was saved from a different model");
-    collect(*child.value(), child_archive, prefix + child.key() + ".", out);
+    collect(*child.value(),
+            child_archive,
+            prefix + child.key() + ".",
+            out,
+            targets);
+  }
+}
+
+void walk(torch::nn::Module& module,
+          const std::string& prefix,
+          std::vector<NamedState>& out) {
+  for (auto& p : module.named_parameters(/*recurse=*/false)) {
+    out.push_back({prefix + p.key(), p.value(), p.value()});
+  }
+  for (auto& b : module.named_buffers(/*recurse=*/false)) {
+    out.push_back({prefix + b.key(), b.value(), b.value()});
+  }
+  for (auto& child : module.named_children()) {
+    walk(*child.value(), prefix + child.key() + ".", out);
   }
 }
 
 }  // namespace
 
-void load_checked(torch::nn::Module& module,
-                  torch::serialize::InputArchive& archive) {
-  std::vector<Pending> pending;
-  collect(module, archive, "", pending);
-  at::NoGradGuard no_grad;
-  for (auto& p : pending) {
-    p.target.set_(p.value);
-  }
+std::vector<NamedState> state_in_load_order(torch::nn::Module& module) {
+  std::vector<NamedState> out;
+  walk(module, "", out);
+  return out;
 }
 
-void check_loadable(torch::nn::Module& module,
-                    torch::serialize::InputArchive& archive) {
-  std::vector<Pending> pending;
-  collect(module, archive, "", pending);
+std::vector<NamedState> read_checked(torch::nn::Module& module,
+                                     torch::serialize::InputArchive& archive) {
+  std::vector<NamedState> out;
+  std::vector<at::Tensor> targets;
+  collect(module, archive, "", out, targets);
+  return out;
+}
+
+void load_checked(torch::nn::Module& module,
+                  torch::serialize::InputArchive& archive) {
+  std::vector<NamedState> values;
+  std::vector<at::Tensor> targets;
+  collect(module, archive, "", values, targets);
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < values.size(); ++i) {
+    targets[i].set_(values[i].value);
+  }
 }
 
 }  // namespace normopt::nn::detail

@@ -5,8 +5,27 @@
 #include <torch/serialize/input-archive.h>
 
 #include <string>
+#include <vector>
 
 namespace normopt::nn::detail {
+
+/// A parameter or buffer by its dotted name ("regressor.weight").
+struct NamedState {
+  std::string name;
+  /// The tensor as saved (checkpoint side) or as held (module side).
+  at::Tensor stored;
+  /// read_checked(): `stored` in this module's device and dtype.
+  at::Tensor value;
+};
+
+/// The module's parameters and buffers in load order: each module's own
+/// parameters, then its own buffers, then its children's, depth first.
+std::vector<NamedState> state_in_load_order(torch::nn::Module& module);
+
+/// The checkpoint's values for `module`, in state_in_load_order()'s order,
+/// checked like load_checked() and not loaded.
+std::vector<NamedState> read_checked(torch::nn::Module& module,
+                                     torch::serialize::InputArchive& archive);
 
 /// Loads `module`'s parameters, buffers and children (recursively) from
 /// `archive` like torch::nn::Module::load, but refuses a checkpoint whose
@@ -16,10 +35,5 @@ namespace normopt::nn::detail {
 /// Nothing is modified unless the whole checkpoint matches.
 void load_checked(torch::nn::Module& module,
                   torch::serialize::InputArchive& archive);
-
-/// The checks of load_checked() without the load: throws the same errors,
-/// changes nothing.
-void check_loadable(torch::nn::Module& module,
-                    torch::serialize::InputArchive& archive);
 
 }  // namespace normopt::nn::detail

@@ -9,6 +9,7 @@
 #include <c10/util/Type.h>
 #include <torch/serialize/output-archive.h>
 
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <sstream>
@@ -65,6 +66,85 @@ at::Tensor history_tensor(const History& history) {
   return out;
 }
 
+// A 64-bit FNV-1a digest of everything a checkpoint restores, computed from
+// the values (not the file), so a resume can tell a damaged file from a good
+// one: the zip container has no checksum PyTorch's reader verifies, and a
+// flipped byte in tensor data would otherwise load silently.
+class Digest {
+ public:
+  void bytes(const void* data, size_t size) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < size; ++i) {
+      h_ = (h_ ^ p[i]) * 1099511628211ull;
+    }
+  }
+  void text(const std::string& s) {
+    integer(static_cast<int64_t>(s.size()));
+    bytes(s.data(), s.size());
+  }
+  void integer(int64_t v) {
+    bytes(&v, sizeof(v));
+  }
+  void tensor(const at::Tensor& t) {
+    const auto c = t.detach().to(at::kCPU).contiguous();
+    text(c10::toString(c.scalar_type()));
+    integer(c.dim());
+    for (const auto d : c.sizes()) {
+      integer(d);
+    }
+    bytes(c.const_data_ptr(), c.nbytes());
+  }
+  int64_t value() const {
+    return static_cast<int64_t>(h_);
+  }
+
+ private:
+  uint64_t h_ = 14695981039346656037ull;
+};
+
+// What the digest covers besides the model's tensors.
+struct Record {
+  int64_t epoch = 0;
+  bool stopped_early = false;
+  at::Tensor history;
+  int64_t batch_size = 0;
+  bool shuffle = false;
+  int64_t seed = 0;
+  bool validation = false;
+  std::string optimizer_type, param_layout, dtype;
+  at::Tensor optimizer;  // the optimizer's archive, as bytes
+  at::Tensor cpu_rng;
+};
+
+// `state`: the model's tensors as saved (nn::detail::state_in_load_order
+// when saving, read_checked when resuming).
+int64_t digest_of(const std::vector<nn::detail::NamedState>& state,
+                  const Record& r) {
+  Digest d;
+  for (const auto& s : state) {
+    d.text(s.name);
+    d.tensor(s.stored);
+  }
+  d.integer(r.epoch);
+  d.integer(r.stopped_early);
+  d.tensor(r.history);
+  d.integer(r.batch_size);
+  d.integer(r.shuffle);
+  d.integer(r.seed);
+  d.integer(r.validation);
+  d.text(r.optimizer_type);
+  d.text(r.param_layout);
+  d.text(r.dtype);
+  d.tensor(r.optimizer);
+  d.tensor(r.cpu_rng);
+  return d.value();
+}
+
+std::string model_dtype(const nn::StandardizedRegressorImpl& model) {
+  const auto params = model.parameters();
+  return params.empty() ? "none" : c10::toString(params[0].scalar_type());
+}
+
 // Refuses to save a model holding NaN or Inf, naming the first such tensor.
 void check_finite(const nn::StandardizedRegressor& model,
                   const std::string& path,
@@ -97,6 +177,15 @@ void check_finite(const nn::StandardizedRegressor& model,
   for (const auto& b : model->named_buffers()) {
     check("statistic", b.key(), b.value());
   }
+}
+
+// An exception's message without c10's backtrace. TorchScript's
+// deserializer throws its own types on damaged archives.
+std::string reason_of(const std::exception& e) {
+  if (const auto* error = dynamic_cast<const c10::Error*>(&e)) {
+    return error->what_without_backtrace();
+  }
+  return e.what();
 }
 
 // "fit: cannot resume from '<path>': <what>".
@@ -184,25 +273,51 @@ void save_checkpoint(const std::string& path, const CheckpointContent& what) {
       history.epochs.empty() ? 0 : history.epochs.back().epoch;
   check_finite(what.model, path, epoch);
 
+  Record r;
+  r.epoch = epoch;
+  r.stopped_early = history.stopped_early;
+  r.history = history_tensor(history);
+  r.batch_size = what.options->batch_size();
+  r.shuffle = what.options->shuffle();
+  // uint64 seeds round-trip through int64 bit for bit.
+  r.seed = static_cast<int64_t>(what.options->seed());
+  r.validation = what.has_validation;
+  r.optimizer_type = optimizer_type(*what.optimizer);
+  r.param_layout = param_layout(*what.optimizer);
+  r.dtype = model_dtype(*what.model);
+  {
+    torch::serialize::OutputArchive optimizer;
+    what.optimizer->save(optimizer);
+    std::string bytes;
+    optimizer.save_to([&bytes](const void* data, size_t size) -> size_t {
+      bytes.append(static_cast<const char*>(data), size);
+      return size;
+    });
+    r.optimizer = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
+    std::memcpy(r.optimizer.data_ptr(), bytes.data(), bytes.size());
+  }
+  r.cpu_rng = cpu_rng_state();
+
   torch::serialize::OutputArchive archive;
   what.model->save(archive);
   torch::serialize::OutputArchive record;
   record.write("format", c10::IValue(std::string(kFormat)));
   record.write("version", c10::IValue(kVersion));
-  record.write("epoch", c10::IValue(epoch));
-  record.write("stopped_early", c10::IValue(history.stopped_early));
-  record.write("history", history_tensor(history));
-  record.write("batch_size", c10::IValue(what.options->batch_size()));
-  record.write("shuffle", c10::IValue(what.options->shuffle()));
-  // uint64 seeds round-trip through int64 bit for bit.
-  record.write("seed", c10::IValue(static_cast<int64_t>(what.options->seed())));
-  record.write("validation", c10::IValue(what.has_validation));
-  record.write("optimizer_type", c10::IValue(optimizer_type(*what.optimizer)));
-  record.write("param_layout", c10::IValue(param_layout(*what.optimizer)));
-  torch::serialize::OutputArchive optimizer;
-  what.optimizer->save(optimizer);
-  record.write("optimizer", optimizer);
-  record.write("cpu_rng", cpu_rng_state());
+  record.write("epoch", c10::IValue(r.epoch));
+  record.write("stopped_early", c10::IValue(r.stopped_early));
+  record.write("history", r.history);
+  record.write("batch_size", c10::IValue(r.batch_size));
+  record.write("shuffle", c10::IValue(r.shuffle));
+  record.write("seed", c10::IValue(r.seed));
+  record.write("validation", c10::IValue(r.validation));
+  record.write("optimizer_type", c10::IValue(r.optimizer_type));
+  record.write("param_layout", c10::IValue(r.param_layout));
+  record.write("dtype", c10::IValue(r.dtype));
+  record.write("optimizer", r.optimizer);
+  record.write("cpu_rng", r.cpu_rng);
+  record.write("digest",
+               c10::IValue(digest_of(
+                   nn::detail::state_in_load_order(*what.model.ptr()), r)));
   archive.write(kRecord, record);
 
   std::string bytes;
@@ -213,11 +328,13 @@ void save_checkpoint(const std::string& path, const CheckpointContent& what) {
   util::write_atomically(path, bytes, "fit: saving a checkpoint");
 }
 
-ResumePoint read_checkpoint(const std::string& path,
-                            nn::StandardizedRegressor& model,
-                            const torch::optim::Optimizer& optimizer,
-                            const FitOptions& options,
-                            bool has_validation) {
+namespace {
+
+ResumePoint read_checkpoint_unguarded(const std::string& path,
+                                      nn::StandardizedRegressor& model,
+                                      const torch::optim::Optimizer& optimizer,
+                                      const FitOptions& options,
+                                      bool has_validation) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
     refuse(path,
@@ -228,11 +345,10 @@ ResumePoint read_checkpoint(const std::string& path,
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path, at::Device(at::kCPU));
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
     refuse(path,
-           std::string("the file is truncated, corrupted or not a "
-                       "checkpoint (") +
-               e.what_without_backtrace() + ")");
+           "the file is truncated, corrupted or not a checkpoint (" +
+               reason_of(e) + ")");
   }
   torch::serialize::InputArchive record;
   if (!archive.try_read(kRecord, record)) {
@@ -251,68 +367,84 @@ ResumePoint read_checkpoint(const std::string& path,
                "; this normopt reads version " + std::to_string(kVersion));
   }
 
-  // The model first: a foreign model's error names its tensors.
+  // The model first: a foreign model's error names its tensors. Its saved
+  // values are read, not loaded, so they can be checked against the digest
+  // before anything of the caller's changes.
+  std::vector<nn::detail::NamedState> saved;
   try {
-    nn::detail::check_loadable(*model, archive);
+    saved = nn::detail::read_checked(*model, archive);
   } catch (const c10::Error& e) {
     refuse(path, e.what_without_backtrace());
   }
-  const auto saved_type = read_string(record, path, "optimizer_type");
-  if (saved_type != optimizer_type(optimizer)) {
+  // Then the whole record against the digest: a damaged file is reported
+  // as such, not as a mismatch of whatever field the damage hit.
+  Record r;
+  r.epoch = read_int(record, path, "epoch");
+  r.stopped_early = read_bool(record, path, "stopped_early");
+  r.history = read_tensor(record, path, "history");
+  r.batch_size = read_int(record, path, "batch_size");
+  r.shuffle = read_bool(record, path, "shuffle");
+  r.seed = read_int(record, path, "seed");
+  r.validation = read_bool(record, path, "validation");
+  r.optimizer_type = read_string(record, path, "optimizer_type");
+  r.param_layout = read_string(record, path, "param_layout");
+  r.dtype = read_string(record, path, "dtype");
+  r.optimizer = read_tensor(record, path, "optimizer");
+  r.cpu_rng = read_tensor(record, path, "cpu_rng");
+  if (read_int(record, path, "digest") != digest_of(saved, r)) {
     refuse(path,
-           "it holds the state of a " + saved_type + " but this run uses a " +
-               optimizer_type(optimizer) +
+           "its contents do not match the checksum saved with them: the file "
+           "is corrupted");
+  }
+
+  if (r.dtype != model_dtype(*model)) {
+    refuse(path,
+           "it was saved from a " + r.dtype + " model, this one is " +
+               model_dtype(*model) +
+               "; convert the model (model->to(...)) before resuming");
+  }
+  if (r.optimizer_type != optimizer_type(optimizer)) {
+    refuse(path,
+           "it holds the state of a " + r.optimizer_type +
+               " but this run uses a " + optimizer_type(optimizer) +
                "; build the same optimizer type as the saved run");
   }
-  const auto saved_layout = read_string(record, path, "param_layout");
-  if (saved_layout != param_layout(optimizer)) {
+  if (r.param_layout != param_layout(optimizer)) {
     refuse(path,
-           "its optimizer state is for parameters shaped \"" + saved_layout +
+           "its optimizer state is for parameters shaped \"" + r.param_layout +
                "\" but this run's optimizer holds \"" +
                param_layout(optimizer) +
                "\"; build the optimizer on the same model and param groups");
   }
-  expect_same(path,
-              "batch_size",
-              read_int(record, path, "batch_size"),
-              options.batch_size());
-  expect_same(
-      path, "shuffle", read_bool(record, path, "shuffle"), options.shuffle());
-  expect_same(path,
-              "seed",
-              static_cast<uint64_t>(read_int(record, path, "seed")),
-              options.seed());
-  expect_same(path,
-              "validation data",
-              read_bool(record, path, "validation"),
-              has_validation);
-
-  const int64_t epoch = read_int(record, path, "epoch");
-  if (epoch < 1) {
-    refuse(path, "its epoch count " + std::to_string(epoch) + " is invalid");
+  expect_same(path, "batch_size", r.batch_size, options.batch_size());
+  expect_same(path, "shuffle", r.shuffle, options.shuffle());
+  expect_same(path, "seed", static_cast<uint64_t>(r.seed), options.seed());
+  expect_same(path, "validation data", r.validation, has_validation);
+  if (r.epoch < 1) {
+    refuse(path, "its epoch count " + std::to_string(r.epoch) + " is invalid");
   }
-  if (epoch > options.epochs()) {
+  if (r.epoch > options.epochs()) {
     refuse(path,
-           "it already holds " + std::to_string(epoch) +
+           "it already holds " + std::to_string(r.epoch) +
                " epochs, more than this run's epochs = " +
                std::to_string(options.epochs()) + "; ask for at least " +
-               std::to_string(epoch));
+               std::to_string(r.epoch));
   }
-  const auto table = read_tensor(record, path, "history");
+  const auto& table = r.history;
   if (table.scalar_type() != at::kDouble || table.dim() != 2 ||
-      table.size(0) != epoch || table.size(1) != kLogFields) {
+      table.size(0) != r.epoch || table.size(1) != kLogFields) {
     std::ostringstream what;
     what << "its History has shape " << table.sizes() << " and dtype "
-         << table.scalar_type() << ", expected [" << epoch << ", " << kLogFields
-         << "] float64: the file is corrupted";
+         << table.scalar_type() << ", expected [" << r.epoch << ", "
+         << kLogFields << "] float64: the file is corrupted";
     refuse(path, what.str());
   }
   ResumePoint point;
   point.history.optimum_mse = options.optimum_mse();
-  point.history.stopped_early = read_bool(record, path, "stopped_early");
+  point.history.stopped_early = r.stopped_early;
   const auto values = table.contiguous();
-  const double* v = values.data_ptr<double>();
-  for (int64_t e = 0; e < epoch; ++e, v += kLogFields) {
+  const double* v = values.const_data_ptr<double>();
+  for (int64_t e = 0; e < r.epoch; ++e, v += kLogFields) {
     EpochLog log;
     log.epoch = static_cast<int64_t>(v[0]);
     log.train_loss = v[1];
@@ -329,14 +461,23 @@ ResumePoint read_checkpoint(const std::string& path,
     }
     point.history.epochs.push_back(log);
   }
-  point.cpu_rng = read_tensor(record, path, "cpu_rng");
   const auto rng_now = cpu_rng_state();
-  if (point.cpu_rng.scalar_type() != rng_now.scalar_type() ||
-      !point.cpu_rng.sizes().equals(rng_now.sizes())) {
+  if (r.cpu_rng.scalar_type() != rng_now.scalar_type() ||
+      !r.cpu_rng.sizes().equals(rng_now.sizes())) {
     refuse(path, "its RNG state has the wrong size: the file is corrupted");
   }
-  if (!record.try_read("optimizer", point.optimizer)) {
-    refuse(path, "it has no optimizer state: the file is corrupted");
+  point.cpu_rng = r.cpu_rng;
+  if (r.optimizer.scalar_type() != at::kByte || r.optimizer.dim() != 1) {
+    refuse(path,
+           "its optimizer state is not a byte string: the file is "
+           "corrupted");
+  }
+  try {
+    const auto bytes = r.optimizer.contiguous();
+    point.optimizer.load_from(static_cast<const char*>(bytes.const_data_ptr()),
+                              static_cast<size_t>(bytes.numel()));
+  } catch (const std::exception& e) {
+    refuse(path, "its optimizer state does not read (" + reason_of(e) + ")");
   }
   // Last, because it is the step that changes something: all or nothing.
   try {
@@ -345,6 +486,26 @@ ResumePoint read_checkpoint(const std::string& path,
     refuse(path, e.what_without_backtrace());
   }
   return point;
+}
+
+}  // namespace
+
+ResumePoint read_checkpoint(const std::string& path,
+                            nn::StandardizedRegressor& model,
+                            const torch::optim::Optimizer& optimizer,
+                            const FitOptions& options,
+                            bool has_validation) {
+  try {
+    return read_checkpoint_unguarded(
+        path, model, optimizer, options, has_validation);
+  } catch (const c10::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    // A damaged archive can fail inside TorchScript's deserializer, which
+    // throws its own exception types.
+    refuse(path,
+           "the file is corrupted or not a checkpoint (" + reason_of(e) + ")");
+  }
 }
 
 }  // namespace normopt::train::detail

@@ -10,10 +10,15 @@
 //                                     float64, the EpochLog fields in order)
 //   batch_size, shuffle, seed,        settings a resumed run must share
 //   validation
-//   optimizer_type, param_layout      which optimizer, and its param groups'
-//                                     shapes, checked before its state loads
-//   optimizer                         the optimizer's own archive
+//   optimizer_type, param_layout,     which optimizer, its param groups'
+//   dtype                             shapes and the model's dtype, checked
+//                                     before anything loads
+//   optimizer                         the optimizer's own archive, as bytes
 //   cpu_rng                           torch's global CPU generator state
+//   digest                            FNV-1a of all of the above and the
+//                                     model's tensors (the zip container's
+//                                     CRCs are not verified by PyTorch's
+//                                     reader), checked before anything loads
 
 #include <normopt/train/fit.h>
 

@@ -621,12 +621,13 @@ History fit(nn::StandardizedRegressor& model,
     }
     try {
       optimizer.load(resume->optimizer);
-    } catch (const c10::Error& e) {
+    } catch (const std::exception& e) {
+      const auto* error = dynamic_cast<const c10::Error*>(&e);
       TORCH_CHECK(false,
                   "fit: cannot resume from '",
                   options.resume_from(),
                   "': its optimizer state does not load (",
-                  e.what_without_backtrace(),
+                  error ? error->what_without_backtrace() : e.what(),
                   "); the file is corrupted");
     }
     {

@@ -470,6 +470,56 @@ TEST(Checkpoint, ForeignOrDamagedFiles_RefusedLeavingModelAndFile) {
   }
 }
 
+TEST(Checkpoint, FlippedBytes_RefusedOrHarmless) {
+  // Every 23rd byte of a checkpoint flipped, one at a time: each damaged
+  // file is refused with a c10::Error, or the byte was inert (zip padding,
+  // unused header bits) and the resumed run equals the one from the intact
+  // file. The digest is what catches flips in tensor data and in the record.
+  TempDir dir;
+  const auto good = dir.file("good.pt");
+  const auto base = quiet().epochs(6).batch_size(16);
+  auto resume = [&](const std::string& path) {
+    auto model = StandardizedRegressor(LinearRegressor(2));
+    normopt::optim::Adam adam(model->parameters(),
+                              normopt::optim::AdamOptions(1e-2));
+    auto options = base;
+    auto h = normopt::train::fit(
+        model, adam, train_table(), options.resume_from(path));
+    return std::make_pair(h, snapshot(*model));
+  };
+  {
+    auto model = StandardizedRegressor(LinearRegressor(2));
+    normopt::optim::Adam adam(model->parameters(),
+                              normopt::optim::AdamOptions(1e-2));
+    auto options = base;
+    normopt::train::fit(
+        model, adam, train_table(), options.epochs(3).checkpoint_path(good));
+  }
+  const auto [intact_history, intact_state] = resume(good);
+  const auto bytes = read_bytes(good);
+  const auto bad = dir.file("bad.pt");
+  int refused = 0, harmless = 0;
+  for (size_t pos = 0; pos < bytes.size(); pos += 23) {
+    auto damaged = bytes;
+    damaged[pos] = static_cast<char>(damaged[pos] ^ 0x5a);
+    write_bytes(bad, damaged);
+    try {
+      const auto [h, state] = resume(bad);
+      expect_same_history(intact_history, h);
+      expect_bit_equal(intact_state, state);
+      ++harmless;
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what_without_backtrace())
+                    .find("fit: cannot resume from '" + bad + "'"),
+                std::string::npos)
+          << "byte " << pos << ": " << e.what_without_backtrace();
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 3 * harmless)
+      << refused << " refused, " << harmless << " harmless";
+}
+
 // ---- Saving: never half a file, never non-finite values ---------------------
 
 #if defined(__linux__)
