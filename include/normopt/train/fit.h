@@ -158,10 +158,11 @@ struct NORMOPT_API FitOptions {
   /// (wall_seconds continues from the saved value). A run that had already
   /// finished (or stopped early) is returned as saved. Throws c10::Error,
   /// with nothing loaded and the file untouched, when the file is missing,
-  /// truncated or corrupted, not a fit() checkpoint, saved from a model with
-  /// other shapes, by another optimizer type or param-group layout, with
-  /// another batch_size, shuffle, seed or validation setting, or with more
-  /// epochs than `epochs`.
+  /// truncated or corrupted (a digest saved with the checkpoint covers the
+  /// model's tensors, the optimizer's state, the History and the settings),
+  /// not a fit() checkpoint, saved from a model with other shapes or dtype, by
+  /// another optimizer type or param-group layout, with another batch_size,
+  /// shuffle, seed or validation setting, or with more epochs than `epochs`.
   TORCH_ARG(std::string, resume_from) = "";
   /// Progress bar on stderr.
   TORCH_ARG(Progress, progress) = Progress::kAuto;
