@@ -3,6 +3,7 @@
 #include "../nn/checks.h"
 #include "../nn/serialize.h"
 #include "../util/atomic_file.h"
+#include "../util/zip_check.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -11,6 +12,8 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <sstream>
 #include <typeinfo>
@@ -342,9 +345,24 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
                ? "it is not a regular file"
                : "no such file; give the checkpoint_path of an earlier run");
   }
+  // Read whole and checked against the zip's CRCs before LibTorch's reader
+  // sees it (see util::check_zip).
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+    if (!in.good() && !in.eof()) {
+      refuse(path, "it cannot be read");
+    }
+  }
+  if (auto damage = util::check_zip(bytes)) {
+    refuse(path,
+           "the file is truncated, corrupted or not a checkpoint (" + *damage +
+               ")");
+  }
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path, at::Device(at::kCPU));
+    archive.load_from(bytes.data(), bytes.size(), at::Device(at::kCPU));
   } catch (const std::exception& e) {
     refuse(path,
            "the file is truncated, corrupted or not a checkpoint (" +
