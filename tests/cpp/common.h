@@ -2,6 +2,7 @@
 // Shared test helpers: independent references and error assertions.
 
 #include <gtest/gtest.h>
+#include <normopt/train/fit.h>
 #include <torch/torch.h>
 
 #include <unistd.h>
@@ -63,6 +64,23 @@ void expect_error(Fn&& fn, std::initializer_list<std::string> needles) {
     return;
   }
   ADD_FAILURE() << "expected a c10::Error";
+}
+
+/// fit() options without a progress bar (tests print nothing).
+inline normopt::train::FitOptions quiet() {
+  return normopt::train::FitOptions().progress(normopt::train::Progress::kOff);
+}
+
+/// Copies of a module's parameters, then its buffers.
+inline std::vector<torch::Tensor> snapshot(torch::nn::Module& m) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : m.parameters()) {
+    out.push_back(p.detach().clone());
+  }
+  for (const auto& b : m.buffers()) {
+    out.push_back(b.detach().clone());
+  }
+  return out;
 }
 
 /// A fresh temporary directory, removed by the destructor.

@@ -23,26 +23,13 @@
 using namespace normopt::nn;
 using normopt::data::Table;
 using normopt::test::expect_error;
+using normopt::test::quiet;
+using normopt::test::snapshot;
 using normopt::test::TempDir;
 using normopt::train::FitOptions;
 using normopt::train::History;
 
 namespace {
-
-FitOptions quiet() {
-  return FitOptions().progress(normopt::train::Progress::kOff);
-}
-
-std::vector<torch::Tensor> snapshot(torch::nn::Module& m) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : m.parameters()) {
-    out.push_back(p.detach().clone());
-  }
-  for (const auto& b : m.buffers()) {
-    out.push_back(b.detach().clone());
-  }
-  return out;
-}
 
 // Bitwise equality of tensors (NaN == NaN): torch::equal on the raw bytes.
 bool bit_equal(const torch::Tensor& a, const torch::Tensor& b) {

@@ -13,6 +13,8 @@
 using namespace normopt::nn;
 using normopt::data::Table;
 using normopt::test::expect_error;
+using normopt::test::quiet;
+using normopt::test::snapshot;
 using normopt::train::FitOptions;
 using normopt::train::History;
 
@@ -120,21 +122,6 @@ StandardizedRegressor make_model(TargetScaling targets = TargetScaling::kZScore,
       LinearRegressor(features),
       StandardizedRegressorOptions().targets(
           TargetStandardizerOptions().method(targets)));
-}
-
-FitOptions quiet() {
-  return FitOptions().progress(normopt::train::Progress::kOff);
-}
-
-std::vector<torch::Tensor> snapshot(torch::nn::Module& m) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : m.parameters()) {
-    out.push_back(p.detach().clone());
-  }
-  for (const auto& b : m.buffers()) {
-    out.push_back(b.detach().clone());
-  }
-  return out;
 }
 
 bool same(const std::vector<torch::Tensor>& a,
