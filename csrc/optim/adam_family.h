@@ -5,6 +5,8 @@
 #include <normopt/ops/optim_step.h>
 #include <normopt/optim/adam.h>
 
+#include "../nn/checks.h"
+
 #include <ATen/ATen.h>
 #include <torch/optim/serialize.h>
 #include <torch/serialize/archive.h>
@@ -82,8 +84,7 @@ inline void keep_group_options(
   }
 }
 
-/// Whether every defined gradient of every group is finite (max-abs norm per
-/// tensor; NaN and Inf propagate into it).
+/// Whether every defined gradient of every group is finite.
 inline bool all_grads_finite(
     const std::vector<torch::optim::OptimizerParamGroup>& groups) {
   std::vector<at::Tensor> grads;
@@ -94,11 +95,7 @@ inline bool all_grads_finite(
       }
     }
   }
-  if (grads.empty()) {
-    return true;
-  }
-  auto norms = at::_foreach_norm(grads, INFINITY);
-  return at::stack(norms).isfinite().all().item<bool>();
+  return !nn::detail::first_nonfinite_tensor(grads);
 }
 
 /// Densifies a gradient to the parameter's strides when they differ (rare:

@@ -152,33 +152,26 @@ std::string model_dtype(const nn::StandardizedRegressorImpl& model) {
 void check_finite(const nn::StandardizedRegressor& model,
                   const std::string& path,
                   int64_t epoch) {
-  auto check = [&](const std::string& kind,
-                   const std::string& name,
-                   const at::Tensor& t) {
-    if (!t.defined() || !at::isFloatingType(t.scalar_type())) {
-      return;
-    }
-    if (auto index = nn::detail::first_nonfinite_index(t)) {
-      TORCH_CHECK(false,
-                  "fit: not saving the checkpoint of epoch ",
-                  epoch,
-                  " to '",
-                  path,
-                  "': ",
-                  kind,
-                  " '",
-                  name,
-                  "' element ",
-                  at::IntArrayRef(*index),
-                  " is NaN or Inf; the previous checkpoint was left as it "
-                  "was. Lower the learning rate or standardize the targets");
-    }
+  auto refuse_save = [&](const char* kind, const auto& bad) {
+    TORCH_CHECK(false,
+                "fit: not saving the checkpoint of epoch ",
+                epoch,
+                " to '",
+                path,
+                "': ",
+                kind,
+                " '",
+                bad.first,
+                "' element ",
+                at::IntArrayRef(bad.second),
+                " is NaN or Inf; the previous checkpoint was left as it "
+                "was. Lower the learning rate or standardize the targets");
   };
-  for (const auto& p : model->named_parameters()) {
-    check("parameter", p.key(), p.value());
+  if (auto bad = nn::detail::first_nonfinite_named(model->named_parameters())) {
+    refuse_save("parameter", *bad);
   }
-  for (const auto& b : model->named_buffers()) {
-    check("statistic", b.key(), b.value());
+  if (auto bad = nn::detail::first_nonfinite_named(model->named_buffers())) {
+    refuse_save("statistic", *bad);
   }
 }
 
@@ -458,6 +451,7 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
     refuse(path, what.str());
   }
   ResumePoint point;
+  point.path = path;
   point.history.optimum_mse = options.optimum_mse();
   point.history.stopped_early = r.stopped_early;
   const auto values = table.contiguous();
@@ -524,6 +518,19 @@ ResumePoint read_checkpoint(const std::string& path,
     refuse(path,
            "the file is corrupted or not a checkpoint (" + reason_of(e) + ")");
   }
+}
+
+void restore(ResumePoint& point, torch::optim::Optimizer& optimizer) {
+  try {
+    optimizer.load(point.optimizer);
+  } catch (const std::exception& e) {
+    refuse(point.path,
+           "its optimizer state does not load (" + reason_of(e) +
+               "); the file is corrupted");
+  }
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(point.cpu_rng);
 }
 
 }  // namespace normopt::train::detail

@@ -44,14 +44,21 @@ void save_checkpoint(const std::string& path, const CheckpointContent& what);
 
 /// A checkpoint read and checked against the run that resumes it.
 struct ResumePoint {
+  /// The file it was read from, for messages.
+  std::string path;
   /// The History saved with it (its epochs are the completed ones).
   History history;
-  /// The optimizer's archive, loaded by fit() after the schedulers'
+  /// The optimizer's archive, loaded by restore() after the schedulers'
   /// replay (the replay moves the learning rates; the load restores them).
   torch::serialize::InputArchive optimizer;
   /// torch's global CPU generator state when the checkpoint was saved.
   at::Tensor cpu_rng;
 };
+
+/// Loads the optimizer's saved state into `optimizer` and sets torch's
+/// global CPU generator to the saved state. Throws c10::Error naming the
+/// file when the optimizer state does not load.
+void restore(ResumePoint& point, torch::optim::Optimizer& optimizer);
 
 /// Reads `path`, checks it against this run (format, optimizer type and
 /// param-group layout, settings, epochs) and loads the model from it

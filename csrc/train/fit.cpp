@@ -216,10 +216,16 @@ bool optimizer_skips_nonfinite(const torch::optim::Optimizer& optimizer) {
 // nullopt when all are finite.
 std::optional<std::string> first_nonfinite_gradient(
     const std::vector<std::pair<std::string, at::Tensor>>& named) {
+  std::vector<at::Tensor> grads;
+  std::vector<const std::string*> names;
   for (const auto& [name, p] : named) {
-    if (p.grad().defined() && !nn::detail::all_finite(p.grad())) {
-      return name;
+    if (p.grad().defined()) {
+      grads.push_back(p.grad());
+      names.push_back(&name);
     }
+  }
+  if (auto i = nn::detail::first_nonfinite_tensor(grads)) {
+    return *names[*i];
   }
   return std::nullopt;
 }
@@ -528,19 +534,15 @@ History fit(nn::StandardizedRegressor& model,
   }
   // Statistics overflow only on extreme data (variance beyond the dtype's
   // range) or when they were set by hand; either way nothing can train.
-  for (const auto& b : model->named_buffers()) {
-    if (at::isFloatingType(b.value().scalar_type())) {
-      if (auto index = nn::detail::first_nonfinite_index(b.value())) {
-        TORCH_CHECK(false,
-                    "fit: the model's statistic '",
-                    b.key(),
-                    "' element ",
-                    at::IntArrayRef(*index),
-                    " is NaN or Inf; the data's values are too large for "
-                    "its dtype (convert it to float64 or rescale it) or the "
-                    "statistic was set by hand");
-      }
-    }
+  if (auto bad = nn::detail::first_nonfinite_named(model->named_buffers())) {
+    TORCH_CHECK(false,
+                "fit: the model's statistic '",
+                bad->first,
+                "' element ",
+                at::IntArrayRef(bad->second),
+                " is NaN or Inf; the data's values are too large for its "
+                "dtype (convert it to float64 or rescale it) or the statistic "
+                "was set by hand");
   }
 
   const auto data_options = at::TensorOptions()
@@ -619,22 +621,7 @@ History fit(nn::StandardizedRegressor& model,
     for (const auto& log : resume->history.epochs) {
       end_epoch(log);
     }
-    try {
-      optimizer.load(resume->optimizer);
-    } catch (const std::exception& e) {
-      const auto* error = dynamic_cast<const c10::Error*>(&e);
-      TORCH_CHECK(false,
-                  "fit: cannot resume from '",
-                  options.resume_from(),
-                  "': its optimizer state does not load (",
-                  error ? error->what_without_backtrace() : e.what(),
-                  "); the file is corrupted");
-    }
-    {
-      auto global = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(global.mutex());
-      global.set_state(resume->cpu_rng);
-    }
+    detail::restore(*resume, optimizer);
     history = std::move(resume->history);
     if (history.stopped_early ||
         history.epochs.back().epoch == options.epochs()) {
