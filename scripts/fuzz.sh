@@ -24,6 +24,7 @@ scripts/setup.sh --deps-only
 BUILD_DIR=build-fuzz
 GENERATOR=()
 command -v ninja >/dev/null && [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && GENERATOR=(-G Ninja)
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"  # as in setup.sh
 cmake -S tests/fuzz -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc)"
 

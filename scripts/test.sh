@@ -2,7 +2,7 @@
 # Installs what is missing, builds, and runs every test: C++ via ctest, Python
 # via pytest, then a fuzz smoke of the CSV reader (scripts/fuzz.sh). Exits
 # non-zero on any failure.
-# Usage: scripts/test.sh [--sanitize]
+# Usage: scripts/test.sh [--sanitize | --cuda]
 #   --sanitize  instead: builds build-asan/ (Debug, -DNORMOPT_SANITIZE=ON, i.e.
 #               ASan + UBSan over normopt's own code; LibTorch uninstrumented)
 #               and runs the whole C++ suite (ctest) under it. pytest is not
@@ -10,15 +10,21 @@
 #               modules are not instrumented, and loading an ASan libnormopt
 #               into them needs the runtime LD_PRELOADed, which tests Python
 #               rather than normopt.
+#   --cuda      instead: the CUDA build (scripts/setup.sh --cuda: torch
+#               2.14.1's CUDA LibTorch, C++20, the CUDA kernels from the
+#               registry's nvcc) with the benchmarks, a check that no binary
+#               needs a GPU driver to start, then ctest and pytest against
+#               it. The CUDA tests run where a GPU is and skip elsewhere.
 # NORMOPT_FUZZ_SECONDS: length of the fuzz smoke (default 60; 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sanitize=0
+sanitize=0 cuda=0
 case "${1:-}" in
   "") ;;
   --sanitize) sanitize=1 ;;
-  *) echo "usage: scripts/test.sh [--sanitize]" >&2; exit 2 ;;
+  --cuda) cuda=1 ;;
+  *) echo "usage: scripts/test.sh [--sanitize | --cuda]" >&2; exit 2 ;;
 esac
 
 if [ -z "${NORMOPT_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
@@ -34,14 +40,34 @@ if ((sanitize)); then
   exec ctest --test-dir build-asan --output-on-failure -j "$(nproc)"
 fi
 
-scripts/setup.sh
-status=0
-ctest --test-dir build --output-on-failure -j "$(nproc)" || status=1
-if ls tests/python/test_*.py >/dev/null 2>&1; then
-  NORMOPT_LIBRARY="$(ls build/libnormopt.so* | head -n1)" \
-    .venv/bin/python -m pytest -q tests/python || status=1
+if ((cuda)); then
+  scripts/setup.sh --cuda -DNORMOPT_BUILD_BENCHMARKS=ON
+  BUILD=build-cuda VENV=.venv-cuda CTEST=.venv-cuda/bin/ctest
+  # Every binary must start on a machine without a GPU: none may need the
+  # driver library (libcuda.so.1), and the kernels must be in the library.
+  for bin in build-cuda/libnormopt.so build-cuda/tests/normopt_tests \
+    build-cuda/examples/* build-cuda/benchmarks/bench_*; do
+    [ -f "$bin" ] && [ -x "$bin" ] || continue
+    if ldd "$bin" | grep -E 'libcuda\.so|not found'; then
+      echo "test: $bin needs a library this machine lacks (above)" >&2
+      exit 1
+    fi
+  done
+  if ! readelf -S build-cuda/libnormopt.so | grep -q nv_fatbin; then
+    echo "test: build-cuda/libnormopt.so holds no CUDA device code" >&2
+    exit 1
+  fi
+else
+  scripts/setup.sh
+  BUILD=build VENV=.venv CTEST=ctest
 fi
-if [ "${NORMOPT_FUZZ_SECONDS:-60}" != 0 ]; then
+status=0
+"$CTEST" --test-dir "$BUILD" --output-on-failure -j "$(nproc)" || status=1
+if ls tests/python/test_*.py >/dev/null 2>&1; then
+  NORMOPT_LIBRARY="$(ls "$BUILD"/libnormopt.so* | head -n1)" \
+    "$VENV/bin/python" -m pytest -q tests/python || status=1
+fi
+if ((!cuda)) && [ "${NORMOPT_FUZZ_SECONDS:-60}" != 0 ]; then
   scripts/fuzz.sh "${NORMOPT_FUZZ_SECONDS:-60}" || status=1
 fi
 exit $status
