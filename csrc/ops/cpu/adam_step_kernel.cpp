@@ -1,6 +1,7 @@
 // CPU kernel of normopt::adam_step_: validates the lists, computes each
 // tensor's bias corrections and hands raw pointers to the fused pass
 // (optim_step_impl.cpp, one build per CPU capability).
+#include "../adam_bias_correction.h"
 #include "../optim_step_checks.h"
 #include "optim_step_impl.h"
 
@@ -9,7 +10,6 @@
 
 #include "../library.h"
 
-#include <cmath>
 #include <vector>
 
 namespace normopt::ops {
@@ -54,8 +54,8 @@ void adam_step_cpu(at::TensorList params,
   thread_local std::vector<cpu::AdamTensor> tensors;
   tensors.resize(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
-    const double bc1 = 1 - std::pow(beta1, static_cast<double>(steps[i]));
-    const double bc2 = 1 - std::pow(beta2, static_cast<double>(steps[i]));
+    const auto bc = detail::adam_bias_correction(
+        lr, beta1, beta2, steps[i], keras_epsilon);
     tensors[i] =
         cpu::AdamTensor{params[i].scalar_type(),
                         params[i].numel(),
@@ -64,8 +64,8 @@ void adam_step_cpu(at::TensorList params,
                         exp_avgs[i].data_ptr(),
                         exp_avg_sqs[i].data_ptr(),
                         amsgrad ? max_exp_avg_sqs[i].data_ptr() : nullptr,
-                        keras_epsilon ? lr * std::sqrt(bc2) / bc1 : lr / bc1,
-                        keras_epsilon ? 1.0 : std::sqrt(bc2)};
+                        bc.step_size,
+                        bc.bc2_sqrt};
   }
   cpu::adam_apply(tensors, h);
 }

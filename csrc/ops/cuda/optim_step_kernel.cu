@@ -4,12 +4,16 @@
 // at::opmath_type (float for float16/bfloat16/float32, double for float64),
 // on the current stream.
 //
-// Each launch carries up to kMaxTensors tensors and kMaxChunks chunks of
-// kChunk elements in its (by-value, < 4 KB) kernel arguments; a block
-// processes one chunk, each thread kILP elements per iteration with all
-// loads issued before any arithmetic, so the loop is bound by memory
-// bandwidth, which is what an optimizer step is (28 bytes per fp32 Adam
-// parameter: param, grad, exp_avg, exp_avg_sq read; three written).
+// Both ops share one kernel loop (step_kernel) and one host-side launcher
+// (launch_step); they differ only in their per-element update, a functor
+// (AdamUpdate, SgdUpdate). Each launch carries up to kMaxTensors tensors and
+// kMaxChunks chunks of kChunk elements in its (by-value, < 4 KB) kernel
+// arguments; a block processes one chunk, each thread kILP elements per
+// iteration with all loads issued before any arithmetic, so the loop is
+// bound by memory bandwidth, which is what an optimizer step is (28 bytes
+// per fp32 Adam parameter: param, grad, exp_avg, exp_avg_sq read; three
+// written).
+#include "../adam_bias_correction.h"
 #include "../library.h"
 #include "../optim_step_checks.h"
 
@@ -21,7 +25,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cmath>
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -34,9 +38,10 @@ constexpr int64_t kChunk = 65536;
 constexpr int kMaxTensors = 36;
 constexpr int kMaxChunks = 256;
 
-// The tensors and chunks of one launch. Depth: pointers per tensor (Adam:
-// param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq; SGD: param, grad,
-// momentum_buffer). scalar: per-tensor constants (Adam: step size and
+// The tensors and chunks of one launch. Depth: lists per step (Adam: param,
+// grad, exp_avg, exp_avg_sq, max_exp_avg_sq; SGD: param, grad,
+// momentum_buffer); list 0 is the parameter, list 1 the gradient (read
+// only). scalar: two per-tensor constants (Adam: step size and
 // sqrt(1 - beta2^t), which depend on the tensor's own step count).
 template <int Depth>
 struct LaunchArgs {
@@ -49,28 +54,122 @@ struct LaunchArgs {
 static_assert(sizeof(LaunchArgs<5>) + 128 < 4096,
               "kernel arguments must stay under CUDA's 4 KB limit");
 
-struct AdamHyper {
-  double lr, beta1, beta2, eps, weight_decay;
+// The CPU kernel's adam_scalar, operation for operation. Constants that do
+// not depend on the element are computed once, on the host, in double.
+struct AdamUpdate {
+  double beta1, one_minus_beta1, beta2, one_minus_beta2, weight_decay, decay,
+      eps;
   bool amsgrad, maximize, decoupled;
+
+  template <typename T>
+  __device__ __forceinline__ void operator()(T (&x)[5],
+                                             T step_size,
+                                             T bc2_sqrt) const {
+    T& p = x[0];
+    T g = maximize ? -x[1] : x[1];
+    T& m = x[2];
+    T& v = x[3];
+    if (weight_decay != 0) {
+      if (decoupled) {
+        p = p * T(decay);
+      } else {
+        g = g + T(weight_decay) * p;
+      }
+    }
+    m = m * T(beta1) + g * T(one_minus_beta1);
+    v = v * T(beta2) + T(one_minus_beta2) * g * g;
+    T vv = v;
+    if (amsgrad) {
+      x[4] = x[4] > v ? x[4] : v;
+      vv = x[4];
+    }
+    const T denom = ::sqrt(vv) / bc2_sqrt + T(eps);
+    p = p + -step_size * m / denom;
+  }
 };
 
-struct SgdHyper {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov, maximize, first;
+// The CPU kernel's sgd_scalar, operation for operation.
+struct SgdUpdate {
+  double neg_lr, momentum, one_minus_dampening, weight_decay;
+  bool with_buffer, nesterov, maximize, first;
+
+  template <typename T>
+  __device__ __forceinline__ void operator()(T (&x)[3], T, T) const {
+    T& p = x[0];
+    T g = maximize ? -x[1] : x[1];
+    if (weight_decay != 0) {
+      g = g + T(weight_decay) * p;
+    }
+    if (with_buffer) {
+      T& buf = x[2];
+      buf = first ? g : buf * T(momentum) + T(one_minus_dampening) * g;
+      g = nesterov ? g + T(momentum) * buf : buf;
+    }
+    p = p + T(neg_lr) * g;
+  }
 };
 
-// Splits the tensors `order` (indices into a list) into launches; set(args,
-// slot, index) fills one tensor's slot, launch(args, chunks) runs one.
+// The loop both ops share. Block b updates chunk b of the launch: each
+// thread loads kILP elements of every list (all loads before any
+// arithmetic), `update` changes them in opmath_t, and every list but the
+// gradient is stored back. A list without tensors (no momentum buffer, no
+// amsgrad maximum) has null pointers: it is neither loaded nor stored.
+template <typename scalar_t, int Depth, typename Update>
+__global__ void __launch_bounds__(kBlock)
+    step_kernel(LaunchArgs<Depth> a, Update update) {
+  using T = at::opmath_type<scalar_t>;
+  const int slot = a.chunk_tensor[blockIdx.x];
+  const int64_t begin = static_cast<int64_t>(a.chunk_index[blockIdx.x]) * kChunk;
+  const int64_t end =
+      begin + kChunk < a.numel[slot] ? begin + kChunk : a.numel[slot];
+  scalar_t* ptr[Depth];
+#pragma unroll
+  for (int d = 0; d < Depth; ++d) {
+    ptr[d] = static_cast<scalar_t*>(a.ptr[d][slot]);
+  }
+  const T s0 = static_cast<T>(a.scalar[0][slot]);
+  const T s1 = static_cast<T>(a.scalar[1][slot]);
+  const int64_t stride = static_cast<int64_t>(blockDim.x) * kILP;
+  for (int64_t base = begin + threadIdx.x; base < end; base += stride) {
+    T r[kILP][Depth];
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) {
+      const int64_t i = base + static_cast<int64_t>(k) * blockDim.x;
+#pragma unroll
+      for (int d = 0; d < Depth; ++d) {
+        r[k][d] = i < end && ptr[d] ? static_cast<T>(ptr[d][i]) : T(0);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) {
+      const int64_t i = base + static_cast<int64_t>(k) * blockDim.x;
+      if (i >= end) {
+        continue;
+      }
+      update(r[k], s0, s1);
+#pragma unroll
+      for (int d = 0; d < Depth; ++d) {
+        if (d != 1 && ptr[d]) {
+          ptr[d][i] = static_cast<scalar_t>(r[k][d]);
+        }
+      }
+    }
+  }
+}
+
+// Splits the tensors `order` (indices into the lists) into launches;
+// set(args, slot, index) fills one tensor's slot, launch(args, chunks) runs
+// one.
 template <int Depth, typename Set, typename Launch>
 void for_each_launch(const std::vector<size_t>& order,
-                     const std::vector<int64_t>& numels,
+                     at::TensorList params,
                      const Set& set,
                      const Launch& launch) {
   LaunchArgs<Depth> args;
   int slot = 0;
   int chunks = 0;
   for (const size_t i : order) {
-    const int64_t n = numels[i];
+    const int64_t n = params[i].numel();
     if (n == 0) {
       continue;
     }
@@ -99,125 +198,6 @@ void for_each_launch(const std::vector<size_t>& order,
   }
 }
 
-// [begin, end) of the chunk this block processes, and its tensor's slot.
-template <int Depth>
-__device__ __forceinline__ void chunk_range(const LaunchArgs<Depth>& a,
-                                            int& slot,
-                                            int64_t& begin,
-                                            int64_t& end) {
-  slot = a.chunk_tensor[blockIdx.x];
-  begin = static_cast<int64_t>(a.chunk_index[blockIdx.x]) * kChunk;
-  end = begin + kChunk < a.numel[slot] ? begin + kChunk : a.numel[slot];
-}
-
-// The CPU kernel's adam_scalar, operation for operation.
-template <typename scalar_t>
-__global__ void __launch_bounds__(kBlock)
-    adam_kernel(LaunchArgs<5> a, AdamHyper h) {
-  using T = at::opmath_type<scalar_t>;
-  int slot;
-  int64_t begin, end;
-  chunk_range(a, slot, begin, end);
-  auto* p = static_cast<scalar_t*>(a.ptr[0][slot]);
-  const auto* g = static_cast<const scalar_t*>(a.ptr[1][slot]);
-  auto* m = static_cast<scalar_t*>(a.ptr[2][slot]);
-  auto* v = static_cast<scalar_t*>(a.ptr[3][slot]);
-  auto* vmax = h.amsgrad ? static_cast<scalar_t*>(a.ptr[4][slot]) : nullptr;
-  const T b1 = T(h.beta1), one_minus_b1 = T(1 - h.beta1);
-  const T b2 = T(h.beta2), one_minus_b2 = T(1 - h.beta2);
-  const T wd = T(h.weight_decay), decay = T(1 - h.lr * h.weight_decay);
-  const T eps = T(h.eps);
-  const T neg_step = T(-a.scalar[0][slot]), bc2_sqrt = T(a.scalar[1][slot]);
-  const int64_t stride = static_cast<int64_t>(blockDim.x) * kILP;
-  for (int64_t base = begin + threadIdx.x; base < end; base += stride) {
-    T rp[kILP], rg[kILP], rm[kILP], rv[kILP], rx[kILP];
-#pragma unroll
-    for (int k = 0; k < kILP; ++k) {
-      const int64_t i = base + static_cast<int64_t>(k) * blockDim.x;
-      if (i < end) {
-        rp[k] = static_cast<T>(p[i]);
-        rg[k] = static_cast<T>(g[i]);
-        rm[k] = static_cast<T>(m[i]);
-        rv[k] = static_cast<T>(v[i]);
-        rx[k] = vmax ? static_cast<T>(vmax[i]) : T(0);
-      }
-    }
-#pragma unroll
-    for (int k = 0; k < kILP; ++k) {
-      const int64_t i = base + static_cast<int64_t>(k) * blockDim.x;
-      if (i >= end) {
-        continue;
-      }
-      T gi = h.maximize ? -rg[k] : rg[k];
-      T pi = rp[k];
-      if (h.weight_decay != 0) {
-        if (h.decoupled) {
-          pi = pi * decay;
-        } else {
-          gi = gi + wd * pi;
-        }
-      }
-      const T mi = rm[k] * b1 + gi * one_minus_b1;
-      const T vi = rv[k] * b2 + one_minus_b2 * gi * gi;
-      T vv = vi;
-      if (vmax) {
-        vv = rx[k] > vi ? rx[k] : vi;
-        vmax[i] = static_cast<scalar_t>(vv);
-      }
-      const T denom = ::sqrt(vv) / bc2_sqrt + eps;
-      p[i] = static_cast<scalar_t>(pi + neg_step * mi / denom);
-      m[i] = static_cast<scalar_t>(mi);
-      v[i] = static_cast<scalar_t>(vi);
-    }
-  }
-}
-
-// The CPU kernel's sgd_scalar, operation for operation.
-template <typename scalar_t>
-__global__ void __launch_bounds__(kBlock)
-    sgd_kernel(LaunchArgs<3> a, SgdHyper h) {
-  using T = at::opmath_type<scalar_t>;
-  int slot;
-  int64_t begin, end;
-  chunk_range(a, slot, begin, end);
-  auto* p = static_cast<scalar_t*>(a.ptr[0][slot]);
-  const auto* g = static_cast<const scalar_t*>(a.ptr[1][slot]);
-  auto* buf = static_cast<scalar_t*>(a.ptr[2][slot]);
-  const T wd = T(h.weight_decay), mom = T(h.momentum);
-  const T damp = T(1 - h.dampening), neg_lr = T(-h.lr);
-  const int64_t stride = static_cast<int64_t>(blockDim.x) * kILP;
-  for (int64_t base = begin + threadIdx.x; base < end; base += stride) {
-    T rp[kILP], rg[kILP], rb[kILP];
-#pragma unroll
-    for (int k = 0; k < kILP; ++k) {
-      const int64_t i = base + static_cast<int64_t>(k) * blockDim.x;
-      if (i < end) {
-        rp[k] = static_cast<T>(p[i]);
-        rg[k] = static_cast<T>(g[i]);
-        rb[k] = buf && !h.first ? static_cast<T>(buf[i]) : T(0);
-      }
-    }
-#pragma unroll
-    for (int k = 0; k < kILP; ++k) {
-      const int64_t i = base + static_cast<int64_t>(k) * blockDim.x;
-      if (i >= end) {
-        continue;
-      }
-      T gi = h.maximize ? -rg[k] : rg[k];
-      const T pi = rp[k];
-      if (h.weight_decay != 0) {
-        gi = gi + wd * pi;
-      }
-      if (buf) {
-        const T bi = h.first ? gi : rb[k] * mom + damp * gi;
-        buf[i] = static_cast<scalar_t>(bi);
-        gi = h.nesterov ? gi + mom * bi : bi;
-      }
-      p[i] = static_cast<scalar_t>(pi + neg_lr * gi);
-    }
-  }
-}
-
 // The list's tensor indices grouped by dtype (a launch has one dtype), in
 // order of first appearance.
 std::vector<std::vector<size_t>> by_dtype(at::TensorList params) {
@@ -237,7 +217,18 @@ std::vector<std::vector<size_t>> by_dtype(at::TensorList params) {
   return groups;
 }
 
-void check_one_device(const char* op, at::TensorList params) {
+// Runs `update` over index-aligned lists (lists[0] the parameters; an empty
+// list stands for null pointers) on the parameters' device and current
+// stream. scalars(i) gives tensor i's two per-tensor constants.
+template <int Depth, typename Update, typename Scalars>
+void launch_step(const char* op,
+                 const std::array<at::TensorList, Depth>& lists,
+                 const Update& update,
+                 const Scalars& scalars) {
+  const at::TensorList params = lists[0];
+  if (params.empty()) {
+    return;
+  }
   for (size_t i = 1; i < params.size(); ++i) {
     TORCH_CHECK(params[i].device() == params[0].device(),
                 op,
@@ -249,14 +240,34 @@ void check_one_device(const char* op, at::TensorList params) {
                 params[0].device(),
                 "; a fused step runs on one device (one call per device)");
   }
-}
-
-std::vector<int64_t> numels_of(at::TensorList params) {
-  std::vector<int64_t> out(params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    out[i] = params[i].numel();
+  const c10::cuda::CUDAGuard guard(params[0].device());
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  auto set = [&](LaunchArgs<Depth>& a, int slot, size_t i) {
+    for (int d = 0; d < Depth; ++d) {
+      a.ptr[d][slot] = lists[d].empty()
+          ? nullptr
+          : const_cast<void*>(lists[d][i].const_data_ptr());
+    }
+    a.numel[slot] = params[i].numel();
+    const std::array<double, 2> s = scalars(i);
+    a.scalar[0][slot] = s[0];
+    a.scalar[1][slot] = s[1];
+  };
+  for (const auto& order : by_dtype(params)) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf,
+        at::kBFloat16,
+        params[order[0]].scalar_type(),
+        "normopt step (CUDA)",
+        [&] {
+          for_each_launch<Depth>(
+              order, params, set, [&](const LaunchArgs<Depth>& a, int chunks) {
+                step_kernel<scalar_t, Depth>
+                    <<<chunks, kBlock, 0, stream>>>(a, update);
+                C10_CUDA_KERNEL_LAUNCH_CHECK();
+              });
+        });
   }
-  return out;
 }
 
 void adam_step_cuda(at::TensorList params,
@@ -286,52 +297,29 @@ void adam_step_cuda(at::TensorList params,
                                beta2,
                                eps,
                                amsgrad);
-  if (params.empty()) {
-    return;
-  }
-  check_one_device("normopt::adam_step_", params);
-  const c10::cuda::CUDAGuard guard(params[0].device());
-  const auto stream = c10::cuda::getCurrentCUDAStream();
-  const AdamHyper h{lr,
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                    amsgrad,
-                    maximize,
-                    decoupled_weight_decay};
-  const auto numels = numels_of(params);
-  auto set = [&](LaunchArgs<5>& a, int slot, size_t i) {
-    a.ptr[0][slot] = params[i].data_ptr();
-    a.ptr[1][slot] = const_cast<void*>(grads[i].const_data_ptr());
-    a.ptr[2][slot] = exp_avgs[i].data_ptr();
-    a.ptr[3][slot] = exp_avg_sqs[i].data_ptr();
-    a.ptr[4][slot] = amsgrad ? max_exp_avg_sqs[i].data_ptr() : nullptr;
-    a.numel[slot] = numels[i];
-    const double bc1 = 1 - std::pow(beta1, static_cast<double>(steps[i]));
-    const double bc2 = 1 - std::pow(beta2, static_cast<double>(steps[i]));
-    a.scalar[0][slot] = keras_epsilon ? lr * std::sqrt(bc2) / bc1 : lr / bc1;
-    a.scalar[1][slot] = keras_epsilon ? 1.0 : std::sqrt(bc2);
-  };
-  for (const auto& order : by_dtype(params)) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf,
-                                    at::kBFloat16,
-                                    params[order[0]].scalar_type(),
-                                    "normopt::adam_step_",
-                                    [&] {
-                                      for_each_launch<5>(
-                                          order,
-                                          numels,
-                                          set,
-                                          [&](const LaunchArgs<5>& a,
-                                              int chunks) {
-                                            adam_kernel<scalar_t>
-                                                <<<chunks, kBlock, 0, stream>>>(
-                                                    a, h);
-                                            C10_CUDA_KERNEL_LAUNCH_CHECK();
-                                          });
-                                    });
-  }
+  const AdamUpdate update{beta1,
+                          1 - beta1,
+                          beta2,
+                          1 - beta2,
+                          weight_decay,
+                          1 - lr * weight_decay,
+                          eps,
+                          amsgrad,
+                          maximize,
+                          decoupled_weight_decay};
+  launch_step<5>(
+      "normopt::adam_step_",
+      {params,
+       grads,
+       exp_avgs,
+       exp_avg_sqs,
+       amsgrad ? max_exp_avg_sqs : at::TensorList()},
+      update,
+      [&](size_t i) {
+        const auto bc = detail::adam_bias_correction(
+            lr, beta1, beta2, steps[i], keras_epsilon);
+        return std::array<double, 2>{bc.step_size, bc.bc2_sqrt};
+      });
 }
 
 void sgd_step_cuda(at::TensorList params,
@@ -352,41 +340,21 @@ void sgd_step_cuda(at::TensorList params,
                               momentum,
                               dampening,
                               nesterov);
-  if (params.empty()) {
-    return;
-  }
-  check_one_device("normopt::sgd_step_", params);
-  const c10::cuda::CUDAGuard guard(params[0].device());
-  const auto stream = c10::cuda::getCurrentCUDAStream();
-  const SgdHyper h{
-      lr, momentum, dampening, weight_decay, nesterov, maximize, is_first_step};
-  const bool with_buf = momentum != 0;
-  const auto numels = numels_of(params);
-  auto set = [&](LaunchArgs<3>& a, int slot, size_t i) {
-    a.ptr[0][slot] = params[i].data_ptr();
-    a.ptr[1][slot] = const_cast<void*>(grads[i].const_data_ptr());
-    a.ptr[2][slot] = with_buf ? momentum_buffers[i].data_ptr() : nullptr;
-    a.numel[slot] = numels[i];
-  };
-  for (const auto& order : by_dtype(params)) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf,
-                                    at::kBFloat16,
-                                    params[order[0]].scalar_type(),
-                                    "normopt::sgd_step_",
-                                    [&] {
-                                      for_each_launch<3>(
-                                          order,
-                                          numels,
-                                          set,
-                                          [&](const LaunchArgs<3>& a,
-                                              int chunks) {
-                                            sgd_kernel<scalar_t>
-                                                <<<chunks, kBlock, 0, stream>>>(
-                                                    a, h);
-                                            C10_CUDA_KERNEL_LAUNCH_CHECK();
-                                          });
-                                    });
-  }
+  const bool with_buffer = momentum != 0;
+  const SgdUpdate update{-lr,
+                         momentum,
+                         1 - dampening,
+                         weight_decay,
+                         with_buffer,
+                         nesterov,
+                         maximize,
+                         is_first_step};
+  launch_step<3>("normopt::sgd_step_",
+                 {params,
+                  grads,
+                  with_buffer ? momentum_buffers : at::TensorList()},
+                 update,
+                 [](size_t) { return std::array<double, 2>{0, 0}; });
 }
 
 }  // namespace

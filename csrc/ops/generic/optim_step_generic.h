@@ -1,0 +1,50 @@
+#pragma once
+// Internal: the device-generic kernels of normopt::adam_step_ and
+// normopt::sgd_step_, built from ATen's _foreach_ ops. They are registered
+// for CompositeExplicitAutograd, so they serve every device that has no
+// normopt kernel of its own (CUDA when built without the CUDA kernels, MPS,
+// XPU, ...); CPU, CUDA (with the kernels) and Meta keep their own. Exported
+// so that the tests can run them on CPU tensors against the CPU kernel.
+//
+// Same arguments, checks and update as the fused kernels, operation for
+// operation in at::opmath_type; float16/bfloat16 tensors are updated in a
+// float copy and rounded back once. Results agree with the CPU kernel to a
+// few ulp, not bit for bit: ATen may divide by a scalar as a multiplication
+// by its reciprocal. Each step allocates temporaries and makes several
+// passes over memory: the fallback is for reach, not for speed.
+
+#include <ATen/core/Tensor.h>
+#include <normopt/macros.h>
+
+namespace normopt::ops::detail {
+
+/// normopt::adam_step_ on any device, from ATen ops.
+NORMOPT_API void adam_step_generic(at::TensorList params,
+                                   at::TensorList grads,
+                                   at::TensorList exp_avgs,
+                                   at::TensorList exp_avg_sqs,
+                                   at::TensorList max_exp_avg_sqs,
+                                   at::IntArrayRef steps,
+                                   double lr,
+                                   double beta1,
+                                   double beta2,
+                                   double eps,
+                                   double weight_decay,
+                                   bool amsgrad,
+                                   bool maximize,
+                                   bool decoupled_weight_decay,
+                                   bool keras_epsilon);
+
+/// normopt::sgd_step_ on any device, from ATen ops.
+NORMOPT_API void sgd_step_generic(at::TensorList params,
+                                  at::TensorList grads,
+                                  at::TensorList momentum_buffers,
+                                  double lr,
+                                  double momentum,
+                                  double dampening,
+                                  double weight_decay,
+                                  bool nesterov,
+                                  bool maximize,
+                                  bool is_first_step);
+
+}  // namespace normopt::ops::detail
