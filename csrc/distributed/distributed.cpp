@@ -235,7 +235,10 @@ int64_t allreduce_gradients(torch::nn::Module& module,
     parts.push_back(g.reshape({-1}).to(at::kDouble) *
                     static_cast<double>(rows));
   }
-  parts.push_back(at::full({1}, static_cast<double>(rows), at::kDouble));
+  // On the gradients' device: a CUDA model's vector stays on the GPU.
+  const auto options = grads.empty() ? at::TensorOptions(at::kDouble)
+                                     : grads[0].options().dtype(at::kDouble);
+  parts.push_back(at::full({1}, static_cast<double>(rows), options));
   auto flat = at::cat(parts);
   for (int64_t start = 0; start < flat.numel(); start += bucket_elements) {
     std::vector<at::Tensor> bucket{

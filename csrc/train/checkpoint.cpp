@@ -484,10 +484,19 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
            "its optimizer state is not a byte string: the file is "
            "corrupted");
   }
+  // Checkpoints hold CPU tensors and resume on any device: the optimizer
+  // state is read straight onto the parameters' device, and the model,
+  // whose parameters LibTorch's reader swaps for the file's CPU tensors, is
+  // moved back below (Module::to keeps each parameter's identity, so the
+  // optimizer's references stay valid).
+  const auto parameters = model->parameters();
+  const auto device =
+      parameters.empty() ? at::Device(at::kCPU) : parameters.front().device();
   try {
     const auto bytes = r.optimizer.contiguous();
     point.optimizer.load_from(static_cast<const char*>(bytes.const_data_ptr()),
-                              static_cast<size_t>(bytes.numel()));
+                              static_cast<size_t>(bytes.numel()),
+                              device);
   } catch (const std::exception& e) {
     refuse(path, "its optimizer state does not read (" + reason_of(e) + ")");
   }
@@ -497,6 +506,7 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
   } catch (const c10::Error& e) {
     refuse(path, e.what_without_backtrace());
   }
+  model->to(device);
   return point;
 }
 
