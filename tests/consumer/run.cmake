@@ -1,6 +1,7 @@
 # ctest driver: install the build tree, configure/build the consumer against
 # the installed package only, run it. Invoked with -DBUILD_DIR -DSOURCE_DIR
-# -DWORK_DIR -DTORCH_DIR [-DLAUNCHER].
+# -DWORK_DIR -DTORCH_DIR [-DLAUNCHER] [-DEXTRA_ARGS=-Da=b|-Dc=d] (more
+# configure arguments, '|'-separated).
 file(REMOVE_RECURSE "${WORK_DIR}")
 function(run)
   execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc)
@@ -12,6 +13,10 @@ run("${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
 set(extra)
 if(LAUNCHER)
   list(APPEND extra "-DCMAKE_CXX_COMPILER_LAUNCHER=${LAUNCHER}")
+endif()
+if(EXTRA_ARGS)
+  string(REPLACE "|" ";" more "${EXTRA_ARGS}")
+  list(APPEND extra ${more})
 endif()
 run("${CMAKE_COMMAND}" -S "${SOURCE_DIR}" -B "${WORK_DIR}/build"
     "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix" "-DTorch_DIR=${TORCH_DIR}"

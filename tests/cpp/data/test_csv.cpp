@@ -248,7 +248,11 @@ TEST(Csv, NonNumeric_QuotesTheTextTruncated) {
   const std::string m2 =
       error_of([&] { parse_csv("a,y\n" + long_text + ",1\n"); });
   EXPECT_CONTAINS(m2, "line 2, column 1 (\"a\")");
-  EXPECT_CONTAINS(m2, "\"" + std::string(40, 'z') + "...\"");
+  // (Built by appending: GCC 12's C++20 mode warns falsely on a literal
+  // prepended to a string, GCC bug 105329.)
+  std::string cut(1, '"');
+  cut += std::string(40, 'z') + "...\"";
+  EXPECT_CONTAINS(m2, cut);
   EXPECT_EQ(m2.find(std::string(41, 'z')), std::string::npos) << m2;
 }
 
