@@ -1,5 +1,5 @@
-// CUDA step benchmarks (needs a build with -DNORMOPT_CUDA_KERNELS=ON and a
-// GPU): normopt's Adam and SGD on 16M fp32 parameters against PyTorch's
+// CUDA step benchmarks (built with the CUDA kernels, scripts/setup.sh
+// --cuda; measures only where a GPU is): normopt's Adam and SGD on 16M fp32 parameters against PyTorch's
 // fused CUDA kernels, torch::optim, and the device's copy bandwidth measured
 // in the same run (the roofline: Adam moves 28 B per parameter, SGD with
 // momentum 16 B, a copy 8 B per float). Each iteration times kReps steps
@@ -91,6 +91,25 @@ void BM_CudaSGD_normopt(benchmark::State& state) {
   timed(state, 16, [&] { sgd.step(); });
 }
 
+void BM_CudaSGD_aten_fused(benchmark::State& state) {
+  torch::NoGradGuard no_grad;
+  auto p = param();
+  std::vector<torch::Tensor> params{p.detach()}, grads{p.grad()},
+      buf{torch::zeros_like(p)};
+  timed(state, 16, [&] {
+    at::_fused_sgd_(params,
+                    grads,
+                    buf,
+                    /*weight_decay=*/0,
+                    /*momentum=*/0.9,
+                    /*lr=*/1e-3,
+                    /*dampening=*/0,
+                    /*nesterov=*/false,
+                    /*maximize=*/false,
+                    /*is_first_step=*/false);
+  });
+}
+
 void BM_CudaSGD_libtorch(benchmark::State& state) {
   auto p = param();
   torch::optim::SGD sgd({p}, torch::optim::SGDOptions(1e-3).momentum(0.9));
@@ -110,6 +129,7 @@ int main(int argc, char** argv) {
         std::pair{"BM_CudaAdam_aten_fused", &BM_CudaAdam_aten_fused},
         std::pair{"BM_CudaAdam_libtorch", &BM_CudaAdam_libtorch},
         std::pair{"BM_CudaSGD_normopt", &BM_CudaSGD_normopt},
+        std::pair{"BM_CudaSGD_aten_fused", &BM_CudaSGD_aten_fused},
         std::pair{"BM_CudaSGD_libtorch", &BM_CudaSGD_libtorch}}) {
     benchmark::RegisterBenchmark(name, fn)->UseManualTime();
   }

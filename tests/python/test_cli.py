@@ -6,9 +6,9 @@ import pathlib
 import subprocess
 
 import pytest
+from conftest import library_path  # the build under test: $NORMOPT_LIBRARY's folder
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = ROOT / "build" / "examples" / "compare_optimizers"
+BIN = library_path().parent / "examples" / "compare_optimizers"
 
 pytestmark = pytest.mark.skipif(not BIN.exists(), reason=f"{BIN} not built (run scripts/setup.sh)")
 

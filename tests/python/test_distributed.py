@@ -6,9 +6,10 @@ import subprocess
 import time
 
 import pytest
+from conftest import library_path  # the build under test: $NORMOPT_LIBRARY's folder
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CHECK = ROOT / "build" / "tests" / "dist_check"
+CHECK = library_path().parent / "tests" / "dist_check"
 LAUNCH = ROOT / "scripts" / "launch.sh"
 
 pytestmark = pytest.mark.skipif(
@@ -79,7 +80,7 @@ def test_crashed_run_resumes_from_rank0_checkpoint(ranks, tmp_path):
 def test_main_job_under_launch_equals_one_process(tmp_path):
     """compare_optimizers under launch.sh: rank 0 alone reports and writes,
     and the final MSEs are those of one process."""
-    main = ROOT / "build" / "examples" / "compare_optimizers"
+    main = library_path().parent / "examples" / "compare_optimizers"
     one = subprocess.run([str(main), "--epochs", "30", "--out", str(tmp_path / "one")],
                          capture_output=True, text=True, timeout=120)
     two = subprocess.run(["bash", str(LAUNCH), "-n", "2", "--timeout", "90", str(main),

@@ -244,15 +244,29 @@ ADAM_VARIANTS = {
 }
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CPU-only machine)")
+# The step ops on each device against torch.optim on the same device. On
+# CUDA nvcc may contract a*b+c into one rounding (an FMA) where
+# torch.optim's separate kernels round twice: a looser float64 tolerance.
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+RTOL = {"cpu": 1e-12, "cuda": 1e-10}
+
+
+def on(device, lists):
+    return [[t.to(device) for t in ts] for ts in lists]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", ADAM_VARIANTS, ids=str)
-def test_adam_step_loop_matches_torch_adam(variant):
+def test_adam_step_loop_matches_torch_adam(variant, device):
     options = ADAM_VARIANTS[variant]
-    params = step_lists(SHAPES, n_lists=1)[0]
-    grads = gradient_stream(100)
+    params = on(device, step_lists(SHAPES, n_lists=1))[0]
+    grads = on(device, gradient_stream(100))
     got = run_adam_op(params, grads, lr=1e-2, **options)
     expected = run_torch_optim(torch.optim.Adam, params, grads, lr=1e-2, **options)
     for g, e in zip(got, expected):
-        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-15)
+        assert g.device.type == device
+        torch.testing.assert_close(g, e, rtol=RTOL[device], atol=1e-15)
     # The updates are not trivially zero.
     assert not torch.equal(got[0], params[0])
 
@@ -345,19 +359,29 @@ SGD_VARIANTS = {
 }
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", SGD_VARIANTS, ids=str)
-def test_sgd_step_loop_matches_torch_sgd(variant):
+def test_sgd_step_loop_matches_torch_sgd(variant, device):
     options = SGD_VARIANTS[variant]
-    params = step_lists(SHAPES, n_lists=1)[0]
-    grads = gradient_stream(100)
+    params = on(device, step_lists(SHAPES, n_lists=1))[0]
+    grads = on(device, gradient_stream(100))
     got = [p.clone() for p in params]
     bufs = [torch.zeros_like(p) for p in params] if options.get("momentum") else []
     for step, gs in enumerate(grads, start=1):
         ops.sgd_step_(got, gs, bufs, **sgd_kwargs(lr=1e-2, is_first_step=step == 1, **options))
     expected = run_torch_optim(torch.optim.SGD, params, grads, lr=1e-2, **options)
     for g, e in zip(got, expected):
-        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-15)
+        assert g.device.type == device
+        torch.testing.assert_close(g, e, rtol=RTOL[device], atol=1e-15)
     assert not torch.equal(got[0], params[0])
+
+
+@CUDA
+@pytest.mark.parametrize("name", ["adam_step_", "adam_step_amsgrad_decay", "sgd_step_", "sgd_step_nesterov"])
+def test_opcheck_cuda(name):
+    op, args, kwargs = opcheck_samples()[name]
+    args = tuple([t.cuda() if isinstance(t, torch.Tensor) else t for t in a] for a in args)
+    torch.library.opcheck(op, args, kwargs)
 
 
 # ---- Bad input ---------------------------------------------------------------
