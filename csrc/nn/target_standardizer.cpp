@@ -2,6 +2,7 @@
 #include <normopt/ops/moments.h>
 
 #include "checks.h"
+#include "count_buffer.h"
 #include "serialize.h"
 
 #include <ATen/ATen.h>
@@ -153,13 +154,13 @@ void TargetStandardizerImpl::pretty_print(std::ostream& stream) const {
 void TargetStandardizerImpl::to(torch::Device device,
                                 torch::Dtype dtype,
                                 bool non_blocking) {
-  torch::nn::Module::to(device, dtype, non_blocking);
-  count.set_data(count.to(at::kLong));
+  detail::cast_keeping_count(
+      count, [&] { torch::nn::Module::to(device, dtype, non_blocking); });
 }
 
 void TargetStandardizerImpl::to(torch::Dtype dtype, bool non_blocking) {
-  torch::nn::Module::to(dtype, non_blocking);
-  count.set_data(count.to(at::kLong));
+  detail::cast_keeping_count(
+      count, [&] { torch::nn::Module::to(dtype, non_blocking); });
 }
 
 }  // namespace normopt::nn

@@ -82,8 +82,9 @@ class NORMOPT_API TargetStandardizerImpl
 
   void pretty_print(std::ostream& stream) const override;
 
-  /// Like Module::to, but the sample count stays int64 (Module::to would
-  /// turn it into the new floating dtype and lose exactness past 2^24).
+  /// Like Module::to, but the sample count keeps its exact int64 value
+  /// (Module::to casts every buffer: through float32 a count past 2^24
+  /// would round, through float16 or bfloat16 far sooner).
   void to(torch::Device device,
           torch::Dtype dtype,
           bool non_blocking = false) override;

@@ -211,6 +211,25 @@ TEST(Normalization, ToDtype_ConvertsStatistics) {
   EXPECT_TRUE(torch::isfinite(z).all().item<bool>());
 }
 
+// The row count stays an exact int64 through .to(dtype): 100,000,001 is
+// not a float32 (it rounds to 1e8), and past float16's and bfloat16's range
+// or precision altogether.
+TEST(Normalization, ToDtype_KeepsTheCountExact) {
+  for (auto dtype : {torch::kFloat32, torch::kFloat16, torch::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    Normalization norm;
+    norm->merge(torch::tensor(int64_t{100000001}),
+                torch::tensor({1.0, 2.0}, torch::kFloat64),
+                torch::tensor({3.0, 4.0}, torch::kFloat64));
+    norm->to(dtype);
+    EXPECT_EQ(norm->mean.scalar_type(), dtype);
+    EXPECT_EQ(norm->count.scalar_type(), torch::kLong);
+    EXPECT_EQ(norm->count.item<int64_t>(), 100000001);
+    norm->to(torch::kCPU, torch::kFloat64);
+    EXPECT_EQ(norm->count.item<int64_t>(), 100000001);
+  }
+}
+
 TEST(Normalization, Clone_IsDeep) {
   Normalization norm;
   norm->adapt(income_like(20, torch::kFloat64, 11));

@@ -21,6 +21,21 @@ TEST(TargetStandardizer, ZScore_ExactAndRoundTrip) {
   EXPECT_LT(z.mean().abs().item<double>(), 1e-12);
 }
 
+// As for Normalization: the count stays an exact int64 through .to(dtype).
+TEST(TargetStandardizer, ToDtype_KeepsTheCountExact) {
+  for (auto dtype : {torch::kFloat32, torch::kFloat16, torch::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    TargetStandardizer ts;
+    ts->fit_moments(torch::tensor(int64_t{100000001}),
+                    torch::tensor({5.0}, torch::kFloat64),
+                    torch::tensor({2e8}, torch::kFloat64));
+    ts->to(dtype);
+    EXPECT_EQ(ts->loc.scalar_type(), dtype);
+    EXPECT_EQ(ts->count.scalar_type(), torch::kLong);
+    EXPECT_EQ(ts->count.item<int64_t>(), 100000001);
+  }
+}
+
 TEST(TargetStandardizer, MinMax_MapsToUnitInterval) {
   auto y =
       torch::tensor({{2.0, -1.0}, {4.0, 1.0}, {10.0, 0.0}}, torch::kFloat64);
