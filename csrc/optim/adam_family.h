@@ -6,6 +6,7 @@
 #include <normopt/optim/adam.h>
 
 #include "../nn/checks.h"
+#include "step_lists.h"
 
 #include <ATen/ATen.h>
 #include <torch/optim/serialize.h>
@@ -66,7 +67,14 @@ void read_adam_options(Options& o, torch::serialize::InputArchive& archive) {
   archive.read("maximize", v);
   o.maximize(v.toBool());
   archive.read("epsilon_mode", v);
-  o.epsilon_mode(static_cast<EpsilonMode>(v.toInt()));
+  const int64_t mode = v.toInt();
+  TORCH_CHECK(mode == static_cast<int64_t>(EpsilonMode::kPyTorch) ||
+                  mode == static_cast<int64_t>(EpsilonMode::kKeras),
+              "normopt Adam/AdamW options: the saved epsilon_mode is ",
+              mode,
+              "; expected 0 (PyTorch) or 1 (Keras): the saved state is "
+              "corrupted or from another program");
+  o.epsilon_mode(static_cast<EpsilonMode>(mode));
   archive.read("skip_nonfinite", v);
   o.skip_nonfinite(v.toBool());
 }
@@ -122,17 +130,16 @@ bool adam_family_step(
   if (defaults.skip_nonfinite() && !all_grads_finite(groups)) {
     return false;
   }
-  // Reused across steps (capacity kept): no heap traffic per step.
-  thread_local std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs,
-      max_sqs;
-  thread_local std::vector<int64_t> steps;
+  StepLists<5> lists;
+  auto& params = lists[0];
+  auto& grads = lists[1];
+  auto& exp_avgs = lists[2];
+  auto& exp_avg_sqs = lists[3];
+  auto& max_sqs = lists[4];
+  thread_local std::vector<int64_t> steps;  // plain numbers: nothing to drop
   for (auto& group : groups) {
     const auto& o = static_cast<const Options&>(group.options());
-    params.clear();
-    grads.clear();
-    exp_avgs.clear();
-    exp_avg_sqs.clear();
-    max_sqs.clear();
+    lists.clear();
     steps.clear();
     for (size_t i = 0; i < group.params().size(); ++i) {
       auto& p = group.params()[i];
@@ -185,10 +192,6 @@ bool adam_family_step(
     so.decoupled_weight_decay = decoupled;
     so.keras_epsilon = o.epsilon_mode() == EpsilonMode::kKeras;
     ops::adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps, so);
-  }
-  // Drop the references so parameters are not kept alive by the cache.
-  for (auto* v : {&params, &grads, &exp_avgs, &exp_avg_sqs, &max_sqs}) {
-    v->clear();
   }
   return true;
 }

@@ -2,6 +2,7 @@
 #include <normopt/optim/sgd.h>
 
 #include "adam_family.h"
+#include "step_lists.h"
 
 #include <ATen/ATen.h>
 
@@ -90,14 +91,13 @@ at::Tensor SGD::step(LossClosure closure) {
   }
   // Parameters whose momentum buffer is new take PyTorch's first-step rule;
   // they go in a separate call.
-  std::vector<at::Tensor> params[2], grads[2], bufs[2];
+  detail::StepLists<6> lists;
+  std::vector<at::Tensor>* params[2] = {&lists[0], &lists[1]};
+  std::vector<at::Tensor>* grads[2] = {&lists[2], &lists[3]};
+  std::vector<at::Tensor>* bufs[2] = {&lists[4], &lists[5]};
   for (auto& group : param_groups_) {
     const auto& o = static_cast<const SGDOptions&>(group.options());
-    for (int k = 0; k < 2; ++k) {
-      params[k].clear();
-      grads[k].clear();
-      bufs[k].clear();
-    }
+    lists.clear();
     for (size_t i = 0; i < group.params().size(); ++i) {
       auto& p = group.params()[i];
       if (!p.grad().defined()) {
@@ -120,10 +120,10 @@ at::Tensor SGD::step(LossClosure closure) {
           s.momentum_buffer(at::empty_like(p, at::MemoryFormat::Preserve));
           k = 1;
         }
-        bufs[k].push_back(s.momentum_buffer());
+        bufs[k]->push_back(s.momentum_buffer());
       }
-      params[k].push_back(p);
-      grads[k].push_back(detail::grad_like_param(p, p.grad()));
+      params[k]->push_back(p);
+      grads[k]->push_back(detail::grad_like_param(p, p.grad()));
     }
     ops::SgdStepOptions so;
     so.lr = o.lr();
@@ -133,9 +133,9 @@ at::Tensor SGD::step(LossClosure closure) {
     so.nesterov = o.nesterov();
     so.maximize = o.maximize();
     for (int k = 0; k < 2; ++k) {
-      if (!params[k].empty()) {
+      if (!params[k]->empty()) {
         so.is_first_step = k == 1;
-        ops::sgd_step_(params[k], grads[k], bufs[k], so);
+        ops::sgd_step_(*params[k], *grads[k], *bufs[k], so);
       }
     }
   }

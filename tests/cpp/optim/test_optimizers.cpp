@@ -344,6 +344,53 @@ TEST(Adam, SparseGradient_Errors) {
   expect_error([&] { opt.step(); }, {"sparse gradient", "parameter 0"});
 }
 
+// A step that fails inside the fused op (here: a parameter that is a
+// strided view) keeps no reference to the parameters in the lists it
+// reuses across steps: once the caller drops them, they are freed.
+TEST(Optimizers, FailedStep_KeepsNoReferenceToTheParameters) {
+  auto check = [](const std::function<std::unique_ptr<torch::optim::Optimizer>(
+                      std::vector<torch::Tensor>)>& make) {
+    std::optional<c10::weak_intrusive_ptr<c10::TensorImpl>> weak;
+    {
+      auto p = torch::randn({4, 2}).narrow(1, 0, 1).detach().requires_grad_();
+      p.mutable_grad() = torch::ones_like(p);
+      weak.emplace(p.getIntrusivePtr());
+      auto optimizer = make({p});
+      expect_error([&] { optimizer->step(); }, {"is not dense"});
+    }
+    EXPECT_TRUE(weak->expired());
+  };
+  check([](auto p) { return std::make_unique<Adam>(p, AdamOptions(0.1)); });
+  check([](auto p) {
+    return std::make_unique<SGD>(p, SGDOptions(0.1).momentum(0.9));
+  });
+}
+
+// Options read back from an archive are checked, not cast blindly: an
+// epsilon_mode that names no mode is refused.
+TEST(Adam, LoadOptions_UnknownEpsilonMode_Refused) {
+  torch::serialize::OutputArchive out;
+  AdamOptions(0.1).serialize(out);
+  out.write("epsilon_mode", c10::IValue(int64_t{7}));  // overwrites the field
+  std::stringstream bytes;
+  out.save_to(bytes);
+  torch::serialize::InputArchive in;
+  in.load_from(bytes);
+  AdamOptions loaded;
+  expect_error([&] { loaded.serialize(in); },
+               {"epsilon_mode is 7", "expected 0 (PyTorch) or 1 (Keras)"});
+  AdamOptions keras(0.1);
+  keras.epsilon_mode(EpsilonMode::kKeras);
+  torch::serialize::OutputArchive good;
+  keras.serialize(good);
+  std::stringstream good_bytes;
+  good.save_to(good_bytes);
+  torch::serialize::InputArchive good_in;
+  good_in.load_from(good_bytes);
+  loaded.serialize(good_in);
+  EXPECT_EQ(loaded.epsilon_mode(), EpsilonMode::kKeras);
+}
+
 TEST(Adam, InvalidOptions_Errors) {
   auto w = torch::ones({1}, torch::requires_grad());
   expect_error([&] { Adam({w}, AdamOptions(-1)); }, {"learning rate -1"});
