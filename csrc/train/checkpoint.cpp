@@ -457,20 +457,23 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
   const auto values = table.contiguous();
   const double* v = values.const_data_ptr<double>();
   for (int64_t e = 0; e < r.epoch; ++e, v += kLogFields) {
+    // Compared as a double first: casting a NaN or an out-of-range value
+    // to int64 is undefined.
+    if (!(v[0] == static_cast<double>(e + 1))) {
+      std::ostringstream saved;
+      saved << v[0];
+      refuse(path,
+             "its History lists epoch " + saved.str() + " in place of " +
+                 std::to_string(e + 1) + ": the file is corrupted");
+    }
     EpochLog log;
-    log.epoch = static_cast<int64_t>(v[0]);
+    log.epoch = e + 1;
     log.train_loss = v[1];
     log.train_mse = v[2];
     log.val_loss = v[3];
     log.val_mse = v[4];
     log.lr = v[5];
     log.wall_seconds = v[6];
-    if (log.epoch != e + 1) {
-      refuse(path,
-             "its History lists epoch " + std::to_string(log.epoch) +
-                 " in place of " + std::to_string(e + 1) +
-                 ": the file is corrupted");
-    }
     point.history.epochs.push_back(log);
   }
   const auto rng_now = cpu_rng_state();
