@@ -9,9 +9,9 @@
 //   compare_optimizers --data my.csv --target income --out results/
 //   scripts/launch.sh -n 2 compare_optimizers     # data-parallel, 2 ranks
 //   compare_optimizers --checkpoint-dir ckpt/      # killed? add --resume
-#include <normopt/normopt.h>
+#include <normopt/normopt.h>  // <normopt/config.h> too
 #include <torch/torch.h>
-#if defined(NORMOPT_HAVE_DISTRIBUTED)
+#if NORMOPT_HAVE_DISTRIBUTED  // built with normopt::distributed
 #include <normopt/distributed/distributed.h>
 #endif
 
@@ -174,7 +174,7 @@ int run(int argc, char** argv) {
   // each rank trains on its shard, rank 0 reports and writes the files.
   int rank = 0;
   data::Table mine = table;
-#if defined(NORMOPT_HAVE_DISTRIBUTED)
+#if NORMOPT_HAVE_DISTRIBUTED
   c10::intrusive_ptr<c10d::ProcessGroup> group;
   if (std::getenv("WORLD_SIZE") != nullptr) {
     group = distributed::init_process_group();
@@ -261,7 +261,7 @@ int run(int argc, char** argv) {
               }
             }
           }
-#if defined(NORMOPT_HAVE_DISTRIBUTED)
+#if NORMOPT_HAVE_DISTRIBUTED
           auto history =
               group ? distributed::fit(model, *opt, mine, fit_options, *group)
                     : train::fit(model, *opt, mine, fit_options);

@@ -2,6 +2,7 @@
 
 /// Umbrella header: everything normopt offers.
 
+#include <normopt/config.h>
 #include <normopt/macros.h>
 #include <normopt/nn/linear_regressor.h>
 #include <normopt/nn/normalization.h>

@@ -17,7 +17,8 @@
 /// \endcode
 ///
 /// Not included by <normopt/normopt.h> (c10d headers are heavy); available
-/// when normopt was built with gloo's headers (NORMOPT_WITH_DISTRIBUTED).
+/// when normopt was built with gloo's headers (NORMOPT_HAVE_DISTRIBUTED in
+/// <normopt/config.h> is 1; otherwise this header is not installed).
 
 #include <normopt/data/csv.h>
 #include <normopt/macros.h>
