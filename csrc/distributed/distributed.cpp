@@ -1,11 +1,18 @@
-// normopt on c10d: a Gloo process group from the environment, statistics of
-// the union of the shards, and gradient all-reduce for data-parallel fit.
+// normopt on c10d: a Gloo (or NCCL) process group from the environment,
+// statistics of the union of the shards, and gradient all-reduce for
+// data-parallel fit.
+#include <normopt/config.h>
 #include <normopt/distributed/distributed.h>
 #include <normopt/ops/moments.h>
 
 #include <ATen/ATen.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if NORMOPT_HAVE_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <cstdlib>
 #include <string>
@@ -47,16 +54,50 @@ int64_t env_int(const char* name, int64_t lo, int64_t hi) {
   return value;
 }
 
-// Every rank's tensor of the same shape, in rank order.
+// Where the group's collectives take their tensors: NCCL's on this rank's
+// current CUDA device, Gloo's on the CPU.
+at::Device collective_device(const c10d::ProcessGroup& group) {
+  if (group.getBackendType() == c10d::ProcessGroup::BackendType::NCCL) {
+    return c10::impl::getDeviceGuardImpl(at::kCUDA)->getDevice();
+  }
+  return at::kCPU;
+}
+
+// Every rank's tensor of the same shape, in rank order, on mine's device.
 std::vector<at::Tensor> all_gather(const at::Tensor& mine,
                                    c10d::ProcessGroup& group) {
-  std::vector<at::Tensor> input{mine.contiguous()};
+  std::vector<at::Tensor> input{
+      mine.to(collective_device(group)).contiguous()};
   std::vector<std::vector<at::Tensor>> output(1);
   for (int r = 0; r < group.getSize(); ++r) {
     output[0].push_back(at::empty_like(input[0]));
   }
   group.allgather(output, input)->wait();
+  for (auto& t : output[0]) {
+    t = t.to(mine.device());
+  }
   return output[0];
+}
+
+// Sums `t` over the ranks, in place (through a copy on the group's device
+// when t is elsewhere).
+void allreduce_sum(at::Tensor& t, c10d::ProcessGroup& group) {
+  const auto device = collective_device(group);
+  std::vector<at::Tensor> one{t.device() == device ? t : t.to(device)};
+  group.allreduce(one)->wait();
+  if (!one[0].is_same(t)) {
+    t.copy_(one[0]);
+  }
+}
+
+// Rank 0's `t` on every rank, in place (as allreduce_sum).
+void broadcast_from_rank0(at::Tensor& t, c10d::ProcessGroup& group) {
+  const auto device = collective_device(group);
+  std::vector<at::Tensor> one{t.device() == device ? t : t.to(device)};
+  group.broadcast(one)->wait();
+  if (!one[0].is_same(t)) {
+    t.copy_(one[0]);
+  }
 }
 
 void check_shard(const at::Tensor& t, const char* what, const char* where) {
@@ -71,6 +112,23 @@ void check_shard(const at::Tensor& t, const char* what, const char* where) {
 
 c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(
     const InitOptions& options) {
+  // The backend first: a refused one opens no port.
+  const bool nccl = options.backend() == "nccl";
+  TORCH_CHECK(nccl || options.backend() == "gloo",
+              "normopt::distributed::init_process_group: unknown backend '",
+              options.backend(),
+              "'; expected 'gloo' or 'nccl'");
+#if NORMOPT_HAVE_NCCL
+  const auto devices = nccl ? c10::cuda::device_count() : 0;
+  TORCH_CHECK(!nccl || devices > 0,
+              "normopt::distributed::init_process_group: backend 'nccl' "
+              "needs a CUDA device and none is visible; use 'gloo'");
+#else
+  TORCH_CHECK(!nccl,
+              "normopt::distributed::init_process_group: backend 'nccl' "
+              "needs normopt built against a CUDA LibTorch with NCCL's "
+              "headers (NORMOPT_HAVE_NCCL is 0 in this build); use 'gloo'");
+#endif
   const int64_t world = env_int("WORLD_SIZE", 1, 1 << 20);
   const int64_t rank = env_int("RANK", 0, world - 1);
   const std::string addr = env("MASTER_ADDR");
@@ -81,6 +139,21 @@ c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(
   store_options.numWorkers = static_cast<size_t>(world);
   store_options.timeout = options.timeout();
   auto store = c10::make_intrusive<c10d::TCPStore>(addr, store_options);
+  auto group = c10::make_intrusive<c10d::ProcessGroup>(
+      store, static_cast<int>(rank), static_cast<int>(world));
+  if (nccl) {
+#if NORMOPT_HAVE_NCCL
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(rank % devices));
+    auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+    nccl_options->timeout = options.timeout();
+    auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+        store, static_cast<int>(rank), static_cast<int>(world), nccl_options);
+    group->setBackend(
+        c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, backend);
+    group->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
+    return group;
+#endif
+  }
   auto gloo_options =
       c10d::ProcessGroupGloo::Options::create(options.timeout());
   // Bind the transport to the rendezvous address's interface: a loopback
@@ -89,8 +162,6 @@ c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(
       c10d::ProcessGroupGloo::createDeviceForHostname(addr));
   auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(
       store, static_cast<int>(rank), static_cast<int>(world), gloo_options);
-  auto group = c10::make_intrusive<c10d::ProcessGroup>(
-      store, static_cast<int>(rank), static_cast<int>(world));
   group->setBackend(
       c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, backend);
   group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
@@ -206,8 +277,7 @@ void broadcast_parameters(torch::nn::Module& module,
     TORCH_CHECK(t.is_contiguous(),
                 "normopt::distributed::broadcast_parameters: a parameter or "
                 "buffer is not contiguous");
-    std::vector<at::Tensor> one{t};
-    group.broadcast(one)->wait();
+    broadcast_from_rank0(t, group);
   }
 }
 
@@ -240,6 +310,7 @@ int64_t allreduce_gradients(torch::nn::Module& module,
                                      : grads[0].options().dtype(at::kDouble);
   parts.push_back(at::full({1}, static_cast<double>(rows), options));
   auto flat = at::cat(parts);
+  flat = flat.to(collective_device(group));
   for (int64_t start = 0; start < flat.numel(); start += bucket_elements) {
     std::vector<at::Tensor> bucket{
         flat.narrow(0, start, std::min(bucket_elements, flat.numel() - start))};
@@ -307,8 +378,7 @@ train::History fit(nn::StandardizedRegressor& model,
     v[0] = log.train_loss * static_cast<double>(n);
     v[1] = log.train_mse * static_cast<double>(n);
     v[2] = static_cast<double>(n);
-    std::vector<at::Tensor> bucket{sums};
-    group.allreduce(bucket)->wait();
+    allreduce_sum(sums, group);
     log.train_loss = v[0] / v[2];
     log.train_mse = v[1] / v[2];
   });

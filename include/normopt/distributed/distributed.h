@@ -1,7 +1,7 @@
 #pragma once
 
-/// Multi-process normopt on PyTorch's own distributed engine (c10d, Gloo on
-/// CPU): statistics of the union of all ranks' shards, and data-parallel
+/// Multi-process normopt on PyTorch's own distributed engine (c10d: Gloo on
+/// CPU, NCCL on CUDA): statistics of the union of all ranks' shards, and data-parallel
 /// training with gradients all-reduced before the fused optimizer step.
 ///
 /// \code
@@ -30,20 +30,29 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include <chrono>
+#include <string>
 
 namespace normopt::distributed {
 
 /// Options for `init_process_group`.
 struct NORMOPT_API InitOptions {
+  /// The c10d backend: "gloo" (CPU tensors, any machine) or "nccl" (CUDA
+  /// tensors; each rank uses GPU RANK % device count; needs normopt built
+  /// against a CUDA LibTorch with NCCL, NORMOPT_HAVE_NCCL in
+  /// <normopt/config.h>). Every function below moves tensors to the
+  /// backend's device for the collectives and back, so a model and data on
+  /// either device work with either backend.
+  TORCH_ARG(std::string, backend) = "gloo";
   /// How long a collective (and the initial rendezvous) may wait for the
   /// other ranks before failing with an error instead of hanging: this is
   /// what turns a dead rank into a clear error on the others.
   TORCH_ARG(std::chrono::milliseconds, timeout) = std::chrono::seconds(60);
 };
 
-/// A Gloo process group from the usual environment: RANK, WORLD_SIZE,
-/// MASTER_ADDR and MASTER_PORT (rank 0 hosts the TCPStore there). Throws a
-/// c10::Error naming a missing or malformed variable.
+/// A process group (Gloo unless `options.backend`) from the usual
+/// environment: RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (rank 0 hosts
+/// the TCPStore there). Throws a c10::Error naming a missing or malformed
+/// variable, an unknown backend, or "nccl" where it is not available.
 NORMOPT_API c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(
     const InitOptions& options = {});
 
