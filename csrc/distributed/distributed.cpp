@@ -79,25 +79,30 @@ std::vector<at::Tensor> all_gather(const at::Tensor& mine,
   return output[0];
 }
 
-// Sums `t` over the ranks, in place (through a copy on the group's device
-// when t is elsewhere).
-void allreduce_sum(at::Tensor& t, c10d::ProcessGroup& group) {
+// Runs an in-place collective on `t` (run(list) starts it on a list of one
+// tensor), through a copy on the group's device when t is elsewhere.
+template <typename Run>
+void in_place_collective(at::Tensor& t,
+                         c10d::ProcessGroup& group,
+                         const Run& run) {
   const auto device = collective_device(group);
   std::vector<at::Tensor> one{t.device() == device ? t : t.to(device)};
-  group.allreduce(one)->wait();
+  run(one)->wait();
   if (!one[0].is_same(t)) {
     t.copy_(one[0]);
   }
 }
 
-// Rank 0's `t` on every rank, in place (as allreduce_sum).
+// Sums `t` over the ranks, in place.
+void allreduce_sum(at::Tensor& t, c10d::ProcessGroup& group) {
+  in_place_collective(
+      t, group, [&](std::vector<at::Tensor>& one) { return group.allreduce(one); });
+}
+
+// Rank 0's `t` on every rank, in place.
 void broadcast_from_rank0(at::Tensor& t, c10d::ProcessGroup& group) {
-  const auto device = collective_device(group);
-  std::vector<at::Tensor> one{t.device() == device ? t : t.to(device)};
-  group.broadcast(one)->wait();
-  if (!one[0].is_same(t)) {
-    t.copy_(one[0]);
-  }
+  in_place_collective(
+      t, group, [&](std::vector<at::Tensor>& one) { return group.broadcast(one); });
 }
 
 void check_shard(const at::Tensor& t, const char* what, const char* where) {
@@ -305,7 +310,8 @@ int64_t allreduce_gradients(torch::nn::Module& module,
     parts.push_back(g.reshape({-1}).to(at::kDouble) *
                     static_cast<double>(rows));
   }
-  // On the gradients' device: a CUDA model's vector stays on the GPU.
+  // Concatenated on the gradients' device, then all-reduced on the
+  // group's (the same device unless, say, a CUDA model runs on Gloo).
   const auto options = grads.empty() ? at::TensorOptions(at::kDouble)
                                      : grads[0].options().dtype(at::kDouble);
   parts.push_back(at::full({1}, static_cast<double>(rows), options));
