@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <system_error>
 
 #if defined(_WIN32)
@@ -46,16 +47,48 @@ void sync_directory(const std::filesystem::path& file) {
 #endif
 }
 
+// Creates a new file beside `path` whose name no other writer uses
+// (`path` + ".tmp." + 16 random hex digits, created exclusively), opened
+// for writing; on failure returns nullptr with errno set and `tmp` holding
+// the last name tried.
+std::FILE* create_unique_temporary(const std::string& path, std::string* tmp) {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    char suffix[17];
+    std::snprintf(suffix, sizeof(suffix), "%016llx",
+                  static_cast<unsigned long long>(random()));
+    *tmp = path + ".tmp." + suffix;
+#if defined(_WIN32)
+    // "x": fail if it exists (C11), as O_EXCL.
+    std::FILE* file = std::fopen(tmp->c_str(), "wbx");
+#else
+    const int fd =
+        ::open(tmp->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    std::FILE* file = fd < 0 ? nullptr : ::fdopen(fd, "wb");
+    if (fd >= 0 && file == nullptr) {
+      const int err = errno;
+      ::close(fd);
+      std::remove(tmp->c_str());
+      errno = err;
+    }
+#endif
+    if (file != nullptr || errno != EEXIST) {
+      return file;
+    }
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 void write_atomically(const std::string& path,
                       std::string_view bytes,
                       const char* where) {
-  const std::string tmp = path + ".tmp";
+  std::string tmp;
+  bool created = false;
   auto fail = [&](const char* step, const std::string& reason) {
-    std::error_code ignored;
-    // Only a file: never a folder that happens to carry the name.
-    if (std::filesystem::is_regular_file(tmp, ignored)) {
+    if (created) {
+      std::error_code ignored;
       std::filesystem::remove(tmp, ignored);
     }
     TORCH_CHECK(false,
@@ -73,10 +106,11 @@ void write_atomically(const std::string& path,
                 "' was left as it was. Check that the folder exists, is "
                 "writable and has free space");
   };
-  std::FILE* file = std::fopen(tmp.c_str(), "wb");
+  std::FILE* file = create_unique_temporary(path, &tmp);
   if (file == nullptr) {
-    fail("opening", std::strerror(errno));
+    fail("creating", std::strerror(errno));
   }
+  created = true;
   errno = 0;
   const size_t written = std::fwrite(bytes.data(), 1, bytes.size(), file);
   if (written != bytes.size()) {

@@ -7,11 +7,18 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <initializer_list>
 #include <string>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/resource.h>
+
+#include <csignal>
+#endif
 
 namespace normopt::test {
 
@@ -104,6 +111,43 @@ struct TempDir {
     return c;
   }
 };
+
+/// The names of the entries in `folder`, sorted: what a write left there
+/// (e.g. no temporary file beside the one it replaced).
+inline std::vector<std::string> files_in(const std::filesystem::path& folder) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+#if defined(__linux__)
+/// While alive, writing a file past `bytes` fails with EFBIG (the file-size
+/// resource limit; SIGXFSZ ignored), as a full disk fails with ENOSPC. It
+/// works as root, where permissions cannot make a write fail.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    EXPECT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit_), 0);
+    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = old_limit_;
+    small.rlim_cur = bytes;
+    EXPECT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &old_limit_);
+    std::signal(SIGXFSZ, old_handler_);
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+ private:
+  struct rlimit old_limit_ {};
+  void (*old_handler_)(int) = nullptr;
+};
+#endif
 
 #define NORMOPT_SKIP_WITHOUT_CUDA()                      \
   if (!torch::cuda::is_available()) {                    \

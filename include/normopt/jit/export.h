@@ -51,8 +51,8 @@ namespace normopt::jit {
 /// Tensors are saved on the CPU whatever the model's device; move the loaded
 /// module with .to(device). The loaded module is in eval mode.
 ///
-/// The file is first written to `path + ".tmp"`, then renamed over `path`, so
-/// a failed export never destroys an existing file.
+/// The file is first written to a new temporary file beside `path`, then
+/// renamed over `path`, so a failed export never destroys an existing file.
 ///
 /// Throws c10::Error naming `path` when: the regressor is not a
 /// LinearRegressor ("export_pipeline supports LinearRegressor regressors;
