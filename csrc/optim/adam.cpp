@@ -43,6 +43,22 @@ void AdamWOptions::serialize(torch::serialize::InputArchive& archive) {
   detail::read_adam_options(*this, archive);
 }
 
+template <typename Options>
+bool same_adam_options(const Options& a, const Options& b) {
+  return a.lr() == b.lr() && a.betas() == b.betas() && a.eps() == b.eps() &&
+         a.weight_decay() == b.weight_decay() && a.amsgrad() == b.amsgrad() &&
+         a.maximize() == b.maximize() &&
+         a.epsilon_mode() == b.epsilon_mode() &&
+         a.skip_nonfinite() == b.skip_nonfinite();
+}
+
+bool operator==(const AdamOptions& a, const AdamOptions& b) {
+  return same_adam_options(a, b);
+}
+bool operator==(const AdamWOptions& a, const AdamWOptions& b) {
+  return same_adam_options(a, b);
+}
+
 void AdamParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
@@ -94,10 +110,14 @@ at::Tensor Adam::step(LossClosure closure) {
 
 void Adam::save(torch::serialize::OutputArchive& archive) const {
   serialize(*this, archive);
+  detail::write_skipped_steps(archive, skipped_steps_);
 }
 
 void Adam::load(torch::serialize::InputArchive& archive) {
+  const int64_t skipped =
+      detail::read_skipped_steps(archive, "normopt::optim::Adam");
   serialize(*this, archive);
+  skipped_steps_ = skipped;
 }
 
 // --- AdamW -------------------------------------------------------------------
@@ -138,10 +158,14 @@ at::Tensor AdamW::step(LossClosure closure) {
 
 void AdamW::save(torch::serialize::OutputArchive& archive) const {
   serialize(*this, archive);
+  detail::write_skipped_steps(archive, skipped_steps_);
 }
 
 void AdamW::load(torch::serialize::InputArchive& archive) {
+  const int64_t skipped =
+      detail::read_skipped_steps(archive, "normopt::optim::AdamW");
   serialize(*this, archive);
+  skipped_steps_ = skipped;
 }
 
 }  // namespace normopt::optim

@@ -92,6 +92,29 @@ inline void keep_group_options(
   }
 }
 
+/// The count of skipped steps is part of an optimizer's saved state (so a
+/// resumed run reports the same total): written beside LibTorch's
+/// param_groups and state, read back validated (absent, in files from
+/// before it was saved: 0).
+inline void write_skipped_steps(torch::serialize::OutputArchive& archive,
+                                int64_t skipped) {
+  archive.write("skipped_steps", c10::IValue(skipped));
+}
+inline int64_t read_skipped_steps(torch::serialize::InputArchive& archive,
+                                  const char* name) {
+  c10::IValue v;
+  if (!archive.try_read("skipped_steps", v)) {
+    return 0;
+  }
+  TORCH_CHECK(v.isInt() && v.toInt() >= 0,
+              name,
+              ": the saved skipped_steps is ",
+              v,
+              "; expected a count >= 0: the saved state is corrupted or from "
+              "another program");
+  return v.toInt();
+}
+
 /// Whether every defined gradient of every group is finite.
 inline bool all_grads_finite(
     const std::vector<torch::optim::OptimizerParamGroup>& groups) {

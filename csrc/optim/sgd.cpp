@@ -34,6 +34,14 @@ void SGDOptions::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(bool, skip_nonfinite);
 }
 
+bool operator==(const SGDOptions& a, const SGDOptions& b) {
+  return a.lr() == b.lr() && a.momentum() == b.momentum() &&
+         a.dampening() == b.dampening() &&
+         a.weight_decay() == b.weight_decay() && a.nesterov() == b.nesterov() &&
+         a.maximize() == b.maximize() &&
+         a.skip_nonfinite() == b.skip_nonfinite();
+}
+
 void SGDParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(momentum_buffer);
 }
@@ -144,10 +152,14 @@ at::Tensor SGD::step(LossClosure closure) {
 
 void SGD::save(torch::serialize::OutputArchive& archive) const {
   serialize(*this, archive);
+  detail::write_skipped_steps(archive, skipped_steps_);
 }
 
 void SGD::load(torch::serialize::InputArchive& archive) {
+  const int64_t skipped =
+      detail::read_skipped_steps(archive, "normopt::optim::SGD");
   serialize(*this, archive);
+  skipped_steps_ = skipped;
 }
 
 }  // namespace normopt::optim

@@ -68,6 +68,9 @@ struct NORMOPT_API AdamOptions
   void serialize(torch::serialize::OutputArchive& archive) const override;
   double get_lr() const override;
   void set_lr(const double lr) override;
+  /// Every field equal (as LibTorch's options compare).
+  NORMOPT_API friend bool operator==(const AdamOptions& a,
+                                     const AdamOptions& b);
 };
 
 /// Per-parameter Adam state, created at a parameter's first step.
@@ -105,7 +108,8 @@ class NORMOPT_API Adam : public torch::optim::Optimizer {
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
 
-  /// Steps skipped because of non-finite gradients (skip_nonfinite).
+  /// Steps skipped because of non-finite gradients (skip_nonfinite); saved
+  /// with the optimizer's state (torch::save) and restored by load.
   int64_t skipped_steps() const {
     return skipped_steps_;
   }

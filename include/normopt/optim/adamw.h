@@ -54,6 +54,9 @@ struct NORMOPT_API AdamWOptions
   void serialize(torch::serialize::OutputArchive& archive) const override;
   double get_lr() const override;
   void set_lr(const double lr) override;
+  /// Every field equal (as LibTorch's options compare).
+  NORMOPT_API friend bool operator==(const AdamWOptions& a,
+                                     const AdamWOptions& b);
 };
 
 /// Per-parameter AdamW state: the same moments as Adam's.
@@ -71,7 +74,8 @@ class NORMOPT_API AdamW : public torch::optim::Optimizer {
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
 
-  /// Steps skipped because of non-finite gradients (skip_nonfinite).
+  /// Steps skipped because of non-finite gradients (skip_nonfinite); saved
+  /// with the optimizer's state (torch::save) and restored by load.
   int64_t skipped_steps() const {
     return skipped_steps_;
   }

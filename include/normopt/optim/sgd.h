@@ -42,6 +42,9 @@ struct NORMOPT_API SGDOptions
   void serialize(torch::serialize::OutputArchive& archive) const override;
   double get_lr() const override;
   void set_lr(const double lr) override;
+  /// Every field equal (as LibTorch's options compare).
+  NORMOPT_API friend bool operator==(const SGDOptions& a,
+                                     const SGDOptions& b);
 };
 
 /// Per-parameter SGD state: the momentum buffer, created at the first step.
@@ -68,7 +71,8 @@ class NORMOPT_API SGD : public torch::optim::Optimizer {
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
 
-  /// Steps skipped because of non-finite gradients (skip_nonfinite).
+  /// Steps skipped because of non-finite gradients (skip_nonfinite); saved
+  /// with the optimizer's state (torch::save) and restored by load.
   int64_t skipped_steps() const {
     return skipped_steps_;
   }

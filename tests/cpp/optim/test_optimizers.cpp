@@ -337,6 +337,80 @@ TEST(SGD, SkipNonFinite_SkipsAndReports) {
   EXPECT_EQ(opt.skipped_steps(), 1);
 }
 
+// The skipped-step count survives torch::save / torch::load, so a resumed
+// run reports the same total as an uninterrupted one.
+template <typename Opt, typename Options>
+void check_skipped_steps_saved(const Options& options) {
+  normopt::test::TempDir dir;
+  auto w = torch::ones({2}, torch::requires_grad());
+  Opt opt({w}, options);
+  for (int i = 0; i < 3; ++i) {
+    w.mutable_grad() = torch::tensor({NAN, 1.0f});
+    opt.step();
+  }
+  ASSERT_EQ(opt.skipped_steps(), 3);
+  torch::save(opt, dir.file("opt.pt"));
+  Opt loaded({w}, options);
+  torch::load(loaded, dir.file("opt.pt"));
+  EXPECT_EQ(loaded.skipped_steps(), 3);
+  // A negative count is refused.
+  torch::serialize::OutputArchive out;
+  opt.save(out);
+  out.write("skipped_steps", c10::IValue(int64_t{-2}));
+  std::stringstream bytes;
+  out.save_to(bytes);
+  torch::serialize::InputArchive in;
+  in.load_from(bytes);
+  Opt bad({w}, options);
+  expect_error([&] { bad.load(in); },
+               {"saved skipped_steps is -2", "expected a count >= 0"});
+  EXPECT_EQ(bad.skipped_steps(), 0);
+}
+
+TEST(Optimizers, SkippedSteps_SavedWithTheState) {
+  check_skipped_steps_saved<Adam>(AdamOptions(0.1).skip_nonfinite(true));
+  check_skipped_steps_saved<AdamW>(AdamWOptions(0.1).skip_nonfinite(true));
+  check_skipped_steps_saved<SGD>(
+      SGDOptions(0.1).momentum(0.9).skip_nonfinite(true));
+}
+
+// operator== compares every field, as LibTorch's options do.
+TEST(Optimizers, OptionsEquality_EveryField) {
+  EXPECT_TRUE(AdamOptions(0.1) == AdamOptions(0.1));
+  EXPECT_FALSE(AdamOptions(0.1) == AdamOptions(0.2));
+  EXPECT_FALSE(AdamOptions(0.1) == AdamOptions(0.1).betas({0.8, 0.999}));
+  EXPECT_FALSE(AdamOptions(0.1) == AdamOptions(0.1).eps(1e-8));  // set vs unset
+  EXPECT_FALSE(AdamOptions(0.1) == AdamOptions(0.1).weight_decay(0.1));
+  EXPECT_FALSE(AdamOptions(0.1) == AdamOptions(0.1).amsgrad(true));
+  EXPECT_FALSE(AdamOptions(0.1) == AdamOptions(0.1).maximize(true));
+  EXPECT_FALSE(AdamOptions(0.1) ==
+               AdamOptions(0.1).epsilon_mode(EpsilonMode::kKeras));
+  EXPECT_FALSE(AdamOptions(0.1) == AdamOptions(0.1).skip_nonfinite(true));
+  EXPECT_TRUE(AdamWOptions(1e-3).weight_decay(0.1) ==
+              AdamWOptions(1e-3).weight_decay(0.1));
+  EXPECT_FALSE(AdamWOptions(1e-3) == AdamWOptions(1e-3).weight_decay(0.1));
+  EXPECT_TRUE(SGDOptions(0.1).momentum(0.9) == SGDOptions(0.1).momentum(0.9));
+  EXPECT_FALSE(SGDOptions(0.1) == SGDOptions(0.1).momentum(0.9));
+  EXPECT_FALSE(SGDOptions(0.1) == SGDOptions(0.1).dampening(0.5));
+  EXPECT_FALSE(SGDOptions(0.1) == SGDOptions(0.1).nesterov(true));
+  EXPECT_FALSE(SGDOptions(0.1) == SGDOptions(0.1).skip_nonfinite(true));
+  // A saved and loaded optimizer has equal options.
+  auto w = torch::ones({2}, torch::requires_grad());
+  Adam a({w}, AdamOptions(0.3).amsgrad(true));
+  std::stringstream bytes;
+  {
+    torch::serialize::OutputArchive out;
+    a.save(out);
+    out.save_to(bytes);
+  }
+  torch::serialize::InputArchive in;
+  in.load_from(bytes);
+  Adam b({w}, AdamOptions(0.1));
+  b.load(in);
+  EXPECT_TRUE(static_cast<const AdamOptions&>(b.param_groups()[0].options()) ==
+              AdamOptions(0.3).amsgrad(true));
+}
+
 TEST(Adam, SparseGradient_Errors) {
   torch::nn::Embedding emb(torch::nn::EmbeddingOptions(10, 3).sparse(true));
   Adam opt(emb->parameters(), AdamOptions(0.1));
