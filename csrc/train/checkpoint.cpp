@@ -328,7 +328,7 @@ namespace {
 
 ResumePoint read_checkpoint_unguarded(const std::string& path,
                                       nn::StandardizedRegressor& model,
-                                      const torch::optim::Optimizer& optimizer,
+                                      torch::optim::Optimizer& optimizer,
                                       const FitOptions& options,
                                       bool has_validation) {
   std::error_code ec;
@@ -503,6 +503,31 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
   } catch (const std::exception& e) {
     refuse(path, "its optimizer state does not read (" + reason_of(e) + ")");
   }
+  // The optimizer's state must load before anything changes: a trial load,
+  // undone from an in-memory copy of the optimizer's current state (restore
+  // loads it again after the schedulers' replay).
+  std::string current;
+  {
+    torch::serialize::OutputArchive out;
+    optimizer.save(out);
+    std::ostringstream stream;
+    out.save_to(stream);
+    current = std::move(stream).str();
+  }
+  const auto put_back = [&] {
+    torch::serialize::InputArchive in;
+    in.load_from(current.data(), current.size(), device);
+    optimizer.load(in);
+  };
+  try {
+    optimizer.load(point.optimizer);
+  } catch (const std::exception& e) {
+    put_back();
+    refuse(path,
+           "its optimizer state does not load into this optimizer (" +
+               reason_of(e) + ")");
+  }
+  put_back();
   // Last, because it is the step that changes something: all or nothing.
   try {
     model->load(archive);
@@ -517,7 +542,7 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
 
 ResumePoint read_checkpoint(const std::string& path,
                             nn::StandardizedRegressor& model,
-                            const torch::optim::Optimizer& optimizer,
+                            torch::optim::Optimizer& optimizer,
                             const FitOptions& options,
                             bool has_validation) {
   try {

@@ -55,18 +55,20 @@ struct ResumePoint {
   at::Tensor cpu_rng;
 };
 
-/// Loads the optimizer's saved state into `optimizer` and sets torch's
-/// global CPU generator to the saved state. Throws c10::Error naming the
-/// file when the optimizer state does not load.
+/// Loads the optimizer's saved state into `optimizer` (read_checkpoint has
+/// already loaded it once, so this does not fail) and sets torch's global
+/// CPU generator to the saved state.
 void restore(ResumePoint& point, torch::optim::Optimizer& optimizer);
 
 /// Reads `path`, checks it against this run (format, optimizer type and
-/// param-group layout, settings, epochs) and loads the model from it
-/// (shape-checked, all or nothing). Throws c10::Error naming `path` and
-/// what does not match; then nothing was loaded.
+/// param-group layout, settings, epochs), loads the optimizer's saved state
+/// once as a trial (then puts the optimizer's current state back) and last
+/// loads the model from it (shape-checked). All or nothing: on any mismatch
+/// or failure it throws c10::Error naming `path` and what does not match,
+/// and the model and optimizer are as they were.
 ResumePoint read_checkpoint(const std::string& path,
                             nn::StandardizedRegressor& model,
-                            const torch::optim::Optimizer& optimizer,
+                            torch::optim::Optimizer& optimizer,
                             const FitOptions& options,
                             bool has_validation);
 

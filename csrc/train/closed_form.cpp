@@ -87,6 +87,8 @@ LeastSquares solve_least_squares(const at::Tensor& x,
   result.bias = bias.contiguous();
   auto residual = at::matmul(xd, coef) + bias - yd;
   result.mse = residual.square().mean().item<double>();
+  result.exact =
+      result.mse <= kExactFitTolerance * yd.square().mean().item<double>();
   return result;
 }
 

@@ -19,6 +19,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace normopt::train {
 namespace {
@@ -178,6 +179,60 @@ std::vector<Finding> diagnose(nn::StandardizedRegressor& model,
     return k == 1 ? std::string()
                   : " (target column " + std::to_string(j) + ")";
   };
+  const auto& names = train.feature_names;
+  auto feature_name = [&](int64_t j) {
+    return j < static_cast<int64_t>(names.size())
+               ? "'" + names[static_cast<size_t>(j)] + "'"
+               : "feature " + std::to_string(j);
+  };
+
+  // 0) Data on which the optimum is not unique or there is nothing to
+  // learn: every later number would describe the data, not the run.
+  {
+    std::vector<std::string> problems;
+    const int64_t rows = train.features.size(0);
+    const int64_t features = train.features.size(1);
+    if (rows < features + 1) {
+      problems.push_back(
+          std::to_string(rows) + " row(s) for " + std::to_string(features) +
+          " feature(s), fewer than features + 1: a linear model fits them "
+          "exactly (MSE 0) in many ways, so the optimum is not unique and "
+          "says nothing about new data; add rows or drop features");
+    }
+    const auto raw = column_stats(train.features.to(at::kDouble));
+    std::string constant;
+    for (int64_t j = 0; j < features; ++j) {
+      if (!(raw.second[j].item<double>() > 0)) {
+        constant += (constant.empty() ? "" : ", ") + feature_name(j) +
+                    " (always " + num(raw.first[j].item<double>()) + ")";
+      }
+    }
+    if (!constant.empty() && rows > 1) {
+      problems.push_back(
+          "constant feature(s) " + constant +
+          ": they carry no information and their weights are not "
+          "identifiable; drop them");
+    }
+    const auto target = column_stats(y64);
+    for (int64_t j = 0; j < target.second.size(0); ++j) {
+      if (rows > 1 && !(target.second[j].item<double>() > 0)) {
+        problems.push_back(
+            "the target" + column(j) + " is constant (always " +
+            num(target.first[j].item<double>()) +
+            "): predicting that value is exact, so there is nothing to "
+            "learn and the optimum MSE is 0");
+      }
+    }
+    if (!problems.empty()) {
+      std::string message;
+      for (const auto& p : problems) {
+        message += (message.empty() ? "" : "; ") + p;
+      }
+      warn("degenerate_data",
+           message + ". Ratios to the optimum MSE mean nothing when it is 0; "
+                     "compare differences.");
+    }
+  }
 
   // a) Targets on a scale the loss should not see.
   {
@@ -296,7 +351,6 @@ std::vector<Finding> diagnose(nn::StandardizedRegressor& model,
   {
     auto raw_sd = column_stats(train.features).second;
     auto seen_sd = column_stats(z).second;
-    const auto& names = train.feature_names;
     auto name = [&](int64_t j) {
       return j < static_cast<int64_t>(names.size())
                  ? names[static_cast<size_t>(j)]

@@ -30,7 +30,16 @@ struct NORMOPT_API LeastSquares {
   /// targets' original units squared, averaged over all N*k entries (the
   /// unpenalized error, also when ridge > 0).
   double mse = 0;
+  /// Whether mse is 0 up to rounding: at most kExactFitTolerance times the
+  /// mean of y² (the data lies on a linear model, e.g. fewer rows than
+  /// features + 1, or a constant target). A ratio to mse then means
+  /// nothing; compare with the difference instead.
+  bool exact = false;
 };
+
+/// LeastSquares::exact's bound on mse / mean(y²): float32 data on an exact
+/// linear relation lands near 1e-14, real data far above.
+constexpr double kExactFitTolerance = 1e-12;
 
 /// Solves min over (w, b) of ||x wᵀ + b - y||² + ridge ||w||² in float64; the
 /// intercept is never penalized.

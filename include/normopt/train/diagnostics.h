@@ -45,8 +45,8 @@ enum class Severity {
 struct NORMOPT_API Finding {
   /// kInfo or kWarning.
   Severity severity = Severity::kInfo;
-  /// Stable identifier: "target_scale", "adam_scale_stall",
-  /// "sgd_divergence", "feature_scale" or "ok".
+  /// Stable identifier: "degenerate_data", "target_scale",
+  /// "adam_scale_stall", "sgd_divergence", "feature_scale" or "ok".
   std::string code;
   /// What was found, with the numbers, and what to do about it.
   std::string message;
@@ -70,6 +70,9 @@ struct NORMOPT_API DiagnoseOptions {
 /// computed on the side from `train` with the model's options.
 ///
 /// Findings, in this order:
+/// - `degenerate_data` (warning): fewer rows than features + 1, constant
+///   features, or a constant target (with more than one row): the optimum
+///   is not unique or its MSE is 0, so ratios to it mean nothing.
 /// - `target_scale` (warning): the targets as the loss sees them
 ///   (model->transform_targets(y)) have |mean| or standard deviation above
 ///   100.

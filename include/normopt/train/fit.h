@@ -136,10 +136,10 @@ struct NORMOPT_API FitOptions {
   /// the History so far, torch's global CPU RNG state, and the settings
   /// that must match on resume. It is saved every `checkpoint_every` epochs
   /// and after the last epoch (also when early stopping ends the run),
-  /// after that epoch's schedulers stepped. Each save writes `path + ".tmp"`
-  /// in the same folder, fsyncs it and renames it over `path`, so a crash or
-  /// a full disk during a save leaves the previous checkpoint readable (the
-  /// failed save throws). A checkpoint is never written while a parameter
+  /// after that epoch's schedulers stepped. Each save writes a new
+  /// temporary file in the same folder, fsyncs it and renames it over
+  /// `path`, so a crash or a full disk during a save leaves the previous
+  /// checkpoint readable (the failed save throws). A checkpoint is never written while a parameter
   /// or statistic holds NaN or Inf: fit() throws instead and the previous
   /// one stays. The file is also a model file: torch::load(model, path)
   /// reads the model from it.
@@ -185,15 +185,17 @@ struct NORMOPT_API History {
   double gap_to_optimum() const;
 
   /// Last train_mse / optimum - 1 (0.01: 1% above the optimum); NaN when
-  /// the optimum is unknown or there are no epochs.
+  /// the optimum is unknown or there are no epochs. Meaningless when the
+  /// optimum is 0 up to rounding (LeastSquares::exact): use
+  /// gap_to_optimum() then.
   double relative_gap() const;
 
   /// Writes the epochs as CSV: the header
   /// `epoch,train_loss,train_mse,val_loss,val_mse,lr,wall_seconds`, then one
   /// row per epoch, numbers with 17 significant digits (exact round trip,
-  /// independent of the C locale), NaN as `nan`. The file is written to
-  /// `path + ".tmp"` and renamed over `path`, so an existing file is never
-  /// left half-written. Throws c10::Error naming the path and the OS reason
+  /// independent of the C locale), NaN as `nan`. The file is written to a
+  /// new temporary file beside `path` and renamed over it, so an existing
+  /// file is never left half-written, and concurrent writers never mix. Throws c10::Error naming the path and the OS reason
   /// when a step fails.
   void write_csv(const std::string& path) const;
 

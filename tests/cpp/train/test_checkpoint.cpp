@@ -23,6 +23,7 @@
 using namespace normopt::nn;
 using normopt::data::Table;
 using normopt::test::expect_error;
+using normopt::test::files_in;
 using normopt::test::quiet;
 using normopt::test::snapshot;
 using normopt::test::TempDir;
@@ -297,7 +298,7 @@ TEST(Checkpoint, Every_SavesOnScheduleAndAtTheEnd) {
           }));
   EXPECT_EQ(seen, (std::vector<int64_t>{0, 0, 0, 3, 3, 3, 6}));
   EXPECT_EQ(saved_epoch(path), 7);
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_EQ(files_in(dir.path), std::vector<std::string>{"run.pt"});
 }
 
 TEST(Checkpoint, FinishedRun_ResumeReturnsSavedHistoryAndModel) {
@@ -457,6 +458,76 @@ TEST(Checkpoint, ForeignOrDamagedFiles_RefusedLeavingModelAndFile) {
   }
 }
 
+// An optimizer whose saved state reads but does not load (here: load()
+// throws once armed), the last step a resume takes.
+class RefusesToLoad : public normopt::optim::Adam {
+ public:
+  using Adam::Adam;
+  bool armed = false;
+  void load(torch::serialize::InputArchive& archive) override {
+    if (armed) {
+      armed = false;
+      throw std::runtime_error("this optimizer refuses its saved state");
+    }
+    Adam::load(archive);
+  }
+};
+
+// Resume is all or nothing: when the optimizer's state does not load, the
+// model, the optimizer and the schedulers are as they were before fit().
+// (Before: the model was loaded and the schedulers replayed first.)
+TEST(Checkpoint, OptimizerStateThatDoesNotLoad_ChangesNothing) {
+  TempDir dir;
+  const auto path = dir.file("run.pt");
+  const auto options = [&](torch::optim::Optimizer& o) {
+    return quiet().epochs(6).scheduler(
+        std::make_shared<torch::optim::StepLR>(o, 1, 0.5));
+  };
+  {
+    torch::manual_seed(0);
+    auto model = StandardizedRegressor(LinearRegressor(2));
+    RefusesToLoad adam(model->parameters(), normopt::optim::AdamOptions(3e-2));
+    normopt::train::fit(
+        model, adam, train_table(), options(adam).epochs(4).checkpoint_path(path));
+  }
+  torch::manual_seed(7);
+  auto model = StandardizedRegressor(LinearRegressor(2));
+  RefusesToLoad adam(model->parameters(), normopt::optim::AdamOptions(3e-2));
+  auto scheduler = std::make_shared<torch::optim::StepLR>(adam, 1, 0.5);
+  const auto before = snapshot(*model);
+  const auto file = read_bytes(path);
+  adam.armed = true;
+  expect_error(
+      [&] {
+        normopt::train::fit(model,
+                            adam,
+                            train_table(),
+                            quiet().epochs(6).scheduler(scheduler).resume_from(
+                                path));
+      },
+      {path, "optimizer state does not load",
+       "this optimizer refuses its saved state"});
+  expect_bit_equal(snapshot(*model), before);
+  EXPECT_FALSE(model->normalization->is_adapted());
+  EXPECT_TRUE(adam.state().empty());
+  EXPECT_EQ(adam.param_groups()[0].options().get_lr(), 3e-2);
+  EXPECT_EQ(read_bytes(path), file);
+  // The scheduler was not stepped: training now from scratch with it gives
+  // the learning rates of a run with a new scheduler.
+  torch::manual_seed(3);
+  auto fresh_model = StandardizedRegressor(LinearRegressor(2));
+  RefusesToLoad fresh(fresh_model->parameters(),
+                      normopt::optim::AdamOptions(3e-2));
+  const auto expected =
+      normopt::train::fit(fresh_model, fresh, train_table(), options(fresh));
+  const auto got = normopt::train::fit(
+      model, adam, train_table(), quiet().epochs(6).scheduler(scheduler));
+  ASSERT_EQ(got.epochs.size(), expected.epochs.size());
+  for (size_t i = 0; i < got.epochs.size(); ++i) {
+    EXPECT_EQ(got.epochs[i].lr, expected.epochs[i].lr) << "epoch " << i + 1;
+  }
+}
+
 TEST(Checkpoint, FlippedBytes_RefusedOrHarmless) {
   // Every 23rd byte of a checkpoint flipped, one at a time: each damaged
   // file is refused with a c10::Error, or the byte was inert (zip padding,
@@ -527,14 +598,9 @@ TEST(Checkpoint, FullDisk_FailedSaveKeepsPreviousCheckpoint) {
 
   // A file-size limit below the checkpoint's size makes the next save fail
   // part-way with EFBIG, as a full disk fails with ENOSPC.
-  struct rlimit old_limit {};
-  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
-  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
-  struct rlimit small = old_limit;
-  small.rlim_cur = 4096;
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
   std::string error;
   try {
+    normopt::test::FileSizeLimit limit(4096);
     normopt::train::fit(model,
                         *optimizer,
                         train_table(),
@@ -546,8 +612,6 @@ TEST(Checkpoint, FullDisk_FailedSaveKeepsPreviousCheckpoint) {
   } catch (const c10::Error& e) {
     error = e.what_without_backtrace();
   }
-  ::setrlimit(RLIMIT_FSIZE, &old_limit);
-  std::signal(SIGXFSZ, old_handler);
 
   EXPECT_NE(error.find("fit: saving a checkpoint: cannot write '" + path),
             std::string::npos)
@@ -555,22 +619,29 @@ TEST(Checkpoint, FullDisk_FailedSaveKeepsPreviousCheckpoint) {
   EXPECT_NE(error.find("File too large"), std::string::npos) << error;
   EXPECT_NE(error.find("was left as it was"), std::string::npos) << error;
   EXPECT_EQ(read_bytes(path), saved);
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_EQ(files_in(dir.path), std::vector<std::string>{"run.pt"});
   EXPECT_EQ(saved_epoch(path), 3);
 }
 #endif
 
-TEST(Checkpoint, StaleTmpFromACrashedSave_IsIgnoredAndReplaced) {
+TEST(Checkpoint, StaleTmpFromACrashedSave_IsIgnored) {
   TempDir dir;
   const auto path = dir.file("run.pt");
-  write_bytes(path + ".tmp", "half a checkpoint from a killed process");
+  const std::string stale = "half a checkpoint from a killed process";
+  write_bytes(path + ".tmp", stale);
+  write_bytes(path + ".tmp.0123456789abcdef", stale);
   auto model = StandardizedRegressor(LinearRegressor(2));
   normopt::optim::Adam adam(model->parameters(),
                             normopt::optim::AdamOptions(1e-2));
   normopt::train::fit(
       model, adam, train_table(), quiet().epochs(2).checkpoint_path(path));
   EXPECT_EQ(saved_epoch(path), 2);
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  // Neither read nor touched; the saves left no file of their own.
+  EXPECT_EQ(read_bytes(path + ".tmp"), stale);
+  EXPECT_EQ(read_bytes(path + ".tmp.0123456789abcdef"), stale);
+  EXPECT_EQ(files_in(dir.path),
+            (std::vector<std::string>{
+                "run.pt", "run.pt.tmp", "run.pt.tmp.0123456789abcdef"}));
 }
 
 TEST(Checkpoint, NonFiniteParameter_NeverSaved) {
@@ -596,7 +667,7 @@ TEST(Checkpoint, NonFiniteParameter_NeverSaved) {
        "'regressor.weight' element [0, 1] is NaN or Inf",
        "previous checkpoint was left as it was"});
   EXPECT_EQ(saved_epoch(path), 2);
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_EQ(files_in(dir.path), std::vector<std::string>{"run.pt"});
 }
 
 TEST(Checkpoint, BadOptions_Errors) {

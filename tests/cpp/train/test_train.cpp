@@ -2,12 +2,14 @@
 
 #include <normopt/normopt.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <limits>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace normopt::nn;
@@ -186,6 +188,7 @@ TEST(ClosedForm, NoiseFree_RecoversExactCoefficients) {
   EXPECT_LT(normopt::test::max_rel_error(ls.weight, w), 1e-9);
   EXPECT_LT(normopt::test::max_rel_error(ls.bias, b), 1e-9);
   EXPECT_LT(ls.mse, 1e-16);
+  EXPECT_TRUE(ls.exact);
   // A 1-D target gives k = 1.
   auto one = normopt::train::solve_least_squares(x, y.select(1, 0));
   EXPECT_EQ(one.weight.sizes(), (std::vector<int64_t>{1, 3}));
@@ -207,6 +210,33 @@ TEST(ClosedForm, Noisy_MatchesLongDoubleNormalEquations) {
   EXPECT_LT(rel(ls.bias[0].item<double>(), ref.coef[2]), 1e-9);
   EXPECT_LT(rel(ls.mse, ref.mse), 1e-9);
   EXPECT_GT(ls.mse, 1e6);  // the noise is really there
+  EXPECT_FALSE(ls.exact);
+}
+
+// Data a linear model fits exactly: the optimum MSE is rounding noise (it
+// once made compare_optimizers print "4.43e+30x"), and exact says so.
+TEST(ClosedForm, ExactFit_FlaggedOnDegenerateData) {
+  const auto x = torch::tensor({{30.0, 5.0}, {41.0, 9.0}}, torch::kFloat32);
+  // Fewer rows than features + 1.
+  EXPECT_TRUE(normopt::train::solve_least_squares(
+                  x.narrow(0, 0, 1), torch::tensor({52000.0f}))
+                  .exact);
+  EXPECT_TRUE(normopt::train::solve_least_squares(
+                  x, torch::tensor({52000.0f, 61000.0f}))
+                  .exact);
+  // A constant target on many rows.
+  const auto table = income_like_table();
+  const auto constant =
+      normopt::train::solve_least_squares(table.features,
+                                          torch::full({20}, 48000.0f));
+  EXPECT_TRUE(constant.exact) << constant.mse;
+  // Real data is not: its optimum is far above the bound.
+  const auto real =
+      normopt::train::solve_least_squares(table.features, table.targets);
+  EXPECT_FALSE(real.exact);
+  EXPECT_GT(real.mse,
+            1e6 * normopt::train::kExactFitTolerance *
+                table.targets.to(torch::kFloat64).square().mean().item<double>());
 }
 
 TEST(ClosedForm, Ridge_MatchesOneFeatureFormula) {
@@ -718,7 +748,8 @@ TEST(FitHistory, WriteCsv_ExactHeaderRowsRoundTrip) {
     ++row;
   }
   EXPECT_EQ(row, h.epochs.size());
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_EQ(normopt::test::files_in(dir.path),
+            std::vector<std::string>{"history.csv"});
 }
 
 TEST(FitHistory, WriteJson_HasKeysAndNulls) {
@@ -769,12 +800,69 @@ TEST(FitHistory, ExistingFile_ReplacedWholeOrKept) {
   const auto text = read_text(path);
   EXPECT_EQ(text.rfind("epoch,train_loss", 0), 0u);
   EXPECT_EQ(text.find("old content"), std::string::npos);
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
-  // When the temporary file cannot be written, the old file stays intact.
+  EXPECT_EQ(normopt::test::files_in(dir.path),
+            std::vector<std::string>{"history.csv"});
+#if defined(__linux__)
+  // When the new file cannot be written whole, the old file stays intact
+  // and no temporary file is left.
   { std::ofstream(path) << "old content\n"; }
-  std::filesystem::create_directory(path + ".tmp");
-  expect_error([&] { h.write_csv(path); }, {path});
+  {
+    normopt::test::FileSizeLimit limit(16);
+    expect_error([&] { h.write_csv(path); },
+                 {path, "File too large", "was left as it was"});
+  }
   EXPECT_EQ(read_text(path), "old content\n");
+  EXPECT_EQ(normopt::test::files_in(dir.path),
+            std::vector<std::string>{"history.csv"});
+#endif
+}
+
+// Writers of one path never share a temporary file: each rename puts one
+// writer's whole file in place. (With one shared "path.tmp", a writer's
+// rename finds its file already renamed by another, or a mix of two.)
+TEST(FitHistory, ConcurrentWriters_FileIsOneWholeVersion) {
+  normopt::test::TempDir dir;
+  const auto path = dir.file("history.csv");
+  constexpr int kWriters = 4, kWrites = 25;
+  std::vector<History> versions(kWriters);
+  std::vector<std::string> texts(kWriters);
+  for (int w = 0; w < kWriters; ++w) {
+    for (int e = 1; e <= 2000; ++e) {
+      normopt::train::EpochLog log;
+      log.epoch = e;
+      log.train_loss = w;
+      versions[w].epochs.push_back(log);
+    }
+    const auto own = dir.file("own" + std::to_string(w) + ".csv");
+    versions[w].write_csv(own);
+    texts[w] = read_text(own);
+    std::filesystem::remove(own);
+  }
+  std::vector<std::string> errors(kWriters);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      try {
+        for (int i = 0; i < kWrites; ++i) {
+          versions[w].write_csv(path);
+        }
+      } catch (const std::exception& e) {
+        errors[w] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  for (const auto& error : errors) {
+    EXPECT_EQ(error, "");
+  }
+  const auto text = read_text(path);
+  EXPECT_NE(std::find(texts.begin(), texts.end(), text), texts.end())
+      << "the file is no writer's whole version (" << text.size()
+      << " bytes)";
+  EXPECT_EQ(normopt::test::files_in(dir.path),
+            std::vector<std::string>{"history.csv"});
 }
 
 TEST(FitHistory, Gaps_FromOptimum) {
@@ -953,6 +1041,39 @@ TEST(Diagnose, FeatureScale_WarnsOnlyWhenUnnormalized) {
   scale = find(findings2, "feature_scale");
   ASSERT_NE(scale, nullptr);
   EXPECT_EQ(scale->severity, normopt::train::Severity::kInfo);
+}
+
+TEST(Diagnose, DegenerateData_SaysWhyInsteadOfNumbers) {
+  auto findings_for = [](const Table& t) {
+    torch::manual_seed(0);
+    auto model = make_model();
+    normopt::optim::Adam adam(model->parameters(),
+                              normopt::optim::AdamOptions(1e-2));
+    return normopt::train::diagnose(model, adam, t);
+  };
+  auto expect_says = [&](const Table& t, const std::string& needle) {
+    const auto findings = findings_for(t);
+    const auto* f = find(findings, "degenerate_data");
+    ASSERT_NE(f, nullptr) << needle;
+    EXPECT_EQ(f->severity, normopt::train::Severity::kWarning);
+    EXPECT_NE(f->message.find(needle), std::string::npos) << f->message;
+    EXPECT_NE(f->message.find("compare differences"), std::string::npos);
+    EXPECT_EQ(find(findings, "ok"), nullptr);
+  };
+  const auto table = income_like_table();
+  expect_says(rows(table, 3, 1),
+              "1 row(s) for 2 feature(s), fewer than features + 1");
+  expect_says(rows(table, 3, 2), "2 row(s) for 2 feature(s)");
+  auto constant_feature = table;
+  constant_feature.features = table.features.clone();
+  constant_feature.features.select(1, 0).fill_(30);
+  expect_says(constant_feature, "constant feature(s) 'age' (always 30)");
+  auto constant_target = table;
+  constant_target.targets = torch::full({20, 1}, 48000.0f);
+  expect_says(constant_target, "the target is constant (always 4.8e+04)");
+  // Three rows for two features, none constant: nothing to say.
+  EXPECT_EQ(find(findings_for(rows(table, 0, 3)), "degenerate_data"), nullptr);
+  EXPECT_EQ(find(findings_for(table), "degenerate_data"), nullptr);
 }
 
 TEST(Diagnose, LeavesModelAndRngUntouched) {
