@@ -17,8 +17,10 @@ cd "$(dirname "$0")/.."
 # libgloo-dev: headers only, for normopt::distributed (the wheel lacks them).
 # clang, libclang-rt-14-dev (libFuzzer, the clang sanitizer runtimes): the CSV
 # fuzzer (scripts/fuzz.sh; the main build uses g++).
+# libcli11-dev: the examples' command lines. nlohmann-json3-dev: History's
+# JSON writer (private to the library: the installed package needs neither).
 APT_PACKAGES=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev ccache libgloo-dev
-  clang libclang-rt-14-dev)
+  clang libclang-rt-14-dev libcli11-dev nlohmann-json3-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

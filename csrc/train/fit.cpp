@@ -11,6 +11,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -270,42 +271,6 @@ std::string format_number(double value) {
   return std::string(buffer, result.ptr);
 }
 
-std::string json_number(double value) {
-  return std::isfinite(value) ? format_number(value) : "null";
-}
-
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
 }  // namespace
 
 // ---- History
@@ -346,24 +311,29 @@ void History::write_csv(const std::string& path) const {
 
 void History::write_json(const std::string& path,
                          const std::string& run_name) const {
-  std::string out =
-      "{\n  \"run\": " + json_string(run_name) + ",\n  \"optimum_mse\": " +
-      (optimum_mse ? json_number(*optimum_mse) : std::string("null")) +
-      ",\n  \"stopped_early\": " + (stopped_early ? "true" : "false") +
-      ",\n  \"epochs\": [";
-  for (size_t i = 0; i < epochs.size(); ++i) {
-    const auto& e = epochs[i];
-    out += i == 0 ? "\n" : ",\n";
-    out += "    {\"epoch\": " + std::to_string(e.epoch) +
-           ", \"train_loss\": " + json_number(e.train_loss) +
-           ", \"train_mse\": " + json_number(e.train_mse) +
-           ", \"val_loss\": " + json_number(e.val_loss) +
-           ", \"val_mse\": " + json_number(e.val_mse) +
-           ", \"lr\": " + json_number(e.lr) +
-           ", \"wall_seconds\": " + json_number(e.wall_seconds) + "}";
+  // ordered_json keeps the keys in the order written; NaN and infinities
+  // become null.
+  nlohmann::ordered_json doc;
+  doc["run"] = run_name;
+  doc["optimum_mse"] =
+      optimum_mse ? nlohmann::ordered_json(*optimum_mse) : nullptr;
+  doc["stopped_early"] = stopped_early;
+  auto& rows = doc["epochs"] = nlohmann::ordered_json::array();
+  for (const auto& e : epochs) {
+    rows.push_back({{"epoch", e.epoch},
+                    {"train_loss", e.train_loss},
+                    {"train_mse", e.train_mse},
+                    {"val_loss", e.val_loss},
+                    {"val_mse", e.val_mse},
+                    {"lr", e.lr},
+                    {"wall_seconds", e.wall_seconds}});
   }
-  out += epochs.empty() ? "]\n}\n" : "\n  ]\n}\n";
-  util::write_atomically(path, out, "History.write_json");
+  // A run name that is not valid UTF-8 gets U+FFFD, not an exception.
+  util::write_atomically(
+      path,
+      doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) +
+          "\n",
+      "History.write_json");
 }
 
 // ---- fit

@@ -37,9 +37,24 @@ def test_unknown_column_exits_nonzero_and_writes_nothing(tmp_path):
 
 def test_unknown_option_and_help():
     r = run("--bogus")
-    assert r.returncode != 0 and "unknown option '--bogus'" in r.stderr
+    assert r.returncode != 0 and "not expected: --bogus" in r.stderr
     h = run("--help")
-    assert h.returncode == 0 and "--data FILE" in h.stdout
+    assert h.returncode == 0 and "--data FILE" in h.stdout and "--epochs N" in h.stdout
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--epochs", "2.5"), ("--epochs", "1e30"), ("--epochs", "99999999999999999999"),
+     ("--epochs", "0"), ("--seed", "-1"), ("--batch-size", "-3"),
+     ("--checkpoint-every", "x")],
+)
+def test_integer_flags_refuse_what_is_not_an_integer_in_range(tmp_path, flag, value):
+    """Never truncated (2.5 -> 2), saturated (1e30) or wrapped (-1 -> 2^64 - 1)."""
+    out = tmp_path / "out"
+    r = run(flag, value, "--out", out)
+    assert r.returncode != 0
+    assert f"{flag}: expects an integer from" in r.stderr and f"got '{value}'" in r.stderr
+    assert not out.exists()
 
 
 def test_short_run_writes_eight_histories(tmp_path):
@@ -102,3 +117,28 @@ def test_seed_data_adam_raw_stalls_standardized_converges(tmp_path):
     final = {p.stem: json.loads(p.read_text())["epochs"][-1]["train_mse"] for p in out.glob("*.json")}
     assert final["adam_lr0.01_raw"] > 1.7e9
     assert all(final[k] < 1.7e8 for k in final if k.endswith("_standardized"))
+
+
+@pytest.mark.parametrize(
+    "rows, says",
+    [
+        ("30,5,52000\n", "1 row(s) for 2 feature(s)"),
+        ("30,5,48000\n41,9,48000\n25,2,48000\n50,20,48000\n", "the target is constant"),
+    ],
+    ids=["one_row", "constant_target"],
+)
+def test_degenerate_data_gets_a_diagnosis_and_gaps_not_ratios(tmp_path, rows, says):
+    """On data a linear model fits exactly the optimum MSE is rounding noise:
+    the table gives final - optimum, never a ratio to it (once "4.43e+30x")."""
+    csv = tmp_path / "d.csv"
+    csv.write_text("age,experience,income\n" + rows)
+    r = run("--data", csv, "--epochs", 2, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "degenerate_data" in r.stdout and says in r.stdout
+    table = r.stdout.split("vs optimum")[1]
+    lines = [l for l in table.splitlines() if l.startswith(("adam_", "sgd_"))]
+    assert len(lines) == 8
+    for line in lines:
+        versus = line.split()[2]
+        assert versus.startswith("+") and not versus.endswith("x"), line
+    assert "final MSE - closed-form optimum MSE" in r.stdout
