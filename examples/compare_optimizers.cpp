@@ -9,9 +9,9 @@
 //   compare_optimizers --data my.csv --target income --out results/
 //   scripts/launch.sh -n 2 compare_optimizers     # data-parallel, 2 ranks
 //   compare_optimizers --checkpoint-dir ckpt/      # killed? add --resume
-#include <CLI/CLI.hpp>
 #include <normopt/normopt.h>  // <normopt/config.h> too
 #include <torch/torch.h>
+#include <CLI/CLI.hpp>
 #if NORMOPT_HAVE_DISTRIBUTED  // built with normopt::distributed
 #include <normopt/distributed/distributed.h>
 #endif
@@ -53,8 +53,7 @@ CLI::Validator integer_in(T lo, T hi) {
         T value{};
         const char* end = text.data() + text.size();
         const auto [stop, error] = std::from_chars(text.data(), end, value);
-        if (error == std::errc() && stop == end && value >= lo &&
-            value <= hi) {
+        if (error == std::errc() && stop == end && value >= lo && value <= hi) {
           return "";
         }
         return "expects " + range + ", got '" + text + "'";
@@ -305,9 +304,11 @@ int run(int argc, char** argv) {
     const auto& last = r.history.epochs.back();
     char versus[32];
     if (optimum.exact) {
-      std::snprintf(versus, sizeof(versus), "+%.3g", r.history.gap_to_optimum());
+      std::snprintf(
+          versus, sizeof(versus), "+%.3g", r.history.gap_to_optimum());
     } else {
-      std::snprintf(versus, sizeof(versus), "%.3gx", last.train_mse / optimum.mse);
+      std::snprintf(
+          versus, sizeof(versus), "%.3gx", last.train_mse / optimum.mse);
     }
     std::printf("%-32s %16.6g %14s %10.3f\n",
                 r.run.c_str(),

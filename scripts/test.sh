@@ -67,6 +67,14 @@ if ls tests/python/test_*.py >/dev/null 2>&1; then
   NORMOPT_LIBRARY="$(ls "$BUILD"/libnormopt.so* | head -n1)" \
     "$VENV/bin/python" -m pytest -q tests/python || status=1
 fi
+if ((!cuda)); then
+  # Formatting: every C++ and CUDA file as .clang-format says (comments,
+  # and so the headers' \code examples, are never reflowed).
+  if ! git ls-files -z '*.h' '*.cpp' '*.cu' | xargs -0 clang-format --dry-run -Werror; then
+    echo "test: run clang-format -i on the files above" >&2
+    status=1
+  fi
+fi
 if ((!cuda)) && [ "${NORMOPT_FUZZ_SECONDS:-60}" != 0 ]; then
   scripts/fuzz.sh "${NORMOPT_FUZZ_SECONDS:-60}" || status=1
 fi

@@ -16,11 +16,8 @@ struct AdamBiasCorrection {
 /// PyTorch's formula: step_size = lr / (1 - b1^t), bc2_sqrt =
 /// sqrt(1 - b2^t). Keras's (eps added to the uncorrected sqrt(v)):
 /// step_size = lr sqrt(1 - b2^t) / (1 - b1^t), bc2_sqrt = 1.
-inline AdamBiasCorrection adam_bias_correction(double lr,
-                                               double beta1,
-                                               double beta2,
-                                               int64_t step,
-                                               bool keras_epsilon) {
+inline AdamBiasCorrection adam_bias_correction(
+    double lr, double beta1, double beta2, int64_t step, bool keras_epsilon) {
   const double bc1 = 1 - std::pow(beta1, static_cast<double>(step));
   const double bc2 = 1 - std::pow(beta2, static_cast<double>(step));
   if (keras_epsilon) {

@@ -54,8 +54,8 @@ void adam_step_cpu(at::TensorList params,
   thread_local std::vector<cpu::AdamTensor> tensors;
   tensors.resize(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
-    const auto bc = detail::adam_bias_correction(
-        lr, beta1, beta2, steps[i], keras_epsilon);
+    const auto bc =
+        detail::adam_bias_correction(lr, beta1, beta2, steps[i], keras_epsilon);
     tensors[i] =
         cpu::AdamTensor{params[i].scalar_type(),
                         params[i].numel(),

@@ -119,7 +119,8 @@ __global__ void __launch_bounds__(kBlock)
     step_kernel(LaunchArgs<Depth> a, Update update) {
   using T = at::opmath_type<scalar_t>;
   const int slot = a.chunk_tensor[blockIdx.x];
-  const int64_t begin = static_cast<int64_t>(a.chunk_index[blockIdx.x]) * kChunk;
+  const int64_t begin =
+      static_cast<int64_t>(a.chunk_index[blockIdx.x]) * kChunk;
   const int64_t end =
       begin + kChunk < a.numel[slot] ? begin + kChunk : a.numel[slot];
   scalar_t* ptr[Depth];
@@ -245,8 +246,8 @@ void launch_step(const char* op,
   auto set = [&](LaunchArgs<Depth>& a, int slot, size_t i) {
     for (int d = 0; d < Depth; ++d) {
       a.ptr[d][slot] = lists[d].empty()
-          ? nullptr
-          : const_cast<void*>(lists[d][i].const_data_ptr());
+                           ? nullptr
+                           : const_cast<void*>(lists[d][i].const_data_ptr());
     }
     a.numel[slot] = params[i].numel();
     const std::array<double, 2> s = scalars(i);
@@ -307,19 +308,18 @@ void adam_step_cuda(at::TensorList params,
                           amsgrad,
                           maximize,
                           decoupled_weight_decay};
-  launch_step<5>(
-      "normopt::adam_step_",
-      {params,
-       grads,
-       exp_avgs,
-       exp_avg_sqs,
-       amsgrad ? max_exp_avg_sqs : at::TensorList()},
-      update,
-      [&](size_t i) {
-        const auto bc = detail::adam_bias_correction(
-            lr, beta1, beta2, steps[i], keras_epsilon);
-        return std::array<double, 2>{bc.step_size, bc.bc2_sqrt};
-      });
+  launch_step<5>("normopt::adam_step_",
+                 {params,
+                  grads,
+                  exp_avgs,
+                  exp_avg_sqs,
+                  amsgrad ? max_exp_avg_sqs : at::TensorList()},
+                 update,
+                 [&](size_t i) {
+                   const auto bc = detail::adam_bias_correction(
+                       lr, beta1, beta2, steps[i], keras_epsilon);
+                   return std::array<double, 2>{bc.step_size, bc.bc2_sqrt};
+                 });
 }
 
 void sgd_step_cuda(at::TensorList params,
@@ -349,12 +349,13 @@ void sgd_step_cuda(at::TensorList params,
                          nesterov,
                          maximize,
                          is_first_step};
-  launch_step<3>("normopt::sgd_step_",
-                 {params,
-                  grads,
-                  with_buffer ? momentum_buffers : at::TensorList()},
-                 update,
-                 [](size_t) { return std::array<double, 2>{0, 0}; });
+  launch_step<3>(
+      "normopt::sgd_step_",
+      {params, grads, with_buffer ? momentum_buffers : at::TensorList()},
+      update,
+      [](size_t) {
+        return std::array<double, 2>{0, 0};
+      });
 }
 
 }  // namespace

@@ -25,19 +25,23 @@ TEST(DistributedNccl, WorldSizeOne_FitEqualsOneProcess) {
   ::setenv("RANK", "0", 1);
   ::setenv("WORLD_SIZE", "1", 1);
   ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-  ::setenv("MASTER_PORT", std::to_string(20000 + ::getpid() % 20000).c_str(), 1);
+  ::setenv(
+      "MASTER_PORT", std::to_string(20000 + ::getpid() % 20000).c_str(), 1);
   auto group = normopt::distributed::init_process_group(
       normopt::distributed::InitOptions().backend("nccl"));
   EXPECT_EQ(group->getBackendType(), c10d::ProcessGroup::BackendType::NCCL);
 
   const auto table = normopt::data::synthetic_income(300, 2);
-  const auto options = normopt::train::FitOptions().epochs(10).batch_size(64).progress(
-      normopt::train::Progress::kOff);
+  const auto options =
+      normopt::train::FitOptions().epochs(10).batch_size(64).progress(
+          normopt::train::Progress::kOff);
   auto ours = cuda_model();
-  normopt::optim::Adam adam(ours->parameters(), normopt::optim::AdamOptions(1e-2));
+  normopt::optim::Adam adam(ours->parameters(),
+                            normopt::optim::AdamOptions(1e-2));
   const auto h1 = normopt::distributed::fit(ours, adam, table, options, *group);
   auto plain = cuda_model();
-  normopt::optim::Adam adam2(plain->parameters(), normopt::optim::AdamOptions(1e-2));
+  normopt::optim::Adam adam2(plain->parameters(),
+                             normopt::optim::AdamOptions(1e-2));
   const auto h2 = normopt::train::fit(plain, adam2, table, options);
 
   ASSERT_EQ(h1.epochs.size(), h2.epochs.size());

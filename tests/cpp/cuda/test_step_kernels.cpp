@@ -78,8 +78,8 @@ TEST(AdamStepCuda, RunsOnTheCurrentStream_TwoStreams) {
     m_gpu.push_back(normopt::test::copies_on(m_cpu[s], torch::kCUDA));
     v_gpu.push_back(normopt::test::copies_on(v_cpu[s], torch::kCUDA));
   }
-  std::vector<c10::cuda::CUDAStream> streams = {
-      c10::cuda::getStreamFromPool(), c10::cuda::getStreamFromPool()};
+  std::vector<c10::cuda::CUDAStream> streams = {c10::cuda::getStreamFromPool(),
+                                                c10::cuda::getStreamFromPool()};
   // The side streams wait for the copies made on the default stream.
   torch::cuda::synchronize();
   for (int s = 0; s < 2; ++s) {

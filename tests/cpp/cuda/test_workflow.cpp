@@ -92,12 +92,12 @@ TEST(AdamCuda, TrajectoryMatchesTorchOptimAdam) {
       [](auto p) {
         return std::make_unique<normopt::optim::Adam>(
             p,
-            normopt::optim::AdamOptions(1e-2).weight_decay(0.01).amsgrad(
-                true));
+            normopt::optim::AdamOptions(1e-2).weight_decay(0.01).amsgrad(true));
       },
       [](auto p) {
         return std::make_unique<torch::optim::Adam>(
-            p, torch::optim::AdamOptions(1e-2).weight_decay(0.01).amsgrad(true));
+            p,
+            torch::optim::AdamOptions(1e-2).weight_decay(0.01).amsgrad(true));
       });
   EXPECT_LT(gap, 1e-5);
 }
@@ -122,14 +122,18 @@ TEST(SGDCuda, TrajectoryMatchesTorchOptimSGD_NesterovMomentum) {
       [](auto p) {
         return std::make_unique<normopt::optim::SGD>(
             p,
-            normopt::optim::SGDOptions(1e-2).momentum(0.9).nesterov(true).weight_decay(
-                1e-3));
+            normopt::optim::SGDOptions(1e-2)
+                .momentum(0.9)
+                .nesterov(true)
+                .weight_decay(1e-3));
       },
       [](auto p) {
         return std::make_unique<torch::optim::SGD>(
             p,
-            torch::optim::SGDOptions(1e-2).momentum(0.9).nesterov(true).weight_decay(
-                1e-3));
+            torch::optim::SGDOptions(1e-2)
+                .momentum(0.9)
+                .nesterov(true)
+                .weight_decay(1e-3));
       });
   EXPECT_LT(gap, 1e-5);
 }
@@ -200,9 +204,8 @@ TEST(CheckpointCuda, ResumesAcrossDevices) {
     ASSERT_EQ(h1.epochs.size(), 10u);
     EXPECT_EQ(resumed->parameters().front().device().type(), to);
     EXPECT_EQ(resumed->normalization->mean.device().type(), to);
-    EXPECT_NEAR(h1.epochs.back().train_mse / h2.epochs.back().train_mse,
-                1.0,
-                1e-4);
+    EXPECT_NEAR(
+        h1.epochs.back().train_mse / h2.epochs.back().train_mse, 1.0, 1e-4);
     expect_same_parameters(resumed, straight, 1e-4);
   }
 }

@@ -21,12 +21,12 @@ TEST(DistributedInit, NcclWhereItCannotRun_Refused) {
   if (NORMOPT_HAVE_NCCL && torch::cuda::is_available()) {
     GTEST_SKIP() << "NCCL can run here: tests/cpp/cuda/test_nccl.cpp covers it";
   }
-  const char* why = NORMOPT_HAVE_NCCL ? "needs a CUDA device and none is visible"
-                                      : "NORMOPT_HAVE_NCCL is 0";
+  const char* why = NORMOPT_HAVE_NCCL
+                        ? "needs a CUDA device and none is visible"
+                        : "NORMOPT_HAVE_NCCL is 0";
   expect_error(
       [] {
-        normopt::distributed::init_process_group(
-            InitOptions().backend("nccl"));
+        normopt::distributed::init_process_group(InitOptions().backend("nccl"));
       },
       {"backend 'nccl'", why, "use 'gloo'"});
 }

@@ -44,8 +44,7 @@ adam_variants() {
   return out;
 }
 
-inline std::vector<std::pair<std::string, ops::SgdStepOptions>>
-sgd_variants() {
+inline std::vector<std::pair<std::string, ops::SgdStepOptions>> sgd_variants() {
   std::vector<std::pair<std::string, ops::SgdStepOptions>> out;
   out.push_back({"plain", ops::SgdStepOptions{}});
   ops::SgdStepOptions momentum;
@@ -150,7 +149,12 @@ inline void expect_adam_matches_cpu_kernel(const AdamStepFn& step,
           steps[i] = s + static_cast<int64_t>(i % 3);  // own counts
         }
         ops::adam_step_(p, g, m, v, o.amsgrad ? x : none, steps, o);
-        step(pd, copies_on(g, device), md, vd, o.amsgrad ? xd : none_d, steps,
+        step(pd,
+             copies_on(g, device),
+             md,
+             vd,
+             o.amsgrad ? xd : none_d,
+             steps,
              o);
       }
       const double tol = step_tolerance(dtype);
