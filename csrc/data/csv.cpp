@@ -1,5 +1,7 @@
 #include <normopt/data/csv.h>
 
+#include "../util/files.h"
+
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
@@ -16,10 +18,6 @@
 #include <unordered_map>
 
 namespace normopt::data {
-
-int64_t Table::size() const {
-  return features.defined() ? features.size(0) : 0;
-}
 
 namespace {
 
@@ -599,144 +597,8 @@ Table parse_csv(std::string_view text,
 }
 
 Table read_csv(const std::string& path, const CsvOptions& options) {
-  std::error_code ec;
-  TORCH_CHECK(!std::filesystem::is_directory(path, ec),
-              "CSV error: cannot read '",
-              path,
-              "': it is a directory. Pass the path of a CSV file.");
-  errno = 0;
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  const int open_errno = errno;
-  TORCH_CHECK(file != nullptr,
-              "CSV error: cannot open '",
-              path,
-              "' for reading: ",
-              std::strerror(open_errno),
-              " (errno ",
-              open_errno,
-              "). Check that the path is right (relative paths start at the "
-              "working directory) and that the file is readable.");
-  std::string text;
-  const auto size_hint = std::filesystem::file_size(path, ec);
-  size_t used = 0;
-  if (!ec && size_hint > 0) {
-    text.resize(static_cast<size_t>(size_hint));
-    used = std::fread(text.data(), 1, text.size(), file);
-  }
-  // Files whose size is unknown or changed: read on until end of file.
-  char chunk[1 << 16];
-  if (used == text.size()) {
-    size_t got = 0;
-    while ((got = std::fread(chunk, 1, sizeof(chunk), file)) > 0) {
-      text.append(chunk, got);
-      used += got;
-    }
-  }
-  const bool failed = std::ferror(file) != 0;
-  const int read_errno = errno;
-  std::fclose(file);
-  TORCH_CHECK(!failed,
-              "CSV error: cannot read '",
-              path,
-              "': ",
-              std::strerror(read_errno),
-              " (errno ",
-              read_errno,
-              "). Check that the file is readable and not being modified.");
-  text.resize(used);
+  const std::string text = util::read_file(path, "CSV error");
   return parse_csv(text, options, path);
-}
-
-// --- Split
-// ------------------------------------------------------------------------
-
-namespace {
-
-// SplitMix64 (Steele, Lea, Flood 2014): tiny, fixed, platform-independent.
-struct SplitMix64 {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  // Uniform integer in [0, bound), bound > 0, without modulo bias.
-  uint64_t below(uint64_t bound) {
-    const uint64_t limit = std::numeric_limits<uint64_t>::max() -
-                           std::numeric_limits<uint64_t>::max() % bound;
-    uint64_t r = next();
-    while (r >= limit) {
-      r = next();
-    }
-    return r % bound;
-  }
-};
-
-}  // namespace
-
-std::pair<Table, Table> train_validation_split(const Table& table,
-                                               double validation_fraction,
-                                               uint64_t seed) {
-  TORCH_CHECK(
-      validation_fraction >= 0.0 && validation_fraction < 1.0,
-      "train_validation_split: validation_fraction must be in [0, 1), got ",
-      validation_fraction,
-      ". Pass e.g. 0.2 to hold out 20% of the rows.");
-  TORCH_CHECK(
-      table.features.defined() && table.targets.defined() &&
-          table.features.dim() == 2 && table.targets.dim() == 2 &&
-          table.targets.size(1) == 1 &&
-          table.features.size(0) == table.targets.size(0),
-      "train_validation_split: the table must have features (N, F) and "
-      "targets (N, 1); got features ",
-      (table.features.defined() ? table.features.sizes() : at::IntArrayRef{}),
-      " and targets ",
-      (table.targets.defined() ? table.targets.sizes() : at::IntArrayRef{}),
-      ". Pass a Table from read_csv/parse_csv.");
-  const int64_t n = table.size();
-  const auto n_valid =
-      static_cast<int64_t>(std::llround(validation_fraction * n));
-  if (validation_fraction > 0.0) {
-    TORCH_CHECK(n_valid >= 1 && n - n_valid >= 1,
-                "train_validation_split: validation_fraction ",
-                validation_fraction,
-                " of ",
-                n,
-                " rows leaves ",
-                n_valid,
-                " validation and ",
-                n - n_valid,
-                " training rows; both must be non-empty. Use more rows or "
-                "another fraction (or 0 for no validation set).");
-  }
-
-  std::vector<int64_t> perm(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    perm[static_cast<size_t>(i)] = i;
-  }
-  SplitMix64 rng{seed};
-  for (int64_t i = n - 1; i > 0; --i) {  // Fisher-Yates
-    const auto j =
-        static_cast<int64_t>(rng.below(static_cast<uint64_t>(i) + 1));
-    std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(j)]);
-  }
-  const at::Tensor index =
-      at::from_blob(perm.data(), {n}, at::TensorOptions().dtype(at::kLong))
-          .to(table.features.device());
-
-  const auto take = [&](int64_t begin, int64_t end) {
-    const at::Tensor rows = index.slice(0, begin, end);
-    Table part;
-    part.features = table.features.index_select(0, rows).contiguous();
-    part.targets = table.targets.index_select(0, rows).contiguous();
-    part.feature_names = table.feature_names;
-    part.target_name = table.target_name;
-    return part;
-  };
-  Table validation = take(0, n_valid);
-  Table train = take(n_valid, n);
-  return {std::move(train), std::move(validation)};
 }
 
 }  // namespace normopt::data

@@ -1,5 +1,7 @@
 #include <normopt/data/synthetic.h>
 
+#include "../util/split_mix.h"
+
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -7,34 +9,12 @@
 #include <vector>
 
 namespace normopt::data {
-namespace {
-
-// SplitMix64: tiny, portable, and the same sequence everywhere.
-struct SplitMix64 {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  double uniform() {  // [0, 1) with 53 random bits
-    return static_cast<double>(next() >> 11) * 0x1.0p-53;
-  }
-  double normal() {  // Box-Muller
-    const double u1 = 1.0 - uniform(), u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
-  }
-};
-
-}  // namespace
-
 Table synthetic_income(int64_t rows, uint64_t seed, c10::ScalarType dtype) {
   TORCH_CHECK(rows > 0, "synthetic_income: rows must be positive, got ", rows);
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
               "synthetic_income: dtype must be float32 or float64, got ",
               dtype);
-  SplitMix64 rng{seed};
+  util::SplitMix64 rng{seed};
   std::vector<double> x(rows * 2), y(rows);
   for (int64_t i = 0; i < rows; ++i) {
     const double age = std::floor(22 + 39 * rng.uniform());  // 22..60

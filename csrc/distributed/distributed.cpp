@@ -66,8 +66,7 @@ at::Device collective_device(const c10d::ProcessGroup& group) {
 // Every rank's tensor of the same shape, in rank order, on mine's device.
 std::vector<at::Tensor> all_gather(const at::Tensor& mine,
                                    c10d::ProcessGroup& group) {
-  std::vector<at::Tensor> input{
-      mine.to(collective_device(group)).contiguous()};
+  std::vector<at::Tensor> input{mine.to(collective_device(group)).contiguous()};
   std::vector<std::vector<at::Tensor>> output(1);
   for (int r = 0; r < group.getSize(); ++r) {
     output[0].push_back(at::empty_like(input[0]));
@@ -95,14 +94,16 @@ void in_place_collective(at::Tensor& t,
 
 // Sums `t` over the ranks, in place.
 void allreduce_sum(at::Tensor& t, c10d::ProcessGroup& group) {
-  in_place_collective(
-      t, group, [&](std::vector<at::Tensor>& one) { return group.allreduce(one); });
+  in_place_collective(t, group, [&](std::vector<at::Tensor>& one) {
+    return group.allreduce(one);
+  });
 }
 
 // Rank 0's `t` on every rank, in place.
 void broadcast_from_rank0(at::Tensor& t, c10d::ProcessGroup& group) {
-  in_place_collective(
-      t, group, [&](std::vector<at::Tensor>& one) { return group.broadcast(one); });
+  in_place_collective(t, group, [&](std::vector<at::Tensor>& one) {
+    return group.broadcast(one);
+  });
 }
 
 void check_shard(const at::Tensor& t, const char* what, const char* where) {
@@ -334,6 +335,61 @@ int64_t allreduce_gradients(torch::nn::Module& module,
   return static_cast<int64_t>(total);
 }
 
+namespace {
+
+// distributed::fit's part of every step and epoch: gradients all-reduced
+// before each step, and each epoch's losses made the union's (row-weighted
+// over the ranks, field by field as train::kEpochLogFields says) before
+// anything else sees them.
+class DataParallel final : public train::Callback {
+ public:
+  explicit DataParallel(c10d::ProcessGroup& group) : group_(group) {}
+
+  void before_step(train::FitState& state, int64_t rows) override {
+    allreduce_gradients(*state.model, rows, group_);
+  }
+
+  void on_epoch_measured(train::FitState& state,
+                         train::EpochLog& log) override {
+    const auto& fields = train::kEpochLogFields;
+    const auto weight = [&](train::Combine combine) {
+      return static_cast<double>(combine == train::Combine::kTrainRows
+                                     ? state.train_rows
+                                     : state.validation_rows);
+    };
+    // Each combined field's row-weighted sum, then the two row counts.
+    auto sums =
+        at::zeros({static_cast<int64_t>(fields.size()) + 2}, at::kDouble);
+    auto* v = sums.data_ptr<double>();
+    for (size_t f = 0; f < fields.size(); ++f) {
+      if (fields[f].combine != train::Combine::kSame &&
+          weight(fields[f].combine) > 0) {
+        v[f] = log.*fields[f].member * weight(fields[f].combine);
+      }
+    }
+    v[fields.size()] = weight(train::Combine::kTrainRows);
+    v[fields.size() + 1] = weight(train::Combine::kValidationRows);
+    allreduce_sum(sums, group_);
+    for (size_t f = 0; f < fields.size(); ++f) {
+      const auto combine = fields[f].combine;
+      if (combine == train::Combine::kSame) {
+        continue;
+      }
+      const double rows =
+          v[combine == train::Combine::kTrainRows ? fields.size()
+                                                  : fields.size() + 1];
+      if (rows > 0) {
+        log.*fields[f].member = v[f] / rows;
+      }
+    }
+  }
+
+ private:
+  c10d::ProcessGroup& group_;
+};
+
+}  // namespace
+
 train::History fit(nn::StandardizedRegressor& model,
                    torch::optim::Optimizer& optimizer,
                    const data::Table& shard,
@@ -371,23 +427,12 @@ train::History fit(nn::StandardizedRegressor& model,
     options.progress(train::Progress::kOff);
     options.checkpoint_path("");
   }
-  auto* module = model.ptr().get();
-  options.before_step([module, &group](int64_t rows) {
-    allreduce_gradients(*module, rows, group);
-  });
-  // Each rank measured its own shard: every epoch's losses become the
-  // union's, the row-weighted mean over all ranks, before the History,
-  // the schedulers and the checkpoints see them.
-  options.reduce_epoch_log([n, &group](train::EpochLog& log) {
-    auto sums = at::empty({3}, at::kDouble);
-    auto* v = sums.data_ptr<double>();
-    v[0] = log.train_loss * static_cast<double>(n);
-    v[1] = log.train_mse * static_cast<double>(n);
-    v[2] = static_cast<double>(n);
-    allreduce_sum(sums, group);
-    log.train_loss = v[0] / v[2];
-    log.train_mse = v[1] / v[2];
-  });
+  // Prepended, so the caller's callbacks see the union's gradients and
+  // losses, as every later callback (early stopping, schedulers,
+  // checkpoints) does.
+  auto callbacks = options.callbacks();
+  callbacks.insert(callbacks.begin(), std::make_shared<DataParallel>(group));
+  options.callbacks(std::move(callbacks));
   return train::fit(model, optimizer, shard, options);
 }
 

@@ -3,9 +3,9 @@
 // using ATen ops only), not traced, so the file loads without normopt and
 // its forward() is the C++ module's math written out op for op.
 #include <normopt/jit/export.h>
-#include <normopt/nn/linear_regressor.h>
+#include <normopt/nn/affine.h>
 
-#include "../util/atomic_file.h"
+#include "../util/files.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/jit/frontend/resolver.h>
@@ -105,9 +105,10 @@ void export_pipeline(const nn::StandardizedRegressor& model,
               "nothing to write to ",
               path);
   auto regressor = model->regressor_module();
-  auto linear = std::dynamic_pointer_cast<nn::LinearRegressorImpl>(regressor);
+  const auto* linear = nn::as_affine(*regressor);
   TORCH_CHECK(linear != nullptr,
-              "export_pipeline supports LinearRegressor regressors; got ",
+              "export_pipeline supports affine regressors (nn::Affine, e.g. "
+              "LinearRegressor); got ",
               regressor->name(),
               " (not written to ",
               path,
@@ -123,13 +124,15 @@ void export_pipeline(const nn::StandardizedRegressor& model,
               path,
               " was not written; call model->fit_statistics(x, y) (or train "
               "with normopt::train::fit) first");
-  const int64_t in_features = linear->options.in_features();
+  const auto& weight = linear->affine_weight();
+  const auto& bias_tensor = linear->affine_bias();
+  const int64_t in_features = weight.size(1);
   const auto& axis = norm.options.axis();
   if (axis.size() == 1 && axis[0] == -1) {
     TORCH_CHECK(norm.mean.dim() == 1 && norm.mean.size(0) == in_features,
                 "export_pipeline: the input Normalization was adapted on ",
                 norm.mean.sizes(),
-                " features but the LinearRegressor takes ",
+                " features but the regressor takes ",
                 in_features,
                 "; ",
                 path,
@@ -142,9 +145,8 @@ void export_pipeline(const nn::StandardizedRegressor& model,
   module.register_attribute("axis", c10::ListType::ofInts(), c10::IValue(axis));
   module.register_attribute(
       "in_features", c10::IntType::get(), c10::IValue(in_features));
-  module.register_attribute("out_features",
-                            c10::IntType::get(),
-                            c10::IValue(linear->options.out_features()));
+  module.register_attribute(
+      "out_features", c10::IntType::get(), c10::IValue(weight.size(0)));
   // Python's nn.Module API (.training, .eval()) expects this attribute;
   // modules scripted from Python get it automatically, C++-built ones do not.
   module.register_attribute("training", c10::BoolType::get(), false);
@@ -154,12 +156,11 @@ void export_pipeline(const nn::StandardizedRegressor& model,
   module.register_buffer("target_scale", frozen_copy(model->target->scale));
   // Parameters (not buffers) so a Python user can fine-tune them; gradients
   // are off because the file is meant for inference.
-  module.register_parameter(
-      "weight", frozen_copy(linear->weight), /*is_buffer=*/false);
-  const bool bias = linear->bias.defined();
+  module.register_parameter("weight", frozen_copy(weight), /*is_buffer=*/false);
+  const bool bias = bias_tensor.defined();
   if (bias) {
     module.register_parameter(
-        "bias", frozen_copy(linear->bias), /*is_buffer=*/false);
+        "bias", frozen_copy(bias_tensor), /*is_buffer=*/false);
   }
   module.define(forward_source(norm.options.invert(), bias),
                 std::make_shared<PipelineResolver>());

@@ -47,8 +47,7 @@ template <typename Options>
 bool same_adam_options(const Options& a, const Options& b) {
   return a.lr() == b.lr() && a.betas() == b.betas() && a.eps() == b.eps() &&
          a.weight_decay() == b.weight_decay() && a.amsgrad() == b.amsgrad() &&
-         a.maximize() == b.maximize() &&
-         a.epsilon_mode() == b.epsilon_mode() &&
+         a.maximize() == b.maximize() && a.epsilon_mode() == b.epsilon_mode() &&
          a.skip_nonfinite() == b.skip_nonfinite();
 }
 
@@ -72,100 +71,96 @@ void AdamParamState::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(at::Tensor, max_exp_avg_sq);
 }
 
-// --- Adam --------------------------------------------------------------------
+// --- Adam and AdamW ----------------------------------------------------------
 
-Adam::Adam(const std::vector<torch::optim::OptimizerParamGroup>& param_groups,
-           AdamOptions defaults)
-    : Optimizer(param_groups, std::make_unique<AdamOptions>(defaults)) {
-  detail::keep_group_options(param_groups_, param_groups);
-  detail::check_adam_options(defaults, "normopt::optim::Adam");
+namespace {
+
+template <typename Options>
+struct Family;
+template <>
+struct Family<AdamOptions> {
+  static constexpr const char* kName = "normopt::optim::Adam";
+  static constexpr bool kDecoupledWeightDecay = false;
+};
+template <>
+struct Family<AdamWOptions> {
+  static constexpr const char* kName = "normopt::optim::AdamW";
+  static constexpr bool kDecoupledWeightDecay = true;
+};
+
+}  // namespace
+
+namespace detail {
+
+template <typename Options>
+AdamFamily<Options>::AdamFamily(
+    const std::vector<torch::optim::OptimizerParamGroup>& param_groups,
+    Options defaults)
+    : Optimizer(param_groups, std::make_unique<Options>(defaults)) {
+  keep_group_options(param_groups_, param_groups);
+  check_adam_options(defaults, Family<Options>::kName);
   for (const auto& g : param_groups_) {
-    detail::check_adam_options(static_cast<const AdamOptions&>(g.options()),
-                               "normopt::optim::Adam");
+    check_adam_options(static_cast<const Options&>(g.options()),
+                       Family<Options>::kName);
   }
 }
 
-Adam::Adam(std::vector<at::Tensor> params, AdamOptions defaults)
-    : Adam({torch::optim::OptimizerParamGroup(std::move(params))},
-           std::move(defaults)) {}
+template <typename Options>
+AdamFamily<Options>::AdamFamily(std::vector<at::Tensor> params,
+                                Options defaults)
+    : AdamFamily({torch::optim::OptimizerParamGroup(std::move(params))},
+                 std::move(defaults)) {}
 
-at::Tensor Adam::step(LossClosure closure) {
+template <typename Options>
+at::Tensor AdamFamily<Options>::step(LossClosure closure) {
   at::Tensor loss;
   if (closure) {
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
-  const auto& d = static_cast<const AdamOptions&>(defaults());
-  if (!detail::adam_family_step<AdamOptions>(
-          "normopt::optim::Adam", param_groups_, state_, d, false)) {
+  const auto& d = static_cast<const Options&>(defaults());
+  if (!adam_family_step<Options>(Family<Options>::kName,
+                                 param_groups_,
+                                 state_,
+                                 d,
+                                 Family<Options>::kDecoupledWeightDecay)) {
     ++skipped_steps_;
-    TORCH_WARN(
-        "normopt::optim::Adam: skipped a step whose gradients hold NaN or Inf "
-        "(skip_nonfinite is on); ",
-        skipped_steps_,
-        " step(s) skipped so far");
+    TORCH_WARN(Family<Options>::kName,
+               ": skipped a step whose gradients hold NaN or Inf "
+               "(skip_nonfinite is on); ",
+               skipped_steps_,
+               " step(s) skipped so far");
   }
   return loss;
 }
 
-void Adam::save(torch::serialize::OutputArchive& archive) const {
-  serialize(*this, archive);
-  detail::write_skipped_steps(archive, skipped_steps_);
+template <typename Options>
+void AdamFamily<Options>::save(torch::serialize::OutputArchive& archive) const {
+  torch::optim::serialize<AdamParamState, Options>(archive, *this);
+  write_skipped_steps(archive, skipped_steps_);
 }
 
-void Adam::load(torch::serialize::InputArchive& archive) {
-  const int64_t skipped =
-      detail::read_skipped_steps(archive, "normopt::optim::Adam");
-  serialize(*this, archive);
+template <typename Options>
+void AdamFamily<Options>::load(torch::serialize::InputArchive& archive) {
+  const int64_t skipped = read_skipped_steps(archive, Family<Options>::kName);
+  torch::optim::serialize<AdamParamState, Options>(archive, *this);
   skipped_steps_ = skipped;
 }
 
-// --- AdamW -------------------------------------------------------------------
-
-AdamW::AdamW(const std::vector<torch::optim::OptimizerParamGroup>& param_groups,
-             AdamWOptions defaults)
-    : Optimizer(param_groups, std::make_unique<AdamWOptions>(defaults)) {
-  detail::keep_group_options(param_groups_, param_groups);
-  detail::check_adam_options(defaults, "normopt::optim::AdamW");
-  for (const auto& g : param_groups_) {
-    detail::check_adam_options(static_cast<const AdamWOptions&>(g.options()),
-                               "normopt::optim::AdamW");
-  }
+template <typename Options>
+StepDescription AdamFamily<Options>::describe() const {
+  const auto& group0 = static_cast<const Options&>(param_groups_[0].options());
+  StepDescription d;
+  d.rule = StepRule::kAdaptive;
+  d.lr = group0.lr();
+  d.weight_decay =
+      Family<Options>::kDecoupledWeightDecay ? 0 : group0.weight_decay();
+  d.skips_nonfinite = static_cast<const Options&>(defaults()).skip_nonfinite();
+  return d;
 }
 
-AdamW::AdamW(std::vector<at::Tensor> params, AdamWOptions defaults)
-    : AdamW({torch::optim::OptimizerParamGroup(std::move(params))},
-            std::move(defaults)) {}
+template class AdamFamily<AdamOptions>;
+template class AdamFamily<AdamWOptions>;
 
-at::Tensor AdamW::step(LossClosure closure) {
-  at::Tensor loss;
-  if (closure) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
-  const auto& d = static_cast<const AdamWOptions&>(defaults());
-  if (!detail::adam_family_step<AdamWOptions>(
-          "normopt::optim::AdamW", param_groups_, state_, d, true)) {
-    ++skipped_steps_;
-    TORCH_WARN(
-        "normopt::optim::AdamW: skipped a step whose gradients hold NaN or "
-        "Inf (skip_nonfinite is on); ",
-        skipped_steps_,
-        " step(s) skipped so far");
-  }
-  return loss;
-}
-
-void AdamW::save(torch::serialize::OutputArchive& archive) const {
-  serialize(*this, archive);
-  detail::write_skipped_steps(archive, skipped_steps_);
-}
-
-void AdamW::load(torch::serialize::InputArchive& archive) {
-  const int64_t skipped =
-      detail::read_skipped_steps(archive, "normopt::optim::AdamW");
-  serialize(*this, archive);
-  skipped_steps_ = skipped;
-}
-
+}  // namespace detail
 }  // namespace normopt::optim

@@ -162,4 +162,19 @@ void SGD::load(torch::serialize::InputArchive& archive) {
   skipped_steps_ = skipped;
 }
 
+StepDescription SGD::describe() const {
+  const auto& group0 =
+      static_cast<const SGDOptions&>(param_groups_[0].options());
+  StepDescription d;
+  d.rule = StepRule::kGradientDescent;
+  d.lr = group0.lr();
+  d.momentum = group0.momentum();
+  d.dampening = group0.dampening();
+  d.nesterov = group0.nesterov();
+  d.weight_decay = group0.weight_decay();
+  d.skips_nonfinite =
+      static_cast<const SGDOptions&>(defaults()).skip_nonfinite();
+  return d;
+}
+
 }  // namespace normopt::optim

@@ -2,7 +2,7 @@
 
 #include "../nn/checks.h"
 #include "../nn/serialize.h"
-#include "../util/atomic_file.h"
+#include "../util/files.h"
 #include "../util/zip_check.h"
 
 #include <ATen/ATen.h>
@@ -12,7 +12,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iterator>
 #include <mutex>
 #include <sstream>
@@ -25,7 +24,8 @@ constexpr const char* kRecord = "normopt_fit";
 constexpr const char* kFormat = "normopt.fit_checkpoint";
 constexpr int64_t kVersion = 1;
 // The EpochLog fields stored per epoch, in this order.
-constexpr int64_t kLogFields = 7;
+// The History tensor's columns: the epoch, then kEpochLogFields.
+constexpr int64_t kLogFields = 1 + static_cast<int64_t>(kEpochLogFields.size());
 
 std::string optimizer_type(const torch::optim::Optimizer& optimizer) {
   return c10::demangle(typeid(optimizer).name());
@@ -56,14 +56,9 @@ at::Tensor history_tensor(const History& history) {
   auto out = at::empty({rows, kLogFields}, at::kDouble);
   auto* v = out.data_ptr<double>();
   for (const auto& e : history.epochs) {
-    for (double x : {static_cast<double>(e.epoch),
-                     e.train_loss,
-                     e.train_mse,
-                     e.val_loss,
-                     e.val_mse,
-                     e.lr,
-                     e.wall_seconds}) {
-      *v++ = x;
+    *v++ = static_cast<double>(e.epoch);
+    for (const auto& field : kEpochLogFields) {
+      *v++ = e.*field.member;
     }
   }
   return out;
@@ -340,14 +335,7 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
   }
   // Read whole and checked against the zip's CRCs before LibTorch's reader
   // sees it (see util::check_zip).
-  std::string bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-    if (!in.good() && !in.eof()) {
-      refuse(path, "it cannot be read");
-    }
-  }
+  const std::string bytes = util::read_file(path, "fit: cannot resume");
   if (auto damage = util::check_zip(bytes)) {
     refuse(path,
            "the file is truncated, corrupted or not a checkpoint (" + *damage +
@@ -468,12 +456,9 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
     }
     EpochLog log;
     log.epoch = e + 1;
-    log.train_loss = v[1];
-    log.train_mse = v[2];
-    log.val_loss = v[3];
-    log.val_mse = v[4];
-    log.lr = v[5];
-    log.wall_seconds = v[6];
+    for (size_t f = 0; f < kEpochLogFields.size(); ++f) {
+      log.*kEpochLogFields[f].member = v[1 + f];
+    }
     point.history.epochs.push_back(log);
   }
   const auto rng_now = cpu_rng_state();

@@ -6,8 +6,9 @@
 // torch::load(model, path) reads a checkpoint like a model file) plus one
 // record, "normopt_fit", holding everything else:
 //   format, version                   what the file is
-//   epoch, stopped_early, history     the run so far (history: [epochs, 7]
-//                                     float64, the EpochLog fields in order)
+//   epoch, stopped_early, history     the run so far (history: [epochs,
+//                                     1 + kEpochLogFields] float64: epoch,
+//                                     then the fields in the table's order)
 //   batch_size, shuffle, seed,        settings a resumed run must share
 //   validation
 //   optimizer_type, param_layout,     which optimizer, its param groups'

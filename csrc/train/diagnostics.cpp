@@ -1,17 +1,13 @@
-#include <normopt/nn/linear_regressor.h>
+#include <normopt/nn/affine.h>
 #include <normopt/ops/moments.h>
-#include <normopt/optim/adam.h>
-#include <normopt/optim/adamw.h>
-#include <normopt/optim/sgd.h>
+#include <normopt/optim/describe.h>
 #include <normopt/train/diagnostics.h>
 
 #include <normopt/train/fit.h>
+#include "checks.h"
 #include "mode_guard.h"
 
 #include <ATen/ATen.h>
-#include <torch/optim/adam.h>
-#include <torch/optim/adamw.h>
-#include <torch/optim/sgd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -56,48 +52,6 @@ const char* scaling_name(nn::TargetScaling method) {
 std::pair<at::Tensor, at::Tensor> column_stats(const at::Tensor& x) {
   auto [n, mean, m2] = ops::moments(x, {0});
   return {mean, (m2 / n.to(at::kDouble)).sqrt()};
-}
-
-struct SgdSettings {
-  double lr = 0;
-  double momentum = 0;
-  double dampening = 0;
-  double weight_decay = 0;
-  bool nesterov = false;
-};
-
-template <typename Options>
-std::optional<SgdSettings> read_sgd(const torch::optim::OptimizerOptions& o) {
-  const auto* options = dynamic_cast<const Options*>(&o);
-  if (options == nullptr) {
-    return std::nullopt;
-  }
-  SgdSettings s;
-  s.lr = options->lr();
-  s.momentum = options->momentum();
-  s.dampening = options->dampening();
-  s.weight_decay = options->weight_decay();
-  s.nesterov = options->nesterov();
-  return s;
-}
-
-std::optional<SgdSettings> sgd_settings(
-    const torch::optim::Optimizer& optimizer) {
-  const auto& group0 = optimizer.param_groups()[0].options();
-  if (dynamic_cast<const optim::SGD*>(&optimizer) != nullptr) {
-    return read_sgd<optim::SGDOptions>(group0);
-  }
-  if (dynamic_cast<const torch::optim::SGD*>(&optimizer) != nullptr) {
-    return read_sgd<torch::optim::SGDOptions>(group0);
-  }
-  return std::nullopt;
-}
-
-bool is_adam(const torch::optim::Optimizer& optimizer) {
-  return dynamic_cast<const optim::Adam*>(&optimizer) != nullptr ||
-         dynamic_cast<const optim::AdamW*>(&optimizer) != nullptr ||
-         dynamic_cast<const torch::optim::Adam*>(&optimizer) != nullptr ||
-         dynamic_cast<const torch::optim::AdamW*>(&optimizer) != nullptr;
 }
 
 using detail::ModeGuard;
@@ -229,8 +183,9 @@ std::vector<Finding> diagnose(nn::StandardizedRegressor& model,
         message += (message.empty() ? "" : "; ") + p;
       }
       warn("degenerate_data",
-           message + ". Ratios to the optimum MSE mean nothing when it is 0; "
-                     "compare differences.");
+           message +
+               ". Ratios to the optimum MSE mean nothing when it is 0; "
+               "compare differences.");
     }
   }
 
@@ -272,8 +227,9 @@ std::vector<Finding> diagnose(nn::StandardizedRegressor& model,
 
   // b) Adam's step size is about lr whatever the gradient's size, so the
   // distance the mean prediction must travel fixes the number of steps.
-  if (is_adam(optimizer)) {
-    const double lr = optimizer.param_groups()[0].options().get_lr();
+  const auto step = optim::describe(optimizer);
+  if (step.rule == optim::StepRule::kAdaptive) {
+    const double lr = step.lr;
     auto distance = (y_loss.mean(0) - initial.mean(0)).abs();
     const int64_t j = distance.argmax().item<int64_t>();
     const double d = distance[j].item<double>();
@@ -299,11 +255,12 @@ std::vector<Finding> diagnose(nn::StandardizedRegressor& model,
 
   // c) Full-batch gradient descent on a quadratic diverges once lr exceeds
   // the stability bound divided by the Hessian's largest eigenvalue.
-  auto linear = std::dynamic_pointer_cast<nn::LinearRegressorImpl>(
-      model->regressor_module());
-  if (auto sgd = sgd_settings(optimizer); sgd && linear) {
+  const auto* linear = nn::as_affine(*model->regressor_module());
+  const auto* sgd =
+      step.rule == optim::StepRule::kGradientDescent ? &step : nullptr;
+  if (sgd != nullptr && linear) {
     auto design = z.to(at::kDouble);
-    if (linear->options.bias()) {
+    if (linear->affine_bias().defined()) {
       design =
           at::cat({design, at::ones({design.size(0), 1}, design.options())}, 1);
     }

@@ -30,6 +30,22 @@ nn::StandardizedRegressor make_model(int64_t features) {
   return model;
 }
 
+// Counts the hooks fit() calls.
+struct CountingCallback : train::Callback {
+  int64_t epoch_ends = 0, steps = 0, measured = 0;
+  void before_step(train::FitState& /*state*/, int64_t /*rows*/) override {
+    ++steps;
+  }
+  void on_epoch_measured(train::FitState& /*state*/,
+                         train::EpochLog& /*log*/) override {
+    ++measured;
+  }
+  void on_epoch_end(train::FitState& /*state*/,
+                    const train::EpochLog& /*log*/) override {
+    ++epoch_ends;
+  }
+};
+
 int run(const std::string& mode, const std::string& csv) {
   auto group = distributed::init_process_group(
       distributed::InitOptions().timeout(std::chrono::seconds(20)));
@@ -110,11 +126,12 @@ int run(const std::string& mode, const std::string& csv) {
                              sgd, Plateau::SchedulerMode::min, 0.5f, 1))
                          .checkpoint_path(checkpoint)
                          .resume_from(resume);
-      options.on_epoch_end([crash_at](const train::EpochLog& log) {
-        if (log.epoch == crash_at) {
-          throw std::runtime_error("crash");
-        }
-      });
+      options.callbacks(
+          {train::on_epoch_end([crash_at](const train::EpochLog& log) {
+            if (log.epoch == crash_at) {
+              throw std::runtime_error("crash");
+            }
+          })});
       auto h = distributed::fit(model, sgd, part, options, *group);
       return std::make_pair(h, model->parameters());
     };
@@ -162,38 +179,70 @@ int run(const std::string& mode, const std::string& csv) {
   auto options = train::FitOptions().epochs(60).batch_size(0).progress(
       train::Progress::kOff);
   if (mode == "die") {
-    options.on_epoch_end([rank](const train::EpochLog& log) {
+    options.callbacks({train::on_epoch_end([rank](const train::EpochLog& log) {
       if (rank == 1 && log.epoch == 5) {
         std::fprintf(stderr, "rank 1: exiting on purpose at epoch 5\n");
         std::_Exit(3);
       }
-    });
+    })});
+  }
+  // A caller's callback under distributed::fit: it must still run, once per
+  // epoch and step on every rank.
+  auto counter = std::make_shared<CountingCallback>();
+  auto distributed_options = options;
+  if (mode == "fit") {
+    distributed_options.callbacks({counter});
+  }
+  auto reference_options = options;
+  // Validation: each rank its shard, the reference the whole set.
+  const auto validation = data::synthetic_income(301, 8, torch::kFloat64);
+  if (mode == "fit") {
+    distributed_options.validation(distributed::shard(validation, rank, world));
+    reference_options.validation(validation);
   }
   auto model = make_model(2);
   optim::Adam adam(model->parameters(), optim::AdamOptions(1e-2));
-  auto history = distributed::fit(model, adam, part, options, *group);
+  auto history =
+      distributed::fit(model, adam, part, distributed_options, *group);
   if (mode == "die") {
     return 0;  // not reached by a surviving rank: fit() throws
   }
   auto reference = make_model(2);
   optim::Adam adam_ref(reference->parameters(), optim::AdamOptions(1e-2));
-  auto history_ref = train::fit(reference, adam_ref, table, options);
+  auto history_ref = train::fit(reference, adam_ref, table, reference_options);
   double e = 0;
   auto a = model->parameters(), b = reference->parameters();
   for (size_t i = 0; i < a.size(); ++i) {
     e = std::max(e, rel(a[i], b[i]));
   }
-  const double mse_gap = std::abs(history.epochs.back().train_mse -
-                                  history_ref.epochs.back().train_mse) /
-                         history_ref.epochs.back().train_mse;
-  e = std::max(e, mse_gap);
+  // Every measured field of every epoch, the validation's included.
+  for (size_t i = 0; i < history_ref.epochs.size(); ++i) {
+    for (const auto& field : train::kEpochLogFields) {
+      if (field.combine == train::Combine::kSame) {
+        continue;
+      }
+      const double want = history_ref.epochs[i].*field.member;
+      const double got = history.epochs[i].*field.member;
+      e = std::max(e, std::abs(got - want) / std::max(std::abs(want), 1e-300));
+    }
+  }
   std::printf(
-      "rank %d/%d fit: max relative difference of parameters and final MSE "
+      "rank %d/%d fit: max relative difference of parameters and losses "
       "%.3g\n",
       rank,
       world,
       e);
-  return e < 1e-6 ? 0 : 1;
+  std::printf(
+      "rank %d/%d user callback: %lld epoch ends, %lld steps, %lld "
+      "measurements\n",
+      rank,
+      world,
+      static_cast<long long>(counter->epoch_ends),
+      static_cast<long long>(counter->steps),
+      static_cast<long long>(counter->measured));
+  const bool counted = counter->epoch_ends == 60 && counter->steps == 60 &&
+                       counter->measured == 60;
+  return e < 1e-6 && counted ? 0 : 1;
 }
 
 }  // namespace

@@ -45,6 +45,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/ScalarType.h>
+#include <normopt/data/table.h>
 #include <normopt/macros.h>
 #include <torch/arg.h>
 
@@ -74,21 +75,6 @@ struct NORMOPT_API CsvOptions {
   TORCH_ARG(char, delimiter) = ',';
 };
 
-/// A numeric table read from a CSV file.
-struct NORMOPT_API Table {
-  /// (N, F) feature matrix, of the dtype from CsvOptions, CPU, contiguous.
-  at::Tensor features;
-  /// (N, 1) target column, same dtype, CPU, contiguous.
-  at::Tensor targets;
-  /// Names of the F feature columns, in tensor column order.
-  std::vector<std::string> feature_names;
-  /// Name of the target column.
-  std::string target_name;
-
-  /// Number of rows N (0 when `features` is undefined).
-  int64_t size() const;
-};
-
 /// Reads the CSV file at `path` (in one read) and parses it with `parse_csv`,
 /// the path naming the source in error messages. Throws c10::Error when the
 /// file cannot be opened or read (naming the path and the OS reason), and for
@@ -112,19 +98,5 @@ NORMOPT_API Table read_csv(const std::string& path,
 NORMOPT_API Table parse_csv(std::string_view text,
                             const CsvOptions& options = {},
                             const std::string& source = "<memory>");
-
-/// Splits the rows of `table` into (train, validation) with a permutation
-/// drawn from `seed`. The validation part gets round(validation_fraction * N)
-/// rows, the first ones of the permutation; the training part the rest. Both
-/// parts are in permuted order (also when the fraction is 0, where validation
-/// is empty with shape (0, F) / (0, 1)), keep the names and dtype, and are
-/// contiguous copies.
-///
-/// Deterministic: the same seed gives the same split on every platform and
-/// LibTorch version (own generator, not the global torch RNG). Throws
-/// c10::Error when validation_fraction is outside [0, 1), when the table is
-/// malformed, or when a fraction > 0 would leave either part empty.
-NORMOPT_API std::pair<Table, Table> train_validation_split(
-    const Table& table, double validation_fraction, uint64_t seed);
 
 }  // namespace normopt::data

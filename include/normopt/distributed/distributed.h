@@ -108,9 +108,14 @@ NORMOPT_API int64_t allreduce_gradients(torch::nn::Module& module,
 /// each optimizer step, so every rank holds identical parameters. With
 /// batch_size 0 (full batch) the run equals one process on all the data.
 /// Every rank must take the same number of steps per epoch: checked up
-/// front. Each epoch's training loss and MSE are those of the union of the
-/// shards (row-weighted over ranks, all-reduced after each epoch), in the
-/// returned History, in on_epoch_end and in checkpoints. Checkpoints
+/// front. Each epoch's losses and MSEs are those of the union of the shards
+/// (row-weighted over ranks as train::kEpochLogFields says, all-reduced
+/// after each epoch), in the returned History, in every callback and in
+/// checkpoints; with `options.validation()` (each rank's validation shard),
+/// val_loss and val_mse are the union's too. distributed::fit puts its own
+/// callback (the all-reduces) first in `options.callbacks()` and keeps the
+/// caller's: they run on every rank, see the all-reduced gradients in
+/// before_step and the union's losses from on_epoch_measured on. Checkpoints
 /// (`checkpoint_path`) are written by rank 0 alone; `resume_from` must name
 /// a file every rank can read (the same path on a shared or local disk):
 /// every rank loads it, and the statistics and broadcast are then skipped.

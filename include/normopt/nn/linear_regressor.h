@@ -10,6 +10,7 @@
 /// \endcode
 
 #include <normopt/macros.h>
+#include <normopt/nn/affine.h>
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
@@ -49,7 +50,8 @@ struct NORMOPT_API LinearRegressorOptions {
 
 /// A linear layer with regression-oriented initialisers.
 class NORMOPT_API LinearRegressorImpl
-    : public torch::nn::Cloneable<LinearRegressorImpl> {
+    : public torch::nn::Cloneable<LinearRegressorImpl>,
+      public Affine {
  public:
   explicit LinearRegressorImpl(LinearRegressorOptions options_);
 
@@ -65,6 +67,14 @@ class NORMOPT_API LinearRegressorImpl
   void load(torch::serialize::InputArchive& archive) override;
 
   void pretty_print(std::ostream& stream) const override;
+
+  /// Affine: `weight` and `bias`.
+  const at::Tensor& affine_weight() const override {
+    return weight;
+  }
+  const at::Tensor& affine_bias() const override {
+    return bias;
+  }
 
   /// The options this module was built with.
   LinearRegressorOptions options;

@@ -3,9 +3,9 @@
 /// Adam for torch::optim with a fused CPU kernel (normopt::adam_step_).
 ///
 /// \code
-///   normopt::optim::Adam opt(model->parameters(),
-///                            normopt::optim::AdamOptions(1e-2).betas({0.9,
-///                            0.999}));
+///   normopt::optim::Adam opt(
+///       model->parameters(),
+///       normopt::optim::AdamOptions(1e-2).betas({0.9, 0.999}));
 ///   opt.zero_grad(); loss.backward(); opt.step();
 ///   torch::optim::StepLR sched(opt, /*step_size=*/10, /*gamma=*/0.5);
 ///   torch::save(opt, "opt.pt");
@@ -15,6 +15,7 @@
 /// \endcode
 
 #include <normopt/macros.h>
+#include <normopt/optim/describe.h>
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 #include <torch/optim/serialize.h>
@@ -90,23 +91,27 @@ struct NORMOPT_API AdamParamState
   void serialize(torch::serialize::OutputArchive& archive) const override;
 };
 
-/// Adam (Kingma & Ba) as a torch::optim::Optimizer: param groups, lazily
-/// created state, schedulers (get_lr/set_lr), torch::save/torch::load.
-/// One fused kernel call per param group and step.
-///
-/// Pass every param group to the constructor: a group added later with
-/// add_param_group() gets the optimizer's default options, because LibTorch
-/// 2.13 merges a group's own options only for its built-in optimizer types.
-class NORMOPT_API Adam : public torch::optim::Optimizer {
+struct AdamWOptions;
+
+namespace detail {
+
+/// The one implementation of Adam and AdamW, a torch::optim::Optimizer over
+/// the fused step kernel: `Options` chooses which (AdamWOptions: weight
+/// decay decoupled). Use the classes Adam and AdamW.
+template <typename Options>
+class NORMOPT_API AdamFamily : public torch::optim::Optimizer,
+                               public Describable {
  public:
-  explicit Adam(
+  explicit AdamFamily(
       const std::vector<torch::optim::OptimizerParamGroup>& param_groups,
-      AdamOptions defaults = {});
-  explicit Adam(std::vector<at::Tensor> params, AdamOptions defaults = {});
+      Options defaults = {});
+  explicit AdamFamily(std::vector<at::Tensor> params, Options defaults = {});
 
   at::Tensor step(LossClosure closure = nullptr) override;
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
+  /// Rule kAdaptive, with param group 0's lr and skip_nonfinite.
+  StepDescription describe() const override;
 
   /// Steps skipped because of non-finite gradients (skip_nonfinite); saved
   /// with the optimizer's state (torch::save) and restored by load.
@@ -115,11 +120,23 @@ class NORMOPT_API Adam : public torch::optim::Optimizer {
   }
 
  private:
-  template <typename Self, typename Archive>
-  static void serialize(Self& self, Archive& archive) {
-    _TORCH_OPTIM_SERIALIZE_WITH_TEMPLATE_ARG(Adam);
-  }
   int64_t skipped_steps_ = 0;
+};
+
+extern template class AdamFamily<AdamOptions>;
+
+}  // namespace detail
+
+/// Adam (Kingma & Ba) as a torch::optim::Optimizer: param groups, lazily
+/// created state, schedulers (get_lr/set_lr), torch::save/torch::load.
+/// One fused kernel call per param group and step.
+///
+/// Pass every param group to the constructor: a group added later with
+/// add_param_group() gets the optimizer's default options, because LibTorch
+/// 2.13 merges a group's own options only for its built-in optimizer types.
+class NORMOPT_API Adam : public detail::AdamFamily<AdamOptions> {
+ public:
+  using AdamFamily::AdamFamily;
 };
 
 }  // namespace normopt::optim

@@ -62,30 +62,15 @@ struct NORMOPT_API AdamWOptions
 /// Per-parameter AdamW state: the same moments as Adam's.
 using AdamWParamState = AdamParamState;
 
-/// AdamW (Loshchilov & Hutter) as a torch::optim::Optimizer, like Adam.
-class NORMOPT_API AdamW : public torch::optim::Optimizer {
+namespace detail {
+extern template class AdamFamily<AdamWOptions>;
+}  // namespace detail
+
+/// AdamW (Loshchilov & Hutter) as a torch::optim::Optimizer: Adam's
+/// implementation with decoupled weight decay.
+class NORMOPT_API AdamW : public detail::AdamFamily<AdamWOptions> {
  public:
-  explicit AdamW(
-      const std::vector<torch::optim::OptimizerParamGroup>& param_groups,
-      AdamWOptions defaults = {});
-  explicit AdamW(std::vector<at::Tensor> params, AdamWOptions defaults = {});
-
-  at::Tensor step(LossClosure closure = nullptr) override;
-  void save(torch::serialize::OutputArchive& archive) const override;
-  void load(torch::serialize::InputArchive& archive) override;
-
-  /// Steps skipped because of non-finite gradients (skip_nonfinite); saved
-  /// with the optimizer's state (torch::save) and restored by load.
-  int64_t skipped_steps() const {
-    return skipped_steps_;
-  }
-
- private:
-  template <typename Self, typename Archive>
-  static void serialize(Self& self, Archive& archive) {
-    _TORCH_OPTIM_SERIALIZE_WITH_TEMPLATE_ARG(AdamW);
-  }
-  int64_t skipped_steps_ = 0;
+  using AdamFamily::AdamFamily;
 };
 
 }  // namespace normopt::optim

@@ -9,6 +9,7 @@
 /// \endcode
 
 #include <normopt/macros.h>
+#include <normopt/optim/describe.h>
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 #include <torch/optim/serialize.h>
@@ -43,8 +44,7 @@ struct NORMOPT_API SGDOptions
   double get_lr() const override;
   void set_lr(const double lr) override;
   /// Every field equal (as LibTorch's options compare).
-  NORMOPT_API friend bool operator==(const SGDOptions& a,
-                                     const SGDOptions& b);
+  NORMOPT_API friend bool operator==(const SGDOptions& a, const SGDOptions& b);
 };
 
 /// Per-parameter SGD state: the momentum buffer, created at the first step.
@@ -60,7 +60,7 @@ struct NORMOPT_API SGDParamState
 
 /// Stochastic gradient descent as a torch::optim::Optimizer. Pass every
 /// param group to the constructor (see normopt::optim::Adam).
-class NORMOPT_API SGD : public torch::optim::Optimizer {
+class NORMOPT_API SGD : public torch::optim::Optimizer, public Describable {
  public:
   explicit SGD(
       const std::vector<torch::optim::OptimizerParamGroup>& param_groups,
@@ -70,6 +70,8 @@ class NORMOPT_API SGD : public torch::optim::Optimizer {
   at::Tensor step(LossClosure closure = nullptr) override;
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
+  /// Rule kGradientDescent with param group 0's settings.
+  StepDescription describe() const override;
 
   /// Steps skipped because of non-finite gradients (skip_nonfinite); saved
   /// with the optimizer's state (torch::save) and restored by load.

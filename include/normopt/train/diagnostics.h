@@ -11,16 +11,16 @@
 ///       nn::StandardizedRegressorOptions().targets(
 ///           nn::TargetStandardizerOptions().method(nn::TargetScaling::kNone)));
 ///   optim::Adam adam(model->parameters(), optim::AdamOptions(1e-2));
-///   for (const auto& finding : train::diagnose(
-///            model, adam, table, train::DiagnoseOptions().planned_steps(200)))
-///            {
+///   auto findings = train::diagnose(
+///       model, adam, table, train::DiagnoseOptions().planned_steps(200));
+///   for (const auto& finding : findings) {
 ///     std::cerr << finding << "\n";
 ///     // [warning] adam_scale_stall: Adam moves each parameter by about
 ///     // lr = 0.01 per step; the predictions must move 4.1e+04 ...
 ///   }
 /// \endcode
 
-#include <normopt/data/csv.h>
+#include <normopt/data/table.h>
 #include <normopt/macros.h>
 #include <normopt/nn/standardized_regressor.h>
 #include <torch/arg.h>

@@ -1,38 +1,38 @@
 #pragma once
 
 /// A Keras-style `fit()` loop for a StandardizedRegressor and any
-/// torch::optim::Optimizer, with a per-epoch History that can be written to
-/// CSV or JSON.
+/// torch::optim::Optimizer, with a per-epoch History (history.h) and
+/// callbacks (callbacks.h).
 ///
 /// \code
 ///   using namespace normopt;
-///   auto table = data::read_csv("income.csv",
-///   data::CsvOptions().dtype(at::kFloat)); auto [train_part, valid_part] =
-///   data::train_validation_split(table, 0.2, 42); nn::StandardizedRegressor
-///   model(nn::LinearRegressor(2)); optim::Adam adam(model->parameters(),
-///   optim::AdamOptions(1e-2)); auto optimum =
-///   train::solve_least_squares(train_part.features,
-///                                             train_part.targets).mse;
+///   auto table = data::read_csv("income.csv", data::CsvOptions());
+///   auto [train_part, valid_part] = data::train_validation_split(table, 0.2, 42);
+///   nn::StandardizedRegressor model(nn::LinearRegressor(2));
+///   optim::Adam adam(model->parameters(), optim::AdamOptions(1e-2));
+///   auto optimum =
+///       train::solve_least_squares(train_part.features, train_part.targets);
 ///   auto history = train::fit(model, adam, train_part,
 ///                             train::FitOptions()
 ///                                 .epochs(200)
 ///                                 .batch_size(0)  // full batch
-///                                 .optimum_mse(optimum),
-///                             &valid_part);
+///                                 .validation(valid_part)
+///                                 .optimum_mse(optimum.mse));
 ///   history.write_csv("history.csv");
 ///   std::printf("%.2f%% above the optimum\n", 100 * history.relative_gap());
 /// \endcode
 
-#include <normopt/data/csv.h>
+#include <normopt/data/table.h>
 #include <normopt/macros.h>
 #include <normopt/nn/standardized_regressor.h>
+#include <normopt/train/callbacks.h>
+#include <normopt/train/history.h>
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 #include <torch/optim/schedulers/lr_scheduler.h>
 #include <torch/optim/schedulers/reduce_on_plateau_scheduler.h>
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,28 +49,6 @@ enum class Progress {
   kOn,
   /// Never draw it.
   kOff,
-};
-
-/// What one epoch of fit() measured. Losses are evaluated on the whole set
-/// after the epoch's last step, without gradients and in eval() mode.
-struct NORMOPT_API EpochLog {
-  /// 1-based epoch number.
-  int64_t epoch = 0;
-  /// Training loss: MSE in standardized target units (what the optimizer
-  /// minimizes), over the whole training set.
-  double train_loss = 0;
-  /// Training MSE in the targets' original units (e.g. dollars²):
-  /// model->predict(x) against the raw targets.
-  double train_mse = 0;
-  /// Validation loss (standardized units); NaN without validation data.
-  double val_loss = 0;
-  /// Validation MSE in original units; NaN without validation data.
-  double val_mse = 0;
-  /// Learning rate of param group 0 during this epoch (before any scheduler
-  /// step); NaN when the optimizer's options do not implement get_lr().
-  double lr = 0;
-  /// Seconds since fit() started, at the end of this epoch.
-  double wall_seconds = 0;
 };
 
 /// Options for `fit()`.
@@ -110,25 +88,21 @@ struct NORMOPT_API FitOptions {
   /// Smallest decrease of the monitored loss that counts as an improvement
   /// (non-negative).
   TORCH_ARG(double, early_stopping_min_delta) = 0;
-  /// Called after every epoch with that epoch's log (after the History got
-  /// it, before the schedulers step). Exceptions propagate out of fit().
-  TORCH_ARG(std::function<void(const EpochLog&)>, on_epoch_end) = nullptr;
   /// Train a LinearRegressor with its MSE gradient computed in closed form
   /// (2/n · residualᵀ x, written into .grad()) instead of an autograd graph:
   /// the same update, several times cheaper per step for small models.
   /// false: always use autograd (e.g. when gradient hooks must fire). Other
   /// regressors always use autograd.
   TORCH_ARG(bool, analytic_gradients) = true;
-  /// Called for every batch once its gradients are in .grad() and before
-  /// optimizer.step(), with the batch's row count: the place to combine
-  /// gradients across processes (normopt::distributed::fit uses it).
-  TORCH_ARG(std::function<void(int64_t)>, before_step) = nullptr;
-  /// Called with each epoch's log once its losses are evaluated and before
-  /// the History records it; the log may be changed: the place to combine
-  /// losses across processes (normopt::distributed::fit makes them the
-  /// losses of the union of the shards, so early stopping, schedulers and
-  /// checkpoints see the same numbers on every rank).
-  TORCH_ARG(std::function<void(EpochLog&)>, reduce_epoch_log) = nullptr;
+  /// The caller's callbacks (see callbacks.h), called in list order
+  /// between fit()'s progress bar and its schedulers, early stopping and
+  /// checkpointing.
+  TORCH_ARG(std::vector<std::shared_ptr<Callback>>, callbacks) = {};
+  /// Validation data, evaluated after each epoch (val_loss, val_mse) with
+  /// the same checks as the training table; early stopping and
+  /// ReduceLROnPlateau then monitor val_loss. None: they monitor the
+  /// training loss and the History's val_ columns are NaN.
+  TORCH_ARG(std::optional<data::Table>, validation) = std::nullopt;
   /// Where to save a checkpoint of the run; empty: no checkpoints. A
   /// checkpoint holds the model (regressor, input Normalization and
   /// TargetStandardizer statistics), the optimizer's state and step counts
@@ -171,41 +145,6 @@ struct NORMOPT_API FitOptions {
   TORCH_ARG(std::optional<double>, optimum_mse) = std::nullopt;
 };
 
-/// The per-epoch record of a fit() run.
-struct NORMOPT_API History {
-  /// One entry per completed epoch, in order.
-  std::vector<EpochLog> epochs;
-  /// FitOptions::optimum_mse of the run, if it was given.
-  std::optional<double> optimum_mse;
-  /// True when early stopping ended the run before the planned epochs.
-  bool stopped_early = false;
-
-  /// train_mse of the last epoch minus the optimum; NaN when the optimum is
-  /// unknown or there are no epochs.
-  double gap_to_optimum() const;
-
-  /// Last train_mse / optimum - 1 (0.01: 1% above the optimum); NaN when
-  /// the optimum is unknown or there are no epochs. Meaningless when the
-  /// optimum is 0 up to rounding (LeastSquares::exact): use
-  /// gap_to_optimum() then.
-  double relative_gap() const;
-
-  /// Writes the epochs as CSV: the header
-  /// `epoch,train_loss,train_mse,val_loss,val_mse,lr,wall_seconds`, then one
-  /// row per epoch, numbers with 17 significant digits (exact round trip,
-  /// independent of the C locale), NaN as `nan`. The file is written to a
-  /// new temporary file beside `path` and renamed over it, so an existing
-  /// file is never left half-written, and concurrent writers never mix. Throws c10::Error naming the path and the OS reason
-  /// when a step fails.
-  void write_csv(const std::string& path) const;
-
-  /// Writes `{"run": run_name, "optimum_mse": x|null, "stopped_early": bool,
-  /// "epochs": [{"epoch": 1, "train_loss": ..., ...}, ...]}` with the CSV's
-  /// keys; NaN and infinities become null. Same atomic replacement and
-  /// errors as write_csv().
-  void write_json(const std::string& path, const std::string& run_name) const;
-};
-
 /// Trains `model` with `optimizer` on `train` by minibatch gradient descent
 /// on torch::mse_loss(model->forward(xb), model->transform_targets(yb)) and
 /// returns the per-epoch History.
@@ -218,8 +157,9 @@ struct NORMOPT_API History {
 /// - Data: features and targets are converted to the dtype and device of the
 ///   model's first parameter; targets of shape (N) are treated as (N, 1).
 /// - Each epoch: a permutation of the rows (if `shuffle`), then for each
-///   batch zero_grad(), backward(), step(); then the EpochLog is evaluated,
-///   on_epoch_end called, the schedulers stepped and early stopping checked.
+///   batch zero_grad(), backward(), step(); then the EpochLog is evaluated
+///   and recorded, and the callbacks run (progress bar, the caller's, the
+///   schedulers, early stopping, checkpoint; see callbacks.h).
 ///   The model is in train() mode during the steps and eval() mode during
 ///   evaluation; its original mode is restored on return.
 ///
@@ -242,21 +182,6 @@ struct NORMOPT_API History {
 NORMOPT_API History fit(nn::StandardizedRegressor& model,
                         torch::optim::Optimizer& optimizer,
                         const data::Table& train,
-                        const FitOptions& options = {},
-                        const data::Table* validation = nullptr);
-
-namespace detail {
-
-/// Checks that `table` is a well-formed training table for `model`:
-/// defined 2-D features, targets (N) or (N, k) with the same N > 0, only
-/// finite values, and a feature count the model accepts (from its
-/// LinearRegressor's in_features or its adapted Normalization). `where`
-/// names the caller and `what` the table in messages.
-NORMOPT_API void check_table(const nn::StandardizedRegressor& model,
-                             const data::Table& table,
-                             const char* where,
-                             const char* what);
-
-}  // namespace detail
+                        const FitOptions& options = {});
 
 }  // namespace normopt::train

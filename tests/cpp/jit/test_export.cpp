@@ -228,9 +228,8 @@ TEST(Export, OtherRegressor_Refused) {
   StandardizedRegressor model(torch::nn::Linear(2, 1));
   model->fit_statistics(features(), torch::ones({4, 1}));
   const auto path = dir.file("pipeline.pt");
-  expect_error(
-      [&] { export_pipeline(model, path); },
-      {"export_pipeline supports LinearRegressor regressors; got", "Linear"});
+  expect_error([&] { export_pipeline(model, path); },
+               {"export_pipeline supports affine regressors", "got", "Linear"});
   EXPECT_FALSE(std::filesystem::exists(path));
 }
 

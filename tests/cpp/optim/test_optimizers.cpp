@@ -540,3 +540,96 @@ TEST(AdamStepOp, BadInput_ClearErrors) {
   expect_error([&] { adam_step_({p}, {g}, {m}, {v}, {}, {1}, o); },
                {"amsgrad needs one max_exp_avg_sqs"});
 }
+
+// ---- describe(): what train:: asks of an optimizer ---------------------------
+
+TEST(Describe, NormoptAndLibTorchOptimizers_RuleAndSettings) {
+  auto w = torch::zeros({3}, torch::requires_grad());
+  const SGD sgd({w},
+                SGDOptions(0.1)
+                    .momentum(0.9)
+                    .dampening(0)
+                    .nesterov(true)
+                    .weight_decay(0.01)
+                    .skip_nonfinite(true));
+  const torch::optim::SGD torch_sgd(
+      {w}, torch::optim::SGDOptions(0.1).momentum(0.5).dampening(0.25));
+  for (const auto& [d, momentum, dampening, nesterov, decay, skips] :
+       {std::tuple{describe(sgd), 0.9, 0.0, true, 0.01, true},
+        std::tuple{describe(torch_sgd), 0.5, 0.25, false, 0.0, false}}) {
+    EXPECT_EQ(d.rule, StepRule::kGradientDescent);
+    EXPECT_EQ(d.lr, 0.1);
+    EXPECT_EQ(d.momentum, momentum);
+    EXPECT_EQ(d.dampening, dampening);
+    EXPECT_EQ(d.nesterov, nesterov);
+    EXPECT_EQ(d.weight_decay, decay);
+    EXPECT_EQ(d.skips_nonfinite, skips);
+    EXPECT_EQ(skips_nonfinite(sgd), true);
+  }
+  // Adam's weight decay is an L2 term in the gradient; AdamW's is decoupled.
+  const Adam adam({w}, AdamOptions(1e-3).weight_decay(0.5));
+  const AdamW adamw({w}, AdamWOptions(2e-3).weight_decay(0.1));
+  const torch::optim::Adam torch_adam({w}, torch::optim::AdamOptions(3e-3));
+  const torch::optim::AdamW torch_adamw({w}, torch::optim::AdamWOptions(4e-3));
+  EXPECT_EQ(describe(adam).rule, StepRule::kAdaptive);
+  EXPECT_EQ(describe(adam).lr, 1e-3);
+  EXPECT_EQ(describe(adam).weight_decay, 0.5);
+  EXPECT_EQ(describe(adamw).lr, 2e-3);
+  EXPECT_EQ(describe(adamw).weight_decay, 0);
+  EXPECT_EQ(describe(torch_adam).rule, StepRule::kAdaptive);
+  EXPECT_EQ(describe(torch_adam).lr, 3e-3);
+  EXPECT_EQ(describe(torch_adamw).rule, StepRule::kAdaptive);
+  EXPECT_EQ(describe(torch_adamw).lr, 4e-3);
+  EXPECT_FALSE(skips_nonfinite(adam));
+  // Unknown to normopt: no rule, the lr where the options tell it.
+  const torch::optim::RMSprop rms({w}, torch::optim::RMSpropOptions(5e-3));
+  EXPECT_EQ(describe(rms).rule, StepRule::kUnknown);
+  EXPECT_EQ(describe(rms).lr, 5e-3);
+}
+
+TEST(Describe, NewOptimizer_DescribesItself_DiagnoseUsesIt) {
+  // An optimizer normopt has never heard of: implementing Describable is
+  // all it takes for diagnose() to apply Adam's step-size check to it.
+  struct SignSGD : torch::optim::SGD, Describable {
+    using torch::optim::SGD::SGD;
+    StepDescription describe() const override {
+      StepDescription d;
+      d.rule = StepRule::kAdaptive;
+      d.lr = param_groups()[0].options().get_lr();
+      return d;
+    }
+  };
+  normopt::nn::StandardizedRegressor model(
+      normopt::nn::LinearRegressor(1),
+      normopt::nn::StandardizedRegressorOptions().targets(
+          normopt::nn::TargetStandardizerOptions().method(
+              normopt::nn::TargetScaling::kNone)));
+  SignSGD optimizer(model->parameters(), torch::optim::SGDOptions(1e-2));
+  EXPECT_EQ(describe(optimizer).rule, StepRule::kAdaptive);
+  normopt::data::Table table;
+  table.features = torch::arange(10, torch::kDouble).reshape({10, 1});
+  table.targets = table.features * 3 + 40000;
+  table.feature_names = {"x"};
+  table.target_name = "y";
+  const auto findings = normopt::train::diagnose(
+      model,
+      optimizer,
+      table,
+      normopt::train::DiagnoseOptions().planned_steps(100));
+  bool stall = false;
+  for (const auto& f : findings) {
+    stall = stall || f.code == "adam_scale_stall";
+  }
+  EXPECT_TRUE(stall);
+}
+
+TEST(AdamFamily, BuildersKeepTheirTypes) {
+  auto w = torch::zeros({2}, torch::requires_grad());
+  AdamW adamw({w}, AdamWOptions(1e-3).weight_decay(0.1));
+  Adam adam({w});
+  static_assert(!std::is_same_v<Adam, AdamW>);
+  EXPECT_EQ(static_cast<const AdamWOptions&>(adamw.defaults()).weight_decay(),
+            0.1);
+  EXPECT_EQ(static_cast<const AdamOptions&>(adam.defaults()).lr(), 1e-3);
+  EXPECT_TRUE(dynamic_cast<AdamWOptions*>(&adamw.defaults()) != nullptr);
+}

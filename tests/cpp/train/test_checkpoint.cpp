@@ -124,6 +124,14 @@ const Table& validation_table() {
   return t;
 }
 
+// `options` with the validation table when `validation`.
+FitOptions with_validation(bool validation, FitOptions options) {
+  if (validation) {
+    options.validation(validation_table());
+  }
+  return options;
+}
+
 Outcome run_uninterrupted(const Setup& s) {
   torch::manual_seed(0);
   auto model = s.model();
@@ -132,8 +140,7 @@ Outcome run_uninterrupted(const Setup& s) {
       normopt::train::fit(model,
                           *optimizer,
                           train_table(),
-                          s.options(*optimizer),
-                          s.validation ? &validation_table() : nullptr);
+                          with_validation(s.validation, s.options(*optimizer)));
   return {history, snapshot(*model)};
 }
 
@@ -148,21 +155,21 @@ Outcome run_crashed_and_resumed(const Setup& s,
     torch::manual_seed(0);
     auto model = s.model();
     auto optimizer = s.optimizer(model);
-    auto options = s.options(*optimizer)
-                       .checkpoint_path(path)
-                       .checkpoint_every(every)
-                       .on_epoch_end([crash_at](const auto& log) {
-                         if (log.epoch == crash_at) {
-                           throw CrashAt();
-                         }
-                       });
-    EXPECT_THROW(
-        normopt::train::fit(model,
-                            *optimizer,
-                            train_table(),
-                            options,
-                            s.validation ? &validation_table() : nullptr),
-        CrashAt);
+    auto options =
+        s.options(*optimizer)
+            .checkpoint_path(path)
+            .checkpoint_every(every)
+            .callbacks(
+                {normopt::train::on_epoch_end([crash_at](const auto& log) {
+                  if (log.epoch == crash_at) {
+                    throw CrashAt();
+                  }
+                })});
+    EXPECT_THROW(normopt::train::fit(model,
+                                     *optimizer,
+                                     train_table(),
+                                     with_validation(s.validation, options)),
+                 CrashAt);
   }
   torch::manual_seed(12345);  // a restarted program: other initial weights
   auto model = s.model();
@@ -171,8 +178,9 @@ Outcome run_crashed_and_resumed(const Setup& s,
       model,
       *optimizer,
       train_table(),
-      s.options(*optimizer).checkpoint_path(path).resume_from(path),
-      s.validation ? &validation_table() : nullptr);
+      with_validation(
+          s.validation,
+          s.options(*optimizer).checkpoint_path(path).resume_from(path)));
   return {history, snapshot(*model)};
 }
 
@@ -291,11 +299,11 @@ TEST(Checkpoint, Every_SavesOnScheduleAndAtTheEnd) {
       model,
       adam,
       train_table(),
-      quiet().epochs(7).checkpoint_path(path).checkpoint_every(3).on_epoch_end(
-          [&](const auto&) {
+      quiet().epochs(7).checkpoint_path(path).checkpoint_every(3).callbacks(
+          {normopt::train::on_epoch_end([&](const auto&) {
             seen.push_back(std::filesystem::exists(path) ? saved_epoch(path)
                                                          : 0);
-          }));
+          })}));
   EXPECT_EQ(seen, (std::vector<int64_t>{0, 0, 0, 3, 3, 3, 6}));
   EXPECT_EQ(saved_epoch(path), 7);
   EXPECT_EQ(files_in(dir.path), std::vector<std::string>{"run.pt"});
@@ -308,12 +316,11 @@ TEST(Checkpoint, FinishedRun_ResumeReturnsSavedHistoryAndModel) {
   torch::manual_seed(0);
   auto model = setup.model();
   auto optimizer = setup.optimizer(model);
-  const auto done =
-      normopt::train::fit(model,
-                          *optimizer,
-                          train_table(),
-                          setup.options(*optimizer).checkpoint_path(path),
-                          &validation_table());
+  const auto done = normopt::train::fit(
+      model,
+      *optimizer,
+      train_table(),
+      with_validation(true, setup.options(*optimizer).checkpoint_path(path)));
   const auto bytes = read_bytes(path);
   auto again = setup.model();
   auto optimizer2 = setup.optimizer(again);
@@ -321,8 +328,9 @@ TEST(Checkpoint, FinishedRun_ResumeReturnsSavedHistoryAndModel) {
       again,
       *optimizer2,
       train_table(),
-      setup.options(*optimizer2).checkpoint_path(path).resume_from(path),
-      &validation_table());
+      with_validation(
+          true,
+          setup.options(*optimizer2).checkpoint_path(path).resume_from(path)));
   expect_same_history(done, h);
   for (size_t i = 0; i < h.epochs.size(); ++i) {
     EXPECT_EQ(h.epochs[i].wall_seconds, done.epochs[i].wall_seconds);
@@ -487,8 +495,10 @@ TEST(Checkpoint, OptimizerStateThatDoesNotLoad_ChangesNothing) {
     torch::manual_seed(0);
     auto model = StandardizedRegressor(LinearRegressor(2));
     RefusesToLoad adam(model->parameters(), normopt::optim::AdamOptions(3e-2));
-    normopt::train::fit(
-        model, adam, train_table(), options(adam).epochs(4).checkpoint_path(path));
+    normopt::train::fit(model,
+                        adam,
+                        train_table(),
+                        options(adam).epochs(4).checkpoint_path(path));
   }
   torch::manual_seed(7);
   auto model = StandardizedRegressor(LinearRegressor(2));
@@ -499,13 +509,14 @@ TEST(Checkpoint, OptimizerStateThatDoesNotLoad_ChangesNothing) {
   adam.armed = true;
   expect_error(
       [&] {
-        normopt::train::fit(model,
-                            adam,
-                            train_table(),
-                            quiet().epochs(6).scheduler(scheduler).resume_from(
-                                path));
+        normopt::train::fit(
+            model,
+            adam,
+            train_table(),
+            quiet().epochs(6).scheduler(scheduler).resume_from(path));
       },
-      {path, "optimizer state does not load",
+      {path,
+       "optimizer state does not load",
        "this optimizer refuses its saved state"});
   expect_bit_equal(snapshot(*model), before);
   EXPECT_FALSE(model->normalization->is_adapted());
@@ -588,11 +599,12 @@ TEST(Checkpoint, FullDisk_FailedSaveKeepsPreviousCheckpoint) {
   torch::manual_seed(0);
   auto model = setup.model();
   auto optimizer = setup.optimizer(model);
-  normopt::train::fit(model,
-                      *optimizer,
-                      train_table(),
-                      setup.options(*optimizer).epochs(3).checkpoint_path(path),
-                      &validation_table());
+  normopt::train::fit(
+      model,
+      *optimizer,
+      train_table(),
+      with_validation(
+          true, setup.options(*optimizer).epochs(3).checkpoint_path(path)));
   const auto saved = read_bytes(path);
   ASSERT_GT(saved.size(), 4096u);
 
@@ -604,11 +616,11 @@ TEST(Checkpoint, FullDisk_FailedSaveKeepsPreviousCheckpoint) {
     normopt::train::fit(model,
                         *optimizer,
                         train_table(),
-                        setup.options(*optimizer)
-                            .epochs(6)
-                            .checkpoint_path(path)
-                            .resume_from(path),
-                        &validation_table());
+                        with_validation(true,
+                                        setup.options(*optimizer)
+                                            .epochs(6)
+                                            .checkpoint_path(path)
+                                            .resume_from(path)));
   } catch (const c10::Error& e) {
     error = e.what_without_backtrace();
   }
@@ -653,13 +665,13 @@ TEST(Checkpoint, NonFiniteParameter_NeverSaved) {
   auto linear = model->regressor.get<LinearRegressor>();
   // Something outside the optimizer (here a hook) poisons a weight at the
   // end of epoch 3, before that epoch's checkpoint.
-  auto options = quiet().epochs(5).checkpoint_path(path).on_epoch_end(
-      [&](const auto& log) {
+  auto options = quiet().epochs(5).checkpoint_path(path).callbacks(
+      {normopt::train::on_epoch_end([&](const auto& log) {
         if (log.epoch == 3) {
           torch::NoGradGuard no_grad;
           linear->weight[0][1] = std::numeric_limits<float>::quiet_NaN();
         }
-      });
+      })});
   expect_error(
       [&] { normopt::train::fit(model, adam, train_table(), options); },
       {"not saving the checkpoint of epoch 3",
@@ -722,11 +734,11 @@ TEST(Fit, NonFiniteGradient_StopsNamingParameterEpochAndBatch) {
   auto linear = run.model->regressor.get<LinearRegressor>();
   std::vector<torch::Tensor> before;
   auto options = quiet().epochs(5).batch_size(40).analytic_gradients(false);
-  options.on_epoch_end([&](const auto& log) {
+  options.callbacks({normopt::train::on_epoch_end([&](const auto& log) {
     if (log.epoch == 2) {
       before = snapshot(*run.model);
     }
-  });
+  })});
   expect_error(
       [&] { normopt::train::fit(run.model, adam, train_table(), options); },
       {"gradient of parameter 'regressor.weight' holds NaN or Inf",

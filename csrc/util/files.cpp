@@ -1,4 +1,4 @@
-#include "atomic_file.h"
+#include "files.h"
 
 #include <c10/util/Exception.h>
 
@@ -55,7 +55,9 @@ std::FILE* create_unique_temporary(const std::string& path, std::string* tmp) {
   thread_local std::mt19937_64 random{std::random_device{}()};
   for (int attempt = 0; attempt < 16; ++attempt) {
     char suffix[17];
-    std::snprintf(suffix, sizeof(suffix), "%016llx",
+    std::snprintf(suffix,
+                  sizeof(suffix),
+                  "%016llx",
                   static_cast<unsigned long long>(random()));
     *tmp = path + ".tmp." + suffix;
 #if defined(_WIN32)
@@ -132,6 +134,58 @@ void write_atomically(const std::string& path,
     fail("renaming", ec.message());
   }
   sync_directory(path);
+}
+
+std::string read_file(const std::string& path, const char* where) {
+  std::error_code ec;
+  TORCH_CHECK(!std::filesystem::is_directory(path, ec),
+              where,
+              ": cannot read '",
+              path,
+              "': it is a directory. Pass the path of a file.");
+  errno = 0;
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  const int open_errno = errno;
+  TORCH_CHECK(file != nullptr,
+              where,
+              ": cannot open '",
+              path,
+              "' for reading: ",
+              std::strerror(open_errno),
+              " (errno ",
+              open_errno,
+              "). Check that the path is right (relative paths start at the "
+              "working directory) and that the file is readable.");
+  std::string text;
+  const auto size_hint = std::filesystem::file_size(path, ec);
+  size_t used = 0;
+  if (!ec && size_hint > 0) {
+    text.resize(static_cast<size_t>(size_hint));
+    used = std::fread(text.data(), 1, text.size(), file);
+  }
+  // Files whose size is unknown or changed: read on until end of file.
+  char chunk[1 << 16];
+  if (used == text.size()) {
+    size_t got = 0;
+    while ((got = std::fread(chunk, 1, sizeof(chunk), file)) > 0) {
+      text.append(chunk, got);
+      used += got;
+    }
+  }
+  const bool failed = std::ferror(file) != 0;
+  const int read_errno = errno;
+  std::fclose(file);
+  TORCH_CHECK(!failed,
+              where,
+              ": cannot read '",
+              path,
+              "': ",
+              std::strerror(read_errno),
+              " (errno ",
+              read_errno,
+              "). Check that the file is readable and not being modified.");
+  text.resize(used);
+  return text;
 }
 
 }  // namespace normopt::util

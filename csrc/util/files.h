@@ -1,6 +1,7 @@
 #pragma once
-// Internal: the one way normopt replaces a file (History CSV/JSON, fit
-// checkpoints, exported TorchScript pipelines).
+// Internal: the one way normopt reads a whole file (CSV data, checkpoints)
+// and the one way it replaces one (History CSV/JSON, fit checkpoints,
+// exported TorchScript pipelines).
 
 #include <string>
 #include <string_view>
@@ -22,5 +23,11 @@ namespace normopt::util {
 void write_atomically(const std::string& path,
                       std::string_view bytes,
                       const char* where);
+
+/// The whole content of the file at `path`, read in one pass (a file whose
+/// size changes while it is read is read to its end). Throws c10::Error
+/// starting with `where` (the caller) and naming the path, the OS reason
+/// and what to check, when `path` is a folder or cannot be opened or read.
+std::string read_file(const std::string& path, const char* where);
 
 }  // namespace normopt::util

@@ -1,0 +1,18 @@
+#pragma once
+// Internal: fit()'s own features as callbacks (see callbacks.h for the
+// order in which fit() calls them).
+
+#include <normopt/train/callbacks.h>
+#include <normopt/train/fit.h>
+
+#include <memory>
+#include <vector>
+
+namespace normopt::train::detail {
+
+/// The callbacks of one fit() run, in calling order: the progress bar (when
+/// drawn), `options.callbacks()`, then those the options ask for: the
+/// LRScheduler, ReduceLROnPlateau, early stopping and checkpointing.
+std::vector<std::shared_ptr<Callback>> fit_callbacks(const FitOptions& options);
+
+}  // namespace normopt::train::detail
