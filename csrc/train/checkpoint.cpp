@@ -22,7 +22,7 @@ namespace {
 
 constexpr const char* kRecord = "normopt_fit";
 constexpr const char* kFormat = "normopt.fit_checkpoint";
-constexpr int64_t kVersion = 1;
+constexpr int64_t kVersion = 2;
 // The EpochLog fields stored per epoch, in this order.
 // The History tensor's columns: the epoch, then kEpochLogFields.
 constexpr int64_t kLogFields = 1 + static_cast<int64_t>(kEpochLogFields.size());
@@ -64,43 +64,7 @@ at::Tensor history_tensor(const History& history) {
   return out;
 }
 
-// A 64-bit FNV-1a digest of everything a checkpoint restores, computed from
-// the values (not the file), so a resume can tell a damaged file from a good
-// one: the zip container has no checksum PyTorch's reader verifies, and a
-// flipped byte in tensor data would otherwise load silently.
-class Digest {
- public:
-  void bytes(const void* data, size_t size) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < size; ++i) {
-      h_ = (h_ ^ p[i]) * 1099511628211ull;
-    }
-  }
-  void text(const std::string& s) {
-    integer(static_cast<int64_t>(s.size()));
-    bytes(s.data(), s.size());
-  }
-  void integer(int64_t v) {
-    bytes(&v, sizeof(v));
-  }
-  void tensor(const at::Tensor& t) {
-    const auto c = t.detach().to(at::kCPU).contiguous();
-    text(c10::toString(c.scalar_type()));
-    integer(c.dim());
-    for (const auto d : c.sizes()) {
-      integer(d);
-    }
-    bytes(c.const_data_ptr(), c.nbytes());
-  }
-  int64_t value() const {
-    return static_cast<int64_t>(h_);
-  }
-
- private:
-  uint64_t h_ = 14695981039346656037ull;
-};
-
-// What the digest covers besides the model's tensors.
+// The checkpoint record's values besides the model's tensors.
 struct Record {
   int64_t epoch = 0;
   bool stopped_early = false;
@@ -114,29 +78,6 @@ struct Record {
   at::Tensor cpu_rng;
 };
 
-// `state`: the model's tensors as saved (nn::detail::state_in_load_order
-// when saving, read_checked when resuming).
-int64_t digest_of(const std::vector<nn::detail::NamedState>& state,
-                  const Record& r) {
-  Digest d;
-  for (const auto& s : state) {
-    d.text(s.name);
-    d.tensor(s.stored);
-  }
-  d.integer(r.epoch);
-  d.integer(r.stopped_early);
-  d.tensor(r.history);
-  d.integer(r.batch_size);
-  d.integer(r.shuffle);
-  d.integer(r.seed);
-  d.integer(r.validation);
-  d.text(r.optimizer_type);
-  d.text(r.param_layout);
-  d.text(r.dtype);
-  d.tensor(r.optimizer);
-  d.tensor(r.cpu_rng);
-  return d.value();
-}
 
 std::string model_dtype(const nn::StandardizedRegressorImpl& model) {
   const auto params = model.parameters();
@@ -306,9 +247,6 @@ void save_checkpoint(const std::string& path, const CheckpointContent& what) {
   record.write("dtype", c10::IValue(r.dtype));
   record.write("optimizer", r.optimizer);
   record.write("cpu_rng", r.cpu_rng);
-  record.write("digest",
-               c10::IValue(digest_of(
-                   nn::detail::state_in_load_order(*what.model.ptr()), r)));
   archive.write(kRecord, record);
 
   std::string bytes;
@@ -360,23 +298,23 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
     refuse(path, "its format is '" + format + "', expected '" + kFormat + "'");
   }
   const auto version = read_int(record, path, "version");
-  if (version != kVersion) {
+  // Version 1 also held a digest of the values, now ignored: the CRC
+  // check above covers every byte of every entry.
+  if (version != kVersion && version != 1) {
     refuse(path,
            "it has format version " + std::to_string(version) +
-               "; this normopt reads version " + std::to_string(kVersion));
+               "; this normopt reads versions 1 to " + std::to_string(kVersion));
   }
 
   // The model first: a foreign model's error names its tensors. Its saved
-  // values are read, not loaded, so they can be checked against the digest
-  // before anything of the caller's changes.
-  std::vector<nn::detail::NamedState> saved;
+  // values are read, not loaded: nothing of the caller's changes until every
+  // check has passed.
   try {
-    saved = nn::detail::read_checked(*model, archive);
+    nn::detail::read_checked(*model, archive);
   } catch (const c10::Error& e) {
     refuse(path, e.what_without_backtrace());
   }
-  // Then the whole record against the digest: a damaged file is reported
-  // as such, not as a mismatch of whatever field the damage hit.
+  // Then the whole record, checked field by field below.
   Record r;
   r.epoch = read_int(record, path, "epoch");
   r.stopped_early = read_bool(record, path, "stopped_early");
@@ -390,11 +328,6 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
   r.dtype = read_string(record, path, "dtype");
   r.optimizer = read_tensor(record, path, "optimizer");
   r.cpu_rng = read_tensor(record, path, "cpu_rng");
-  if (read_int(record, path, "digest") != digest_of(saved, r)) {
-    refuse(path,
-           "its contents do not match the checksum saved with them: the file "
-           "is corrupted");
-  }
 
   if (r.dtype != model_dtype(*model)) {
     refuse(path,

@@ -16,10 +16,11 @@
 //                                     before anything loads
 //   optimizer                         the optimizer's own archive, as bytes
 //   cpu_rng                           torch's global CPU generator state
-//   digest                            FNV-1a of all of the above and the
-//                                     model's tensors (the zip container's
-//                                     CRCs are not verified by PyTorch's
-//                                     reader), checked before anything loads
+//
+// Integrity: before LibTorch's reader (which verifies no CRC) sees the
+// file, every zip entry is checked against its CRC-32 (util::check_zip), so
+// a damaged byte anywhere is refused rather than loaded. Version 1 files
+// also held an FNV-1a digest of the values; it is ignored.
 
 #include <normopt/train/fit.h>
 

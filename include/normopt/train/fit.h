@@ -132,8 +132,8 @@ struct NORMOPT_API FitOptions {
   /// (wall_seconds continues from the saved value). A run that had already
   /// finished (or stopped early) is returned as saved. Throws c10::Error,
   /// with nothing loaded and the file untouched, when the file is missing,
-  /// truncated or corrupted (a digest saved with the checkpoint covers the
-  /// model's tensors, the optimizer's state, the History and the settings),
+  /// truncated or corrupted (every entry of the file is checked against its
+  /// zip CRC-32 before anything is read),
   /// not a fit() checkpoint, saved from a model with other shapes or dtype, by
   /// another optimizer type or param-group layout, with another batch_size,
   /// shuffle, seed or validation setting, or with more epochs than `epochs`.

@@ -543,7 +543,8 @@ TEST(Checkpoint, FlippedBytes_RefusedOrHarmless) {
   // Every 23rd byte of a checkpoint flipped, one at a time: each damaged
   // file is refused with a c10::Error, or the byte was inert (zip padding,
   // unused header bits) and the resumed run equals the one from the intact
-  // file. The digest is what catches flips in tensor data and in the record.
+  // file. The zip CRC check is what catches flips in tensor data and in the
+  // record.
   TempDir dir;
   const auto good = dir.file("good.pt");
   const auto base = quiet().epochs(6).batch_size(16);
