@@ -7,7 +7,7 @@
 //
 //   compare_optimizers                         # built-in synthetic incomes
 //   compare_optimizers --data my.csv --target income --out results/
-//   scripts/launch.sh -n 2 compare_optimizers     # data-parallel, 2 ranks
+//   torchrun --no-python --standalone --nproc-per-node 2 compare_optimizers
 //   compare_optimizers --checkpoint-dir ckpt/      # killed? add --resume
 #include <normopt/normopt.h>  // <normopt/config.h> too
 #include <torch/torch.h>
@@ -172,7 +172,7 @@ int run(int argc, char** argv) {
           : data::read_csv(args.data, data::CsvOptions().target(args.target));
   const auto optimum =
       train::solve_least_squares(table.features, table.targets);
-  // Under scripts/launch.sh (WORLD_SIZE set) every run is data-parallel:
+  // Under torchrun (WORLD_SIZE set) every run is data-parallel:
   // each rank trains on its shard, rank 0 reports and writes the files.
   int rank = 0;
   data::Table mine = table;

@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #if NORMOPT_HAVE_NCCL
@@ -141,10 +142,25 @@ c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(
   const int64_t port = env_int("MASTER_PORT", 1, 65535);
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<uint16_t>(port);
-  store_options.isServer = rank == 0;
+  // Under torchrun the agent already hosts the store at MASTER_ADDR:
+  // MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True): every rank is then a
+  // client, as in torch.distributed.
+  const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  const bool use_agent_store =
+      agent_store != nullptr && std::string(agent_store) == "True";
+  store_options.isServer = !use_agent_store && rank == 0;
   store_options.numWorkers = static_cast<size_t>(world);
   store_options.timeout = options.timeout();
-  auto store = c10::make_intrusive<c10d::TCPStore>(addr, store_options);
+  c10::intrusive_ptr<c10d::Store> store =
+      c10::make_intrusive<c10d::TCPStore>(addr, store_options);
+  if (use_agent_store) {
+    // The agent's store outlives a restart of the workers: each attempt
+    // keeps its keys apart, or a restarted rank would find the addresses of
+    // the ranks it replaced.
+    const char* attempt = std::getenv("TORCHELASTIC_RESTART_COUNT");
+    store = c10::make_intrusive<c10d::PrefixStore>(
+        std::string("/normopt/attempt_") + (attempt ? attempt : "0"), store);
+  }
   auto group = c10::make_intrusive<c10d::ProcessGroup>(
       store, static_cast<int>(rank), static_cast<int>(world));
   if (nccl) {

@@ -5,8 +5,8 @@
 /// training with gradients all-reduced before the fused optimizer step.
 ///
 /// \code
-///   // scripts/launch.sh -n 2 ./my_program   (sets RANK, WORLD_SIZE,
-///   //                                         MASTER_ADDR, MASTER_PORT)
+///   // torchrun --no-python --standalone --nproc-per-node 2 ./my_program
+///   // (sets RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)
 ///   auto group = normopt::distributed::init_process_group();
 ///   auto part = normopt::distributed::shard(table, group->getRank(),
 ///                                           group->getSize());
@@ -50,8 +50,9 @@ struct NORMOPT_API InitOptions {
 };
 
 /// A process group (Gloo unless `options.backend`) from the usual
-/// environment: RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (rank 0 hosts
-/// the TCPStore there). Throws a c10::Error naming a missing or malformed
+/// environment, as torchrun sets it: RANK, WORLD_SIZE, MASTER_ADDR and
+/// MASTER_PORT (the TCPStore there is torchrun's own when
+/// TORCHELASTIC_USE_AGENT_STORE=True, else rank 0 hosts it). Throws a c10::Error naming a missing or malformed
 /// variable, an unknown backend, or "nccl" where it is not available.
 NORMOPT_API c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(
     const InitOptions& options = {});
