@@ -78,7 +78,6 @@ struct Record {
   at::Tensor cpu_rng;
 };
 
-
 std::string model_dtype(const nn::StandardizedRegressorImpl& model) {
   const auto params = model.parameters();
   return params.empty() ? "none" : c10::toString(params[0].scalar_type());
@@ -303,7 +302,8 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
   if (version != kVersion && version != 1) {
     refuse(path,
            "it has format version " + std::to_string(version) +
-               "; this normopt reads versions 1 to " + std::to_string(kVersion));
+               "; this normopt reads versions 1 to " +
+               std::to_string(kVersion));
   }
 
   // The model first: a foreign model's error names its tensors. Its saved
