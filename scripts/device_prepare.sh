@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run on a CPU machine before borrowing a GPU: fills .device/ with what
 # scripts/device_check.sh needs on a machine that reaches no registry —
-# GoogleTest and Google Benchmark unpacked from Debian's packages, and the
+# GoogleTest, Google Benchmark and nlohmann-json unpacked from Debian's packages, and the
 # cmake and ninja wheels from PyPI. Pass .device as `carry` to the device tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .device
 mkdir -p .device/debs .device/root .device/wheels
-(cd .device/debs && apt-get download libgtest-dev libgmock-dev libbenchmark-dev \
+(cd .device/debs && apt-get download libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev \
   libbenchmark1debian >/dev/null)
 for deb in .device/debs/*.deb; do
   dpkg -x "$deb" .device/root
