@@ -432,9 +432,12 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
     out.save_to(stream);
     current = std::move(stream).str();
   }
+  // LibTorch's Optimizer::load adds the saved states to the ones it holds,
+  // so the trial's are dropped first.
   const auto put_back = [&] {
     torch::serialize::InputArchive in;
     in.load_from(current.data(), current.size(), device);
+    optimizer.state().clear();
     optimizer.load(in);
   };
   try {
