@@ -4,7 +4,8 @@ newer one slower? For each build dir: the 8-run comparison
 minibatch run (batch size 2: 10 steps per epoch) reported per optimizer step, both in
 process (compare_optimizers' own "all 8 runs" time), and the optimizer step
 benchmarks (benchmarks/bench_optim), every measure interleaved before/after in
-ABBA order and reported as the median of --repeats.
+ABBA order and reported as the median and the minimum of --repeats (on a noisy
+machine the minimum is the steadier of the two).
 
     .venv/bin/python benchmarks/compare_revisions.py --before OLD/build --after build \
         --data FILE [--repeats 9]
@@ -61,20 +62,23 @@ def main():
                 for which in order(r):
                     build = a.before if which == "before" else a.after
                     times[which].append(in_process_seconds(build, a.data, epochs, batch, tmp))
-            b, n = (statistics.median(times[w]) / (steps or 1) for w in ("before", "after"))
-            rows.append((label, b, n))
+            rows.append((label,) + tuple(f(times[w]) / (steps or 1)
+                                         for f in (statistics.median, min)
+                                         for w in ("before", "after")))
     passes = {"before": [], "after": []}
     for r in range(a.repeats):
         for which in order(r):
             passes[which].append(bench_optim(a.before if which == "before" else a.after))
     for name in sorted(passes["before"][0].keys() & passes["after"][0].keys()):
-        b, n = (statistics.median(p[name] for p in passes[w]) for w in ("before", "after"))
-        rows.append((f"bench_optim {name.replace('/real_time', '')}", b, n))
+        rows.append((f"bench_optim {name.replace('/real_time', '')}",)
+                    + tuple(f([p[name] for p in passes[w]])
+                            for f in (statistics.median, min) for w in ("before", "after")))
     print(f"median of {a.repeats}, interleaved ABBA; the workflow runs on one thread, bench_optim on all cores")
-    print("| measure | before | after | after / before |")
-    print("|---|---|---|---|")
-    for label, b, n in rows:
-        print(f"| {label} | {fmt(b)} | {fmt(n)} | {n / b:.2f} |")
+    print("| measure | median before | median after | after / before | min before | min after | after / before |")
+    print("|---|---|---|---|---|---|---|")
+    for label, b, n, b_min, n_min in rows:
+        print(f"| {label} | {fmt(b)} | {fmt(n)} | {n / b:.2f} "
+              f"| {fmt(b_min)} | {fmt(n_min)} | {n_min / b_min:.2f} |")
 
 
 if __name__ == "__main__":
