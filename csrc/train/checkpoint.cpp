@@ -23,7 +23,6 @@ namespace {
 constexpr const char* kRecord = "normopt_fit";
 constexpr const char* kFormat = "normopt.fit_checkpoint";
 constexpr int64_t kVersion = 2;
-// The EpochLog fields stored per epoch, in this order.
 // The History tensor's columns: the epoch, then kEpochLogFields.
 constexpr int64_t kLogFields = 1 + static_cast<int64_t>(kEpochLogFields.size());
 
