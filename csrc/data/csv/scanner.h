@@ -1,0 +1,326 @@
+#pragma once
+// Internal to the CSV reader (csrc/data/csv.cpp): reading the text. The
+// Scanner splits it into records and fields (RFC 4180 quoting, any line
+// ending, a UTF-8 BOM), parse_number turns a field into a double, and the
+// message helpers make input text safe to quote in errors. Everything here
+// is inline: the row loop (rows.cpp) must inline the scanner's fast path.
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace normopt::data::csv {
+
+// --- Message helpers (cold path) ---------------------------------------------
+
+// Makes a piece of input text safe to print: control bytes become \xNN, and
+// the result is cut after `max_bytes` input bytes (on a UTF-8 character
+// boundary) with "..." appended.
+inline std::string printable(std::string_view s, size_t max_bytes) {
+  bool truncated = false;
+  if (s.size() > max_bytes) {
+    size_t cut = max_bytes;
+    // Do not split a UTF-8 sequence: back off over continuation bytes.
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) {
+      --cut;
+    }
+    s = s.substr(0, cut);
+    truncated = true;
+  }
+  std::string out;
+  out.reserve(s.size() + 8);
+  static const char* hex = "0123456789ABCDEF";
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7F) {
+      out += "\\x";
+      out += hex[u >> 4];
+      out += hex[u & 0xF];
+    } else {
+      out += c;
+    }
+  }
+  if (truncated) {
+    out += "...";
+  }
+  return out;
+}
+
+// Not named `quoted`: for a std::string argument, argument-dependent lookup
+// would prefer std::quoted (<iomanip>), which neither escapes control bytes
+// nor truncates.
+inline std::string quote(std::string_view s, size_t max_bytes = 60) {
+  // Appended, not "\"" + ...: GCC 12 in C++20 mode warns (-Wrestrict, a
+  // false positive, GCC bug 105329) on a literal prepended to a string.
+  std::string out = "\"";
+  out += printable(s, max_bytes);
+  out += '"';
+  return out;
+}
+
+// Undoes RFC 4180 escaping: "" -> ".
+inline std::string unescape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    out += s[i];
+    if (s[i] == '"' && i + 1 < s.size() && s[i + 1] == '"') {
+      ++i;
+    }
+  }
+  return out;
+}
+
+inline std::string column_list(const std::vector<std::string>& names) {
+  constexpr size_t kMaxListed = 50;
+  std::ostringstream os;
+  for (size_t i = 0; i < names.size() && i < kMaxListed; ++i) {
+    os << (i ? ", " : "") << (i + 1) << " " << quote(names[i]);
+  }
+  if (names.size() > kMaxListed) {
+    os << ", ... (" << names.size() - kMaxListed << " more)";
+  }
+  return os.str();
+}
+
+// --- Scanner
+// ------------------------------------------------------------------
+
+// One field of a record, pointing into the input text.
+struct Field {
+  const char* begin;
+  size_t size;
+  int64_t line;  // 1-based line where the field starts
+  bool escaped;  // quoted and contains "" pairs (needs unescape())
+};
+
+class Scanner {
+ public:
+  Scanner(std::string_view text, char delimiter, const std::string& source)
+      : p_(text.data()),
+        end_(text.data() + text.size()),
+        delim_(delimiter),
+        source_(source) {
+    constexpr std::string_view kBom = "\xEF\xBB\xBF";
+    if (text.substr(0, kBom.size()) == kBom) {
+      p_ += kBom.size();
+    }
+    for (int c = 0; c < 256; ++c) {
+      stop_[c] = false;
+    }
+    stop_[static_cast<unsigned char>('\n')] = true;
+    stop_[static_cast<unsigned char>('\r')] = true;
+    stop_[static_cast<unsigned char>(delim_)] = true;
+  }
+
+  int64_t line() const {
+    return line_;
+  }
+  const char* position() const {
+    return p_;
+  }
+  const char* end() const {
+    return end_;
+  }
+
+  // Header names, used to name columns in scanner errors once known.
+  void set_names(const std::vector<std::string>* names) {
+    names_ = names;
+  }
+
+  // "<source>, line L, column C ("name")" for error messages.
+  std::string where(int64_t line, size_t column_index) const {
+    std::ostringstream os;
+    os << "CSV error in " << source_ << " at line " << line << ", column "
+       << (column_index + 1);
+    if (names_ != nullptr && column_index < names_->size()) {
+      os << " (" << quote((*names_)[column_index]) << ")";
+    } else if (names_ != nullptr) {
+      os << " (beyond the " << names_->size() << " header columns)";
+    }
+    return os.str();
+  }
+
+  // Reads the next non-empty record into `fields`; false at end of input.
+  // Fully empty lines are skipped.
+  bool next_record(std::vector<Field>& fields) {
+    while (p_ < end_ && (*p_ == '\n' || *p_ == '\r')) {
+      consume_newline();
+    }
+    if (p_ >= end_) {
+      return false;
+    }
+    fields.clear();
+    for (;;) {
+      fields.push_back(next_field(fields.size()));
+      if (p_ >= end_) {
+        return true;
+      }
+      if (*p_ == delim_) {
+        ++p_;
+        continue;
+      }
+      consume_newline();  // stopped on '\n' or '\r'
+      return true;
+    }
+  }
+
+ private:
+  bool is_blank(char c) const {
+    return (c == ' ' || c == '\t') && c != delim_;
+  }
+
+  // p_ is on '\n' or '\r': steps over one line ending (LF, CRLF or CR).
+  void consume_newline() {
+    if (*p_ == '\r' && p_ + 1 < end_ && p_[1] == '\n') {
+      ++p_;
+    }
+    ++p_;
+    ++line_;
+  }
+
+  Field next_field(size_t column_index) {
+    while (p_ < end_ && is_blank(*p_)) {
+      ++p_;
+    }
+    Field f{p_, 0, line_, false};
+    if (p_ < end_ && *p_ == '"') {
+      return quoted_field(column_index, f);
+    }
+    const char* b = p_;
+    while (p_ < end_ && !stop_[static_cast<unsigned char>(*p_)]) {
+      ++p_;
+    }
+    const char* e = p_;
+    while (e > b && is_blank(e[-1])) {
+      --e;
+    }
+    f.begin = b;
+    f.size = static_cast<size_t>(e - b);
+    return f;
+  }
+
+  Field quoted_field(size_t column_index, Field f) {
+    const int64_t open_line = line_;
+    ++p_;  // opening quote
+    const char* b = p_;
+    const char* close = nullptr;
+    for (;;) {
+      const void* q = std::memchr(p_, '"', static_cast<size_t>(end_ - p_));
+      TORCH_CHECK(
+          q != nullptr,
+          where(open_line, column_index),
+          ": unterminated quoted field: the opening quote is never closed, "
+          "so the rest of the input was read as one field. Close the field "
+          "with a '\"', or write a literal quote inside quotes as '\"\"'.");
+      const char* qq = static_cast<const char*>(q);
+      count_lines(p_, qq);
+      p_ = qq + 1;
+      if (p_ < end_ && *p_ == '"') {  // "" = escaped quote
+        f.escaped = true;
+        ++p_;
+        continue;
+      }
+      close = qq;
+      break;
+    }
+    f.begin = b;
+    f.size = static_cast<size_t>(close - b);
+    while (p_ < end_ && is_blank(*p_)) {
+      ++p_;
+    }
+    if (p_ < end_ && !stop_[static_cast<unsigned char>(*p_)]) {
+      const char* e = p_;
+      while (e < end_ && *e != '\n' && *e != '\r') {
+        ++e;
+      }
+      TORCH_CHECK(
+          false,
+          where(line_, column_index),
+          ": unexpected text ",
+          quote(std::string_view(p_, static_cast<size_t>(e - p_)), 20),
+          " after the closing quote of a quoted field. Put the whole field "
+          "inside the quotes, and write a literal quote as '\"\"'.");
+    }
+    return f;
+  }
+
+  // Counts line endings inside a quoted field.
+  void count_lines(const char* b, const char* e) {
+    for (const char* c = b; c < e; ++c) {
+      if (*c == '\n') {
+        ++line_;
+      } else if (*c == '\r' && !(c + 1 < e && c[1] == '\n')) {
+        ++line_;
+      }
+    }
+  }
+
+  const char* p_;
+  const char* end_;
+  char delim_;
+  const std::string& source_;
+  int64_t line_ = 1;
+  const std::vector<std::string>* names_ = nullptr;
+  bool stop_[256];
+};
+
+// --- Number parsing
+// ------------------------------------------------------------
+
+enum class NumberStatus { kOk, kEmpty, kNotNumber, kNonFinite, kOutOfRange };
+
+inline NumberStatus parse_number(const Field& f, double& value) {
+  if (f.size == 0) {
+    return NumberStatus::kEmpty;
+  }
+  if (f.escaped) {
+    return NumberStatus::kNotNumber;  // contains a '"'
+  }
+  const char* b = f.begin;
+  const char* e = f.begin + f.size;
+  if (*b == '+') {  // from_chars takes '-' but not '+'
+    ++b;
+    if (b == e || *b == '-' || *b == '+') {
+      return NumberStatus::kNotNumber;
+    }
+  }
+  const auto [ptr, ec] = std::from_chars(b, e, value);
+  if (ec == std::errc::result_out_of_range && ptr == e) {
+    return NumberStatus::kOutOfRange;
+  }
+  if (ec != std::errc() || ptr != e) {
+    return NumberStatus::kNotNumber;
+  }
+  if (!std::isfinite(value)) {
+    return NumberStatus::kNonFinite;
+  }
+  return NumberStatus::kOk;
+}
+
+// Upper bound on the number of data rows left in [p, end): a row needs a line
+// ending (except the last) and, with K columns, at least 2K-1 bytes.
+inline size_t estimate_rows(const char* p, const char* end, size_t columns) {
+  size_t newlines = 0;
+  for (const char* c = p; c < end;) {
+    const void* n = std::memchr(c, '\n', static_cast<size_t>(end - c));
+    if (n == nullptr) {
+      break;
+    }
+    ++newlines;
+    c = static_cast<const char*>(n) + 1;
+  }
+  const size_t by_bytes = static_cast<size_t>(end - p) / (2 * columns - 1) + 1;
+  return std::min(newlines + 1, by_bytes);
+}
+
+}  // namespace normopt::data::csv
