@@ -173,7 +173,54 @@ class Checkpointing final : public Callback {
   }
 };
 
+// Writes the History so far as CSV (and JSON).
+class HistoryWriter final : public Callback {
+ public:
+  HistoryWriter(std::string csv_path,
+                std::string json_path,
+                std::string run_name,
+                int64_t every)
+      : csv_path_(std::move(csv_path)),
+        json_path_(std::move(json_path)),
+        run_name_(std::move(run_name)),
+        every_(every) {}
+  void on_epoch_end(FitState& state, const EpochLog& log) override {
+    if (log.epoch % every_ == 0) {
+      write(state.history);
+    }
+  }
+  void on_train_end(FitState& state) override {
+    write(state.history);
+  }
+
+ private:
+  void write(const History& history) const {
+    history.write_csv(csv_path_);
+    if (!json_path_.empty()) {
+      history.write_json(json_path_, run_name_);
+    }
+  }
+
+  std::string csv_path_, json_path_, run_name_;
+  int64_t every_;
+};
+
 }  // namespace
+
+std::shared_ptr<Callback> write_history(std::string csv_path,
+                                        std::string json_path,
+                                        std::string run_name,
+                                        int64_t every) {
+  TORCH_CHECK(!csv_path.empty(),
+              "train::write_history: csv_path is empty; give the file the "
+              "History is written to");
+  TORCH_CHECK(every >= 1,
+              "train::write_history: every must be at least 1 (epochs "
+              "between writes), got ",
+              every);
+  return std::make_shared<HistoryWriter>(
+      std::move(csv_path), std::move(json_path), std::move(run_name), every);
+}
 
 std::shared_ptr<Callback> on_epoch_end(
     std::function<void(const EpochLog&)> function) {

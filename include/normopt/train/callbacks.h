@@ -53,6 +53,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 namespace normopt::train {
 
@@ -131,5 +132,16 @@ class NORMOPT_API Callback {
 /// A callback that calls `function` with each epoch's log in on_epoch_end.
 NORMOPT_API std::shared_ptr<Callback> on_epoch_end(
     std::function<void(const EpochLog&)> function);
+
+/// A callback that writes the History so far every `every` epochs and when
+/// training ends: as CSV to `csv_path` and, unless empty, as JSON to
+/// `json_path` (named `run_name`), each replaced atomically
+/// (History::write_csv, write_json), so a long run can be watched, or
+/// plotted, while it trains. Throws c10::Error for an empty `csv_path` or
+/// `every` < 1; a failed write throws out of fit().
+NORMOPT_API std::shared_ptr<Callback> write_history(std::string csv_path,
+                                                    std::string json_path = "",
+                                                    std::string run_name = "",
+                                                    int64_t every = 1);
 
 }  // namespace normopt::train

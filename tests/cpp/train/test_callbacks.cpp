@@ -5,6 +5,9 @@
 
 #include <normopt/normopt.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -227,4 +230,42 @@ TEST(Callbacks, NullCallbackOrFunction_Refused) {
       {"FitOptions::callbacks holds a null callback"});
   expect_error([&] { normopt::train::on_epoch_end(nullptr); },
                {"on_epoch_end: the function is empty"});
+}
+
+TEST(Callbacks, WriteHistory_TheRunSoFarEveryNEpochsAndAtTheEnd) {
+  TempDir dir;
+  const auto csv = dir.file("run.csv"), json = dir.file("run.json");
+  // What the file holds when each epoch ends (the writer runs first).
+  std::vector<size_t> rows_seen;
+  const auto count_rows = [&](const EpochLog& /*log*/) {
+    std::ifstream in(csv);
+    size_t lines = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++lines;
+    }
+    rows_seen.push_back(lines == 0 ? 0 : lines - 1);  // minus the header
+  };
+  torch::manual_seed(0);
+  SgdRun run;
+  const auto h = normopt::train::fit(
+      run.model,
+      run.sgd,
+      run.table,
+      quiet().epochs(5).callbacks(
+          {normopt::train::write_history(csv, json, "run", /*every=*/2),
+           normopt::train::on_epoch_end(count_rows)}));
+  // Written after epochs 2 and 4, then at the end (epoch 5).
+  EXPECT_EQ(rows_seen, (std::vector<size_t>{0, 2, 2, 4, 4}));
+  const auto final_csv = dir.file("expected.csv");
+  h.write_csv(final_csv);
+  std::ifstream a(csv), b(final_csv);
+  std::stringstream sa, sb;
+  sa << a.rdbuf();
+  sb << b.rdbuf();
+  EXPECT_EQ(sa.str(), sb.str());
+  EXPECT_TRUE(std::filesystem::exists(json));
+  expect_error([] { normopt::train::write_history(""); },
+               {"write_history: csv_path is empty"});
+  expect_error([&] { normopt::train::write_history(csv, "", "", 0); },
+               {"every must be at least 1", "got 0"});
 }
