@@ -1,16 +1,23 @@
 #include "files.h"
 
+#include "split_mix.h"
+
 #include <c10/util/Exception.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <random>
+#include <functional>
 #include <system_error>
+#include <thread>
 
 #if defined(_WIN32)
 #include <io.h>
+#include <process.h>
 #else
 #include <fcntl.h>
 #include <unistd.h>
@@ -52,13 +59,27 @@ void sync_directory(const std::filesystem::path& file) {
 // for writing; on failure returns nullptr with errno set and `tmp` holding
 // the last name tried.
 std::FILE* create_unique_temporary(const std::string& path, std::string* tmp) {
-  thread_local std::mt19937_64 random{std::random_device{}()};
+  // The process, the thread, a per-process count and the clock, mixed: no
+  // two writers draw the same name at once (and O_EXCL catches it if they
+  // did). No std::random_device: the platform's entropy source is not needed
+  // for this and not everywhere usable.
+  static std::atomic<uint64_t> count{0};
+  const auto now = static_cast<uint64_t>(
+      std::chrono::steady_clock::now().time_since_epoch().count());
+#if defined(_WIN32)
+  const auto pid = static_cast<uint64_t>(_getpid());
+#else
+  const auto pid = static_cast<uint64_t>(::getpid());
+#endif
+  SplitMix64 random{(pid << 32) ^ now ^
+                    (count.fetch_add(1) * 0x9E3779B97F4A7C15ULL) ^
+                    std::hash<std::thread::id>{}(std::this_thread::get_id())};
   for (int attempt = 0; attempt < 16; ++attempt) {
     char suffix[17];
     std::snprintf(suffix,
                   sizeof(suffix),
                   "%016llx",
-                  static_cast<unsigned long long>(random()));
+                  static_cast<unsigned long long>(random.next()));
     *tmp = path + ".tmp." + suffix;
 #if defined(_WIN32)
     // "x": fail if it exists (C11), as O_EXCL.

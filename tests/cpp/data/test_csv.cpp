@@ -5,6 +5,7 @@
 #include <c10/util/Exception.h>
 #include <gtest/gtest.h>
 #include <torch/data.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -519,13 +520,13 @@ TEST(Csv, ManyRows_AllValuesExact) {
 class ReadCsv : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::random_device seed;
+    static int count = 0;
     const auto now = static_cast<unsigned long long>(
         std::chrono::steady_clock::now().time_since_epoch().count());
     for (int attempt = 0; attempt < 100; ++attempt) {
       dir_ = fs::temp_directory_path() /
-             ("normopt_csv_test_" + std::to_string(now) + "_" +
-              std::to_string(seed()));
+             ("normopt_csv_test_" + std::to_string(::getpid()) + "_" +
+              std::to_string(now) + "_" + std::to_string(count++));
       if (fs::create_directory(dir_)) {
         return;
       }
