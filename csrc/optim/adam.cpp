@@ -2,6 +2,7 @@
 #include <normopt/optim/adamw.h>
 
 #include "adam_family.h"
+#include "step_rules.h"
 
 #include <c10/util/Exception.h>
 
@@ -149,12 +150,11 @@ void AdamFamily<Options>::load(torch::serialize::InputArchive& archive) {
 
 template <typename Options>
 StepDescription AdamFamily<Options>::describe() const {
-  const auto& group0 = static_cast<const Options&>(param_groups_[0].options());
-  StepDescription d;
-  d.rule = StepRule::kAdaptive;
-  d.lr = group0.lr();
-  d.weight_decay =
-      Family<Options>::kDecoupledWeightDecay ? 0 : group0.weight_decay();
+  StepDescription d =
+      param_groups_.empty()
+          ? StepDescription{}
+          : adaptive(static_cast<const Options&>(param_groups_[0].options()),
+                     Family<Options>::kDecoupledWeightDecay);
   d.skips_nonfinite = static_cast<const Options&>(defaults()).skip_nonfinite();
   return d;
 }

@@ -3,6 +3,7 @@
 
 #include "adam_family.h"
 #include "step_lists.h"
+#include "step_rules.h"
 
 #include <ATen/ATen.h>
 
@@ -163,15 +164,11 @@ void SGD::load(torch::serialize::InputArchive& archive) {
 }
 
 StepDescription SGD::describe() const {
-  const auto& group0 =
-      static_cast<const SGDOptions&>(param_groups_[0].options());
-  StepDescription d;
-  d.rule = StepRule::kGradientDescent;
-  d.lr = group0.lr();
-  d.momentum = group0.momentum();
-  d.dampening = group0.dampening();
-  d.nesterov = group0.nesterov();
-  d.weight_decay = group0.weight_decay();
+  StepDescription d =
+      param_groups_.empty()
+          ? StepDescription{}
+          : detail::gradient_descent(
+                static_cast<const SGDOptions&>(param_groups_[0].options()));
   d.skips_nonfinite =
       static_cast<const SGDOptions&>(defaults()).skip_nonfinite();
   return d;

@@ -57,7 +57,8 @@ class NORMOPT_API Describable {
   virtual StepDescription describe() const = 0;
 };
 
-/// The description of `optimizer`: its own when it is Describable;
+/// The description of `optimizer` (rule kUnknown, lr NaN when it has no
+/// param group): its own when it is Describable;
 /// LibTorch's SGD, Adam and AdamW (which cannot implement the interface)
 /// are read from their options; any other optimizer gets rule kUnknown.
 NORMOPT_API StepDescription describe(const torch::optim::Optimizer& optimizer);
