@@ -49,11 +49,6 @@ void check_feature_count(const nn::StandardizedRegressorImpl& model,
   }
 }
 
-// Targets as (N, k).
-at::Tensor as_matrix(const at::Tensor& y) {
-  return y.dim() == 1 ? y.unsqueeze(1) : y;
-}
-
 }  // namespace
 
 void check_table(const nn::StandardizedRegressor& model,

@@ -10,6 +10,11 @@
 
 namespace normopt::train::detail {
 
+/// Targets as (N, k).
+inline at::Tensor as_matrix(const at::Tensor& y) {
+  return y.dim() == 1 ? y.unsqueeze(1) : y;
+}
+
 /// Checks that `table` is a well-formed training table for `model`:
 /// defined 2-D features, targets (N) or (N, k) with the same N > 0, only
 /// finite values, and a feature count the model accepts (from its regressor's

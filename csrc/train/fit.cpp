@@ -153,7 +153,7 @@ History fit(nn::StandardizedRegressor& model,
     state.batch = 0;
     EpochLog log;
     log.epoch = epoch;
-    log.lr = detail::lr_of_group0(optimizer);
+    log.lr = optim::describe(optimizer).lr;
     for (const auto& callback : callbacks) {
       callback->on_epoch_begin(state);
     }

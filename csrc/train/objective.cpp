@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <optional>
 
 namespace normopt::train::detail {
@@ -35,18 +34,6 @@ std::optional<std::string> first_nonfinite_gradient(
 }
 
 }  // namespace
-
-double lr_of_group0(const torch::optim::Optimizer& optimizer) {
-  if (optimizer.param_groups().empty()) {
-    return std::numeric_limits<double>::quiet_NaN();
-  }
-  try {
-    return optimizer.param_groups()[0].options().get_lr();
-  } catch (const c10::Error&) {
-    // OptimizerOptions::get_lr() throws unless a subclass implements it.
-    return std::numeric_limits<double>::quiet_NaN();
-  }
-}
 
 // Mean squared errors of the standardized predictions against `y_std` and
 // of the original-unit predictions against the raw targets.

@@ -7,7 +7,6 @@
 #include <normopt/nn/standardized_regressor.h>
 
 #include <ATen/core/Tensor.h>
-#include <torch/optim/optimizer.h>
 
 #include <cstdint>
 #include <string>
@@ -15,15 +14,6 @@
 #include <vector>
 
 namespace normopt::train::detail {
-
-/// Targets as (N, k).
-inline at::Tensor as_matrix(const at::Tensor& y) {
-  return y.dim() == 1 ? y.unsqueeze(1) : y;
-}
-
-/// Learning rate of param group 0; NaN when its options do not implement
-/// get_lr().
-double lr_of_group0(const torch::optim::Optimizer& optimizer);
 
 /// Mean squared errors over the whole set, float64: of the standardized
 /// predictions against `y_std` (the loss) and of the original-unit
