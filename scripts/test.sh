@@ -60,6 +60,10 @@ if ((cuda)); then
 else
   scripts/setup.sh
   BUILD=build VENV=.venv CTEST=ctest
+  # The Python package as users install it (pyproject.toml; build-py/ keeps
+  # its objects between runs); tests/python/test_package.py checks it.
+  CCACHE_BASEDIR="$PWD" .venv/bin/pip install -q --disable-pip-version-check \
+    --no-build-isolation .
 fi
 status=0
 "$CTEST" --test-dir "$BUILD" --output-on-failure -j "$(nproc)" || status=1

@@ -1,7 +1,8 @@
 """Shared fixtures: libnormopt loaded once per session, paths of the build.
 
 The library is $NORMOPT_LIBRARY when set (scripts/test.sh sets it), else
-build/libnormopt.so of this checkout. Without it every test is skipped with
+build/libnormopt.so of this checkout; it is loaded by `import normopt` from
+this checkout's python/ folder. Without it every test is skipped with
 the reason, so a Python-only checkout still collects cleanly.
 """
 
@@ -14,6 +15,9 @@ import pytest
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+# The package's sources (python/normopt) ahead of any installed copy, so the
+# tests exercise this checkout.
+sys.path.insert(0, str(REPO / "python"))
 
 
 def pytest_configure(config):
@@ -40,7 +44,12 @@ def normopt_library():
             f"libnormopt not found at {path}: build it with "
             "`cmake --build build` or point NORMOPT_LIBRARY at it"
         )
-    torch.ops.load_library(str(path))
+    # Through the package, as users load it: normopt honours
+    # $NORMOPT_LIBRARY, so the package's modules and the raw ops share this
+    # one copy of the library.
+    os.environ["NORMOPT_LIBRARY"] = str(path)
+    import normopt  # noqa: F401  (loads the library, checks the torch)
+
     return path.resolve()
 
 
