@@ -48,8 +48,44 @@ else
   echo "bench_cuda not built (NORMOPT_CUDA_KERNELS=${NORMOPT_CUDA_KERNELS:-ON})"
 fi
 echo "benchmarks done at $((SECONDS - start)) s"
-build-cuda/tests/normopt_tests --gtest_filter='-Package.*' \
-  --gtest_output="xml:$OUT/tests.xml" 2>&1 | grep -v '^\[       OK \]\|^\[ RUN      \]'
+
+# std::filesystem on this machine's toolchain, alone: the CSV file tests
+# (the first to use it) crashed here, the same calls pass on CPU machines.
+CXX_USED="$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' build-cuda/CMakeCache.txt)"
+cat > "$OUT/fs_probe.cpp" <<'CPP'
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+int main() {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "normopt_fs_probe";
+  fs::create_directory(dir);
+  std::ofstream(dir / "a.csv", std::ios::binary) << "a,y\n1,2\n";
+  std::cout << "fs probe ok: " << dir << ", " << fs::file_size(dir / "a.csv") << " bytes\n";
+  fs::remove_all(dir);
+}
+CPP
+for std in 17 20; do
+  "$CXX_USED" -std=c++$std -O2 "$OUT/fs_probe.cpp" -o "$OUT/fs_probe$std" && "$OUT/fs_probe$std"
+  echo "fs probe (C++$std, $CXX_USED): rc $?"
+done
+# The crash seen before, alone, with the crash report (pc, return address).
+build-cuda/tests/normopt_tests --gtest_filter='ReadCsv.*' 2>&1 | tail -40
+echo "ReadCsv alone: rc ${PIPESTATUS[0]}"
+
+# The whole suite under ctest, one process per test, so that a crash costs
+# only its own test; the CUDA tests included.
+"$(dirname "$(command -v cmake)")/ctest" --test-dir build-cuda -j "$(nproc)" --timeout 300 \
+  --output-on-failure -E '^Package\.' --output-junit "$PWD/$OUT/ctest.xml" 2>&1 | tail -150
 all_rc=${PIPESTATUS[0]}
-echo "whole suite rc $all_rc, total $((SECONDS - start)) s"
+echo "ctest rc $all_rc at $((SECONDS - start)) s"
+
+# The Python package's tests against this build (pytest carried in .device).
+if [ -d .device/wheels ] && ls .device/wheels/pytest-*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --find-links .device/wheels --target "$TOOLS" pytest
+  PYTHONPATH="$TOOLS${PYTHONPATH:+:$PYTHONPATH}" NORMOPT_LIBRARY="$PWD/build-cuda/libnormopt.so" \
+    timeout 240 "$PY" -m pytest -q -x -p no:cacheprovider tests/python \
+    -k 'not torchrun and not distributed' 2>&1 | tail -40
+  echo "pytest rc ${PIPESTATUS[0]} at $((SECONDS - start)) s"
+fi
 exit $all_rc

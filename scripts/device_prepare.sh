@@ -14,5 +14,5 @@ for deb in .device/debs/*.deb; do
 done
 rm -rf .device/debs
 .venv/bin/pip download -q --disable-pip-version-check --only-binary=:all: \
-  -d .device/wheels cmake ninja
+  -d .device/wheels cmake ninja pytest
 du -sh .device
