@@ -16,21 +16,61 @@
 #include <normopt/distributed/distributed.h>
 #endif
 
+#include <sys/stat.h>
 #include <unistd.h>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
+#include <cstring>
 #include <iostream>
 #include <limits>
 #include <optional>
 #include <string>
 #include <vector>
 
-namespace fs = std::filesystem;
 using namespace normopt;
 
 namespace {
+
+// Folders and files through POSIX, not std::filesystem: the PyTorch wheels
+// export their own copy of it, which crashes with torch 2.11+cu130 (see
+// csrc/util/files.h).
+bool exists(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0;
+}
+
+// mkdir -p: `path` and its missing parents; throws naming the folder.
+void make_folders(const std::string& path) {
+  for (size_t end = path.find('/', 1);; end = path.find('/', end + 1)) {
+    const std::string part = path.substr(0, end);
+    if (!part.empty() && ::mkdir(part.c_str(), 0777) != 0 && errno != EEXIST) {
+      throw std::runtime_error("compare_optimizers: cannot create folder '" +
+                               part + "': " + std::strerror(errno));
+    }
+    if (end == std::string::npos) {
+      return;
+    }
+  }
+}
+
+// Moves `files` from folder `from` into folder `to` (rename: atomic per
+// file), then removes `from`; with `to` empty, deletes them instead.
+void move_files(const std::string& from,
+                const std::vector<std::string>& files,
+                const std::string& to) {
+  for (const auto& file : files) {
+    const std::string source = from + "/" + file;
+    if (to.empty()) {
+      std::remove(source.c_str());
+    } else if (std::rename(source.c_str(), (to + "/" + file).c_str()) != 0) {
+      throw std::runtime_error("compare_optimizers: cannot move '" + source +
+                               "' into '" + to + "': " + std::strerror(errno));
+    }
+  }
+  ::rmdir(from.c_str());
+}
 
 struct Args {
   std::string data, target, out = "out/compare", checkpoint_dir;
@@ -202,12 +242,13 @@ int run(int argc, char** argv) {
   const int64_t bs = args.batch_size == 0 ? n : std::min(args.batch_size, n);
   const int64_t steps_per_epoch = (n + bs - 1) / bs;
 
-  const fs::path staging =
-      fs::path(args.out) / (".staging-" + std::to_string(::getpid()));
+  const std::string staging =
+      args.out + "/.staging-" + std::to_string(::getpid());
+  std::vector<std::string> staged;  // the files written into `staging`
   if (report) {
-    fs::create_directories(staging);
+    make_folders(staging);
     if (!args.checkpoint_dir.empty()) {
-      fs::create_directories(args.checkpoint_dir);
+      make_folders(args.checkpoint_dir);
     }
   }
   struct Row {
@@ -251,11 +292,10 @@ int run(int argc, char** argv) {
                                  .optimum_mse(optimum.mse);
           if (!args.checkpoint_dir.empty()) {
             // Rank 0 writes it (distributed::fit), every rank resumes from it.
-            const auto checkpoint =
-                (fs::path(args.checkpoint_dir) / (name + ".pt")).string();
+            const auto checkpoint = args.checkpoint_dir + "/" + name + ".pt";
             fit_options.checkpoint_path(checkpoint)
                 .checkpoint_every(args.checkpoint_every);
-            if (args.resume && fs::exists(checkpoint)) {
+            if (args.resume && exists(checkpoint)) {
               fit_options.resume_from(checkpoint);
               if (report) {
                 std::printf(
@@ -271,8 +311,10 @@ int run(int argc, char** argv) {
           auto history = train::fit(model, *opt, mine, fit_options);
 #endif
           if (report) {
-            history.write_csv((staging / (name + ".csv")).string());
-            history.write_json((staging / (name + ".json")).string(), name);
+            history.write_csv(staging + "/" + name + ".csv");
+            staged.push_back(name + ".csv");
+            history.write_json(staging + "/" + name + ".json", name);
+            staged.push_back(name + ".json");
           }
           rows.push_back(
               {name, opt_name, lr, standardized, std::move(history)});
@@ -281,7 +323,7 @@ int run(int argc, char** argv) {
     }
   } catch (...) {
     if (report) {
-      fs::remove_all(staging);
+      move_files(staging, staged, "");
     }
     throw;
   }
@@ -291,10 +333,7 @@ int run(int argc, char** argv) {
   if (!report) {
     return 0;
   }
-  for (const auto& entry : fs::directory_iterator(staging)) {
-    fs::rename(entry.path(), fs::path(args.out) / entry.path().filename());
-  }
-  fs::remove_all(staging);
+  move_files(staging, staged, args.out);
 
   std::printf(
       "\n%-32s %16s %14s %10s\n", "run", "final MSE", "vs optimum", "seconds");

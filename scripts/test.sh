@@ -78,6 +78,13 @@ if ((!cuda)); then
     echo "test: run clang-format -i on the files above" >&2
     status=1
   fi
+  # No std::filesystem in normopt's code: the PyTorch wheels export a copy
+  # of it that crashes with torch 2.11+cu130 (csrc/util/files.h says more).
+  if git grep -nE '#include <filesystem>|std::filesystem::\w+\(|\bfs::\w+\(' -- \
+    csrc include examples tests benchmarks; then
+    echo "test: std::filesystem above; use POSIX (csrc/util/files.h)" >&2
+    status=1
+  fi
 fi
 if ((!cuda)) && [ "${NORMOPT_FUZZ_SECONDS:-60}" != 0 ]; then
   scripts/fuzz.sh "${NORMOPT_FUZZ_SECONDS:-60}" || status=1

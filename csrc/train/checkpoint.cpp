@@ -11,7 +11,6 @@
 #include <torch/serialize/output-archive.h>
 
 #include <cstring>
-#include <filesystem>
 #include <iterator>
 #include <mutex>
 #include <sstream>
@@ -262,10 +261,10 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
                                       torch::optim::Optimizer& optimizer,
                                       const FitOptions& options,
                                       bool has_validation) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
+  const util::PathKind kind = util::path_kind(path);
+  if (kind != util::PathKind::kFile) {
     refuse(path,
-           std::filesystem::exists(path, ec)
+           kind != util::PathKind::kMissing
                ? "it is not a regular file"
                : "no such file; give the checkpoint_path of an earlier run");
   }

@@ -1,5 +1,7 @@
 #include "checks.h"
 
+#include "../util/files.h"
+
 #include "../nn/checks.h"
 
 #include <normopt/nn/affine.h>
@@ -8,7 +10,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <system_error>
 
 namespace normopt::train::detail {
@@ -134,15 +135,14 @@ void check_fit_arguments(const nn::StandardizedRegressor& model,
               options.checkpoint_every());
   if (!options.checkpoint_path().empty()) {
     // Before any training: a long run must not find out at its first save.
-    const auto folder =
-        std::filesystem::path(options.checkpoint_path()).parent_path();
-    std::error_code ec;
-    TORCH_CHECK(folder.empty() || std::filesystem::is_directory(folder, ec),
-                "fit: cannot save checkpoints to '",
-                options.checkpoint_path(),
-                "': the folder '",
-                folder.string(),
-                "' does not exist; create it first (nothing was trained)");
+    const std::string folder = util::parent_folder(options.checkpoint_path());
+    TORCH_CHECK(
+        folder.empty() || util::path_kind(folder) == util::PathKind::kDirectory,
+        "fit: cannot save checkpoints to '",
+        options.checkpoint_path(),
+        "': the folder '",
+        folder,
+        "' does not exist; create it first (nothing was trained)");
   }
   TORCH_CHECK(options.early_stopping_patience() >= 0,
               "fit: early_stopping_patience must be >= 0 (0 = off), got ",

@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <functional>
 #include <system_error>
 #include <thread>
@@ -20,6 +19,7 @@
 #include <process.h>
 #else
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #endif
 
@@ -38,9 +38,9 @@ bool sync_file(std::FILE* file) {
 
 // Makes the rename itself durable. Best effort: some file systems refuse to
 // open or sync a directory, and the data is already safe either way.
-void sync_directory(const std::filesystem::path& file) {
+void sync_directory(const std::string& file) {
 #if !defined(_WIN32)
-  auto folder = file.parent_path();
+  std::string folder = parent_folder(file);
   if (folder.empty()) {
     folder = ".";
   }
@@ -111,8 +111,7 @@ void write_atomically(const std::string& path,
   bool created = false;
   auto fail = [&](const char* step, const std::string& reason) {
     if (created) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
+      std::remove(tmp.c_str());
     }
     TORCH_CHECK(false,
                 where,
@@ -149,17 +148,16 @@ void write_atomically(const std::string& path,
   if (std::fclose(file) != 0) {
     fail("closing", std::strerror(errno));
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    fail("renaming", ec.message());
+  // std::rename is POSIX rename(2) here: it replaces `path` atomically.
+  // (Windows' refuses an existing target: MoveFileEx would be needed there.)
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    fail("renaming", std::strerror(errno));
   }
   sync_directory(path);
 }
 
 std::string read_file(const std::string& path, const char* where) {
-  std::error_code ec;
-  TORCH_CHECK(!std::filesystem::is_directory(path, ec),
+  TORCH_CHECK(path_kind(path) != PathKind::kDirectory,
               where,
               ": cannot read '",
               path,
@@ -178,9 +176,12 @@ std::string read_file(const std::string& path, const char* where) {
               "). Check that the path is right (relative paths start at the "
               "working directory) and that the file is readable.");
   std::string text;
-  const auto size_hint = std::filesystem::file_size(path, ec);
+  struct stat info {};
+  const int64_t size_hint = ::fstat(::fileno(file), &info) == 0
+                                ? static_cast<int64_t>(info.st_size)
+                                : 0;
   size_t used = 0;
-  if (!ec && size_hint > 0) {
+  if (size_hint > 0) {
     text.resize(static_cast<size_t>(size_hint));
     used = std::fread(text.data(), 1, text.size(), file);
   }
@@ -207,6 +208,25 @@ std::string read_file(const std::string& path, const char* where) {
               "). Check that the file is readable and not being modified.");
   text.resize(used);
   return text;
+}
+
+PathKind path_kind(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) {
+    return PathKind::kMissing;
+  }
+  if (S_ISREG(info.st_mode)) {
+    return PathKind::kFile;
+  }
+  return S_ISDIR(info.st_mode) ? PathKind::kDirectory : PathKind::kOther;
+}
+
+std::string parent_folder(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) {
+    return "";
+  }
+  return slash == 0 ? "/" : path.substr(0, slash);
 }
 
 }  // namespace normopt::util

@@ -1,7 +1,15 @@
 #pragma once
 // Internal: the one way normopt reads a whole file (CSV data, checkpoints)
 // and the one way it replaces one (History CSV/JSON, fit checkpoints,
-// exported TorchScript pipelines).
+// exported TorchScript pipelines), and the few questions it asks the file
+// system.
+//
+// No std::filesystem in normopt: the PyTorch wheels export their own
+// statically linked copy of libstdc++'s std::filesystem (pytorch/pytorch
+// #133437), and a program linking LibTorch binds its calls to it; with
+// torch 2.11+cu130 std::filesystem::remove_all jumps to address 0. PyTorch
+// avoids <filesystem> on Linux for the same reason (#134494); so does
+// normopt: these helpers call the OS (POSIX) directly.
 
 #include <string>
 #include <string_view>
@@ -29,5 +37,12 @@ void write_atomically(const std::string& path,
 /// starting with `where` (the caller) and naming the path, the OS reason
 /// and what to check, when `path` is a folder or cannot be opened or read.
 std::string read_file(const std::string& path, const char* where);
+
+/// What `path` names (symbolic links followed).
+enum class PathKind { kMissing, kFile, kDirectory, kOther };
+PathKind path_kind(const std::string& path);
+
+/// The folder part of `path` ("" for a bare file name; "/" for "/x").
+std::string parent_folder(const std::string& path);
 
 }  // namespace normopt::util

@@ -5,11 +5,15 @@
 #include <normopt/train/fit.h>
 #include <torch/torch.h>
 
+#include <dirent.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
-#include <filesystem>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -90,34 +94,64 @@ inline std::vector<torch::Tensor> snapshot(torch::nn::Module& m) {
   return out;
 }
 
+// No std::filesystem in the tests either (see csrc/util/files.h: the
+// PyTorch wheels export a copy of it that crashes with torch 2.11+cu130):
+// these few helpers call POSIX.
+
+/// Whether something exists at `path`.
+inline bool exists(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0;
+}
+
+/// Removes `path` and, for a folder, everything in it (errors ignored).
+inline void remove_tree(const std::string& path) {
+  ::nftw(
+      path.c_str(),
+      [](const char* entry, const struct stat*, int, struct FTW*) {
+        std::remove(entry);
+        return 0;
+      },
+      16,
+      FTW_DEPTH | FTW_PHYS);
+}
+
 /// A fresh temporary directory, removed by the destructor.
 struct TempDir {
-  std::filesystem::path path;
+  std::string path;
   TempDir() {
-    path = std::filesystem::temp_directory_path() /
-           ("normopt_test_" + std::to_string(::getpid()) + "_" +
-            std::to_string(counter()++));
-    std::filesystem::create_directories(path);
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") +
+                          "/normopt_test_" + std::to_string(::getpid()) +
+                          "_XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      ADD_FAILURE() << "cannot create a temporary folder " << pattern << ": "
+                    << std::strerror(errno);
+    }
+    path = pattern;
   }
   ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
+    remove_tree(path);
   }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
   std::string file(const std::string& name) const {
-    return (path / name).string();
-  }
-  static int& counter() {
-    static int c = 0;
-    return c;
+    return path + "/" + name;
   }
 };
 
 /// The names of the entries in `folder`, sorted: what a write left there
 /// (e.g. no temporary file beside the one it replaced).
-inline std::vector<std::string> files_in(const std::filesystem::path& folder) {
+inline std::vector<std::string> files_in(const std::string& folder) {
   std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
-    names.push_back(entry.path().filename().string());
+  if (DIR* dir = ::opendir(folder.c_str())) {
+    while (const dirent* entry = ::readdir(dir)) {
+      const std::string name = entry->d_name;
+      if (name != "." && name != "..") {
+        names.push_back(name);
+      }
+    }
+    ::closedir(dir);
   }
   std::sort(names.begin(), names.end());
   return names;
@@ -164,13 +198,13 @@ inline std::string income_csv(std::string* why) {
         "multiple_linear_regression_dataset.csv to run this test";
     return "";
   }
-  auto path =
-      std::filesystem::path(dir) / "multiple_linear_regression_dataset.csv";
-  if (!std::filesystem::exists(path)) {
-    *why = path.string() + " does not exist; this test needs the income data";
+  const std::string path =
+      std::string(dir) + "/multiple_linear_regression_dataset.csv";
+  if (!exists(path)) {
+    *why = path + " does not exist; this test needs the income data";
     return "";
   }
-  return path.string();
+  return path;
 }
 
 }  // namespace normopt::test

@@ -6,9 +6,9 @@
 #include <normopt/normopt.h>
 #include <torch/torch.h>
 
+#include <dirent.h>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -145,9 +145,15 @@ int run(const std::string& mode, const std::string& csv) {
     } catch (const std::runtime_error&) {
     }
     group->barrier()->wait();
-    const int64_t files =
-        std::distance(std::filesystem::directory_iterator(csv),
-                      std::filesystem::directory_iterator());
+    // Counted with POSIX: no std::filesystem beside LibTorch (see
+    // csrc/util/files.h).
+    int64_t files = 0;
+    if (DIR* folder = ::opendir(csv.c_str())) {
+      while (const dirent* entry = ::readdir(folder)) {
+        files += entry->d_name[0] != '.';
+      }
+      ::closedir(folder);
+    }
     auto [resumed, resumed_params] = train(path, path, -1);
     bool same = whole.epochs.size() == resumed.epochs.size() &&
                 whole.stopped_early == resumed.stopped_early;

@@ -1,3 +1,5 @@
+#include "../common.h"
+
 #include <normopt/data/csv.h>
 #include <normopt/data/dataset.h>
 
@@ -13,7 +15,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -26,7 +27,6 @@
 
 namespace {
 
-namespace fs = std::filesystem;
 using normopt::data::CsvOptions;
 using normopt::data::parse_csv;
 using normopt::data::read_csv;
@@ -519,31 +519,13 @@ TEST(Csv, ManyRows_AllValuesExact) {
 
 class ReadCsv : public ::testing::Test {
  protected:
-  void SetUp() override {
-    static int count = 0;
-    const auto now = static_cast<unsigned long long>(
-        std::chrono::steady_clock::now().time_since_epoch().count());
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      dir_ = fs::temp_directory_path() /
-             ("normopt_csv_test_" + std::to_string(::getpid()) + "_" +
-              std::to_string(now) + "_" + std::to_string(count++));
-      if (fs::create_directory(dir_)) {
-        return;
-      }
-    }
-    FAIL() << "could not create a temporary directory";
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
   std::string write(const std::string& name, const std::string& content) {
-    const fs::path p = dir_ / name;
+    const std::string p = dir_.file(name);
     std::ofstream out(p, std::ios::binary);
     out << content;
-    return p.string();
+    return p;
   }
-  fs::path dir_;
+  normopt::test::TempDir dir_;
 };
 
 TEST_F(ReadCsv, File_SameAsParsingTheText) {
@@ -563,15 +545,15 @@ TEST_F(ReadCsv, ParseError_NamesTheFilePath) {
 }
 
 TEST_F(ReadCsv, MissingFile_NamesPathAndOsReason) {
-  const std::string path = (dir_ / "does_not_exist.csv").string();
+  const std::string path = dir_.file("does_not_exist.csv");
   const std::string m = error_of([&] { read_csv(path); });
   EXPECT_CONTAINS(m, "cannot open '" + path + "'");
   EXPECT_CONTAINS(m, std::strerror(ENOENT));
 }
 
 TEST_F(ReadCsv, Directory_Errors) {
-  const std::string m = error_of([&] { read_csv(dir_.string()); });
-  EXPECT_CONTAINS(m, dir_.string());
+  const std::string m = error_of([&] { read_csv(dir_.path); });
+  EXPECT_CONTAINS(m, dir_.path);
   EXPECT_CONTAINS(m, "is a directory");
 }
 

@@ -230,7 +230,7 @@ TEST(Export, OtherRegressor_Refused) {
   const auto path = dir.file("pipeline.pt");
   expect_error([&] { export_pipeline(model, path); },
                {"export_pipeline supports affine regressors", "got", "Linear"});
-  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_FALSE(normopt::test::exists(path));
 }
 
 TEST(Export, UntargetedOrMismatched_Refused) {
@@ -245,7 +245,7 @@ TEST(Export, UntargetedOrMismatched_Refused) {
   wide->fit_statistics(features(), torch::ones({4, 1}));
   expect_error([&] { export_pipeline(wide, path); },
                {"adapted on [2] features", "takes 3"});
-  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_FALSE(normopt::test::exists(path));
 }
 
 TEST(Export, LoadPipeline_MissingFile_NamesPath) {

@@ -5,7 +5,6 @@
 
 #include <normopt/normopt.h>
 
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -263,7 +262,7 @@ TEST(Callbacks, WriteHistory_TheRunSoFarEveryNEpochsAndAtTheEnd) {
   sa << a.rdbuf();
   sb << b.rdbuf();
   EXPECT_EQ(sa.str(), sb.str());
-  EXPECT_TRUE(std::filesystem::exists(json));
+  EXPECT_TRUE(normopt::test::exists(json));
   expect_error([] { normopt::train::write_history(""); },
                {"write_history: csv_path is empty"});
   expect_error([&] { normopt::train::write_history(csv, "", "", 0); },

@@ -303,8 +303,7 @@ TEST(Checkpoint, Every_SavesOnScheduleAndAtTheEnd) {
       train_table(),
       quiet().epochs(7).checkpoint_path(path).checkpoint_every(3).callbacks(
           {normopt::train::on_epoch_end([&](const auto&) {
-            seen.push_back(std::filesystem::exists(path) ? saved_epoch(path)
-                                                         : 0);
+            seen.push_back(normopt::test::exists(path) ? saved_epoch(path) : 0);
           })}));
   EXPECT_EQ(seen, (std::vector<int64_t>{0, 0, 0, 3, 3, 3, 6}));
   EXPECT_EQ(saved_epoch(path), 7);

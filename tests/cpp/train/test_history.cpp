@@ -161,7 +161,7 @@ TEST(FitHistory, ConcurrentWriters_FileIsOneWholeVersion) {
     const auto own = dir.file("own" + std::to_string(w) + ".csv");
     versions[w].write_csv(own);
     texts[w] = read_text(own);
-    std::filesystem::remove(own);
+    std::remove(own.c_str());
   }
   std::vector<std::string> errors(kWriters);
   std::vector<std::thread> threads;
