@@ -10,4 +10,6 @@ from normopt import _library
 
 library_path, build_info = _library.load()
 
-__all__ = ["library_path", "build_info"]
+from normopt import export, nn  # noqa: E402  (they need the library loaded)
+
+__all__ = ["library_path", "build_info", "nn", "export"]
