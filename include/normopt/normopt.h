@@ -7,6 +7,7 @@
 #include <normopt/data/dataset.h>
 #include <normopt/data/synthetic.h>
 #include <normopt/data/table.h>
+#include <normopt/deploy/predictor.h>
 #include <normopt/macros.h>
 #include <normopt/nn/affine.h>
 #include <normopt/nn/linear_regressor.h>
