@@ -5,10 +5,14 @@ AOTInductor.
 ``torch.export.export`` (the batch dimension dynamic) and compiles it with
 ``torch._inductor.aoti_compile_and_package`` into one ``.pt2`` file: raw
 features in, original units out. The graph may call normopt's ops (they have
-meta kernels); the package then needs libnormopt where it runs (C++:
-``normopt::deploy::Predictor``, which links it; Python: ``import normopt``
-before ``load_package``). Compiling takes tens of seconds on two cores
-(AOTInductor compiles C++).
+meta kernels). The statistics ops (``standardize``, ``destandardize``,
+``scale_from_variance``) are composites of ATen ops, so Inductor compiles
+them into the package, which then runs with plain torch; ops with their own
+kernels (the fused optimizer steps) stay calls, and such a package needs
+libnormopt where it runs (C++: ``normopt::deploy::Predictor``, which links
+it; Python: ``import normopt`` before ``load_package``). The package's
+metadata lists them (``normopt.ops``). Compiling takes 10 to 30 seconds on
+two cores (AOTInductor compiles C++).
 
 From the command line, a checkpoint written by C++ ``fit()`` or
 ``torch::save(StandardizedRegressor)`` becomes a package::
@@ -20,10 +24,12 @@ but is deprecated upstream; see the README for which route to use when.
 """
 
 import argparse
+import json
 import os
 import pathlib
 import sys
 import tempfile
+import zipfile
 
 import torch
 
@@ -32,7 +38,14 @@ from normopt import nn as normopt_nn
 
 _library.load()
 
-__all__ = ["PredictInOriginalUnits", "aoti_package", "load_package", "from_checkpoint", "main"]
+__all__ = [
+    "PredictInOriginalUnits",
+    "aoti_package",
+    "load_package",
+    "read_metadata",
+    "from_checkpoint",
+    "main",
+]
 
 # Keys of the metadata every package carries (strings, as AOTInductor wants).
 METADATA_TORCH = "normopt.torch"
@@ -58,13 +71,30 @@ class PredictInOriginalUnits(torch.nn.Module):
         return self.model.predict(x)
 
 
-def _normopt_ops(graph_module):
-    """The normopt ops the exported graph calls, sorted and de-duplicated."""
+def _normopt_ops(program):
+    """The normopt ops the compiled package still calls: those left after
+    decomposing the composites (in-place ops appear inside
+    ``auto_functionalized`` nodes), sorted."""
     names = set()
-    for node in graph_module.graph.nodes:
-        if node.op == "call_function" and str(node.target).startswith("normopt."):
-            names.add(str(node.target).split(".")[1])
+    for node in program.run_decompositions().graph_module.graph.nodes:
+        if node.op != "call_function":
+            continue
+        target = node.target
+        if "auto_functionalized" in str(target) and node.args:
+            target = node.args[0]
+        if str(target).startswith("normopt."):
+            names.add(str(target).split(".")[1])
     return sorted(names)
+
+
+def read_metadata(path):
+    """The metadata of the package at ``path`` (a dict of strings), read from
+    the archive without loading its compiled code."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.endswith(".wrapper_metadata.json"):
+                return json.loads(archive.read(name))
+    raise ValueError(f"'{path}' holds no AOTInductor model metadata")
 
 
 def aoti_package(model, example_inputs, path, *, dynamic_batch=True):
@@ -102,22 +132,26 @@ def aoti_package(model, example_inputs, path, *, dynamic_batch=True):
     metadata = {
         METADATA_TORCH: torch.__version__,
         METADATA_VERSION: (_library.load()[1] or {}).get("normopt", ""),
-        METADATA_OPS: ",".join(_normopt_ops(program.graph_module)),
+        METADATA_OPS: ",".join(_normopt_ops(program)),
         METADATA_DTYPE: str(example_inputs[0].dtype).removeprefix("torch."),
         METADATA_FEATURES: str(example_inputs[0].shape[-1]),
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.pt2", dir=path.parent)
-    os.close(fd)
+    # Written under its own name in a fresh folder beside `path` (the
+    # archive's folder is named after the file; the file gets the umask's
+    # mode), then renamed over `path`: never half a package at `path`.
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = staging / path.name
     try:
         torch._inductor.aoti_compile_and_package(
             program,
-            package_path=tmp,
+            package_path=str(tmp),
             inductor_configs={"aot_inductor.metadata": metadata},
         )
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp.exists():
+            tmp.unlink()
+        staging.rmdir()
     return path
 
 
@@ -131,8 +165,12 @@ def load_package(path):
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_package: no package at '{path}'")
-    compiled = torch._inductor.aoti_load_package(str(path))
-    metadata = compiled.get_metadata()
+    # Checked before the compiled code is loaded: a package for another
+    # torch, or one calling an op this process lacks, fails inside torch.
+    try:
+        metadata = read_metadata(path)
+    except (zipfile.BadZipFile, ValueError) as error:
+        raise ValueError(f"load_package: '{path}' is not an AOTInductor package ({error})") from None
     built = metadata.get(METADATA_TORCH)
     if built is not None and built != torch.__version__:
         raise RuntimeError(
@@ -146,7 +184,7 @@ def load_package(path):
                 f"load_package: '{path}' calls normopt::{op}, which is not registered "
                 "in this process: import normopt (or load libnormopt) first"
             )
-    return compiled
+    return torch._inductor.aoti_load_package(str(path))
 
 
 def from_checkpoint(path, *, eps=1e-7, dtype=None):
