@@ -10,9 +10,11 @@
 /// \endcode
 ///
 /// The package is compiled code: raw features in, original units out, with
-/// the statistics and weights inside. A package whose graph calls normopt's
-/// ops (`normopt::standardize`, ...) needs them registered, which linking
-/// libnormopt does; the loader checks the package's metadata first and
+/// the statistics and weights inside. normopt's statistics ops are
+/// composites that AOTInductor compiles in; a package that still calls a
+/// normopt op with its own kernel (its metadata's `normopt.ops`, e.g. a
+/// fused optimizer step) needs it registered, which linking libnormopt
+/// does. The loader checks the package's metadata first and
 /// refuses, with a message that says which and what to do, a package
 /// compiled with another torch than the LibTorch this program runs, or one
 /// needing a normopt op this process lacks.
