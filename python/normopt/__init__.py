@@ -10,6 +10,16 @@ from normopt import _library
 
 library_path, build_info = _library.load()
 
-from normopt import export, nn  # noqa: E402  (they need the library loaded)
+from normopt import nn, optim  # noqa: E402  (they need the library loaded)
 
-__all__ = ["library_path", "build_info", "nn", "export"]
+__all__ = ["library_path", "build_info", "nn", "optim", "export"]
+
+
+def __getattr__(name):
+    # normopt.export on first use: it is also a command (python -m
+    # normopt.export), which must not find itself imported already.
+    if name == "export":
+        import importlib
+
+        return importlib.import_module("normopt.export")
+    raise AttributeError(f"module 'normopt' has no attribute {name!r}")

@@ -1,0 +1,356 @@
+"""The main job in Python: why Adam stalls on incomes in dollars, and the fix.
+
+The same 8 runs as build/examples/compare_optimizers, written against the
+Python package: a linear model with z-scored features
+(``normopt.nn.StandardizedRegressor(torch.nn.Linear(...))``) trained with
+``normopt.optim.Adam`` and ``normopt.optim.SGD`` at lr 1e-2 and 1e-3, on raw
+and on standardized targets. Prints each run's final MSE (original units²),
+its gap to the closed-form least-squares optimum and its time, writes each
+run's history (``<run>.csv``/``.json``, the C++ job's format, so
+scripts/plot_history.py reads them too) and a plot (``mse.png``) to --out.
+With the same data and seed the runs start from the C++ job's initial
+weights and shuffles, so the histories agree with its to float32 rounding
+(the C++ job computes the linear model's gradient in closed form, this one
+with autograd); tests/python/test_python_example.py checks it.
+
+    python examples/python/compare_optimizers.py                  # see --data
+    python examples/python/compare_optimizers.py --data my.csv --target y \\
+        --epochs 500 --out results/
+
+Data: --data CSV (a header row, numbers; the target is --target or the last
+column), else $NORMOPT_DATA_DIR/multiple_linear_regression_dataset.csv (the
+20-row income data normopt started from) when it exists, else the C++ job's
+built-in synthetic incomes (normopt::data::synthetic_income(20, 0),
+reproduced here bit for bit).
+
+Needs libnormopt (``import normopt``: the installed package, or
+NORMOPT_LIBRARY=build/libnormopt.so with python/ on PYTHONPATH) and
+matplotlib.
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+
+import torch
+
+import normopt.nn
+import normopt.optim
+
+INCOME_CSV = "multiple_linear_regression_dataset.csv"
+# The C++ job's exact-fit threshold (normopt::train::kExactFitTolerance).
+EXACT_FIT_TOLERANCE = 1e-12
+OPTIMIZERS = {"adam": normopt.optim.Adam, "sgd": normopt.optim.SGD}
+MASK64 = (1 << 64) - 1
+
+
+# ---- Data ------------------------------------------------------------------------
+
+
+class SplitMix64:
+    """normopt::util::SplitMix64 (csrc/util/split_mix.h), step for step."""
+
+    def __init__(self, seed):
+        self.state = seed & MASK64
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+    def uniform(self):
+        return (self.next() >> 11) * 2.0**-53
+
+    def normal(self):
+        u1 = 1.0 - self.uniform()
+        u2 = self.uniform()
+        return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+def synthetic_income(rows=20, seed=0):
+    """normopt::data::synthetic_income (csrc/data/synthetic.cpp): ages 22-60,
+    whole years of experience, income = 20,000 + 300 age + 1,400 experience
+    + N(0, 2,500²) dollars rounded to tens. Returns (x, y, feature names,
+    target name), float32 as the C++ table."""
+    rng = SplitMix64(seed)
+    x, y = [], []
+    for _ in range(rows):
+        age = math.floor(22 + 39 * rng.uniform())
+        max_exp = min(age - 22, 20.0)
+        exp = math.floor((max_exp + 1) * rng.uniform())
+        income = 20000 + 300 * age + 1400 * exp + 2500 * rng.normal()
+        x.append([float(age), float(exp)])
+        # std::round rounds halves away from zero; Python's round() to even.
+        y.append([math.copysign(math.floor(abs(income / 10) + 0.5), income) * 10])
+    to32 = lambda rows_: torch.tensor(rows_, dtype=torch.float64).to(torch.float32)  # noqa: E731
+    return to32(x), to32(y), ["age", "experience"], "income"
+
+
+def read_csv(path, target=None):
+    """A numeric CSV with a header row -> (x, y, feature names, target name),
+    float32 as the C++ reader's default; errors name the file, row and
+    column."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"no CSV file at '{path}'")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = [r for r in csv.reader(f) if any(cell.strip() for cell in r)]
+    if len(rows) < 2:
+        raise ValueError(f"'{path}' needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    target = target or header[-1]
+    if target not in header:
+        raise ValueError(f"'{path}' has no column '{target}'; its columns: {header}")
+    if len(header) < 2:
+        raise ValueError(f"'{path}' has one column; it needs features and a target")
+    t = header.index(target)
+    values = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise ValueError(
+                f"'{path}' line {line}: {len(row)} fields, the header has {len(header)}"
+            )
+        try:
+            values.append([float(v) for v in row])
+        except ValueError:
+            raise ValueError(f"'{path}' line {line}: not a number in {row}") from None
+    data = torch.tensor(values, dtype=torch.float64)
+    if not torch.isfinite(data).all():
+        raise ValueError(f"'{path}' holds NaN or Inf; remove or impute those values")
+    features = [i for i in range(len(header)) if i != t]
+    return (
+        data[:, features].to(torch.float32),
+        data[:, t : t + 1].to(torch.float32),
+        [header[i] for i in features],
+        target,
+    )
+
+
+def load_data(args):
+    """(x, y, feature names, target name, description) as the flags say."""
+    if args.data:
+        return (*read_csv(args.data, args.target), str(args.data))
+    if args.target:
+        raise ValueError("--target needs --data (the default data sets have their own)")
+    root = os.environ.get("NORMOPT_DATA_DIR")
+    if root and (pathlib.Path(root) / INCOME_CSV).is_file():
+        path = pathlib.Path(root) / INCOME_CSV
+        return (*read_csv(path), str(path))
+    return (*synthetic_income(20, 0), "built-in synthetic incomes")
+
+
+# ---- The runs --------------------------------------------------------------------
+
+
+def least_squares_mse(x, y):
+    """(MSE of the closed-form optimum, whether it is 0 up to rounding):
+    least squares in float64 on [X, 1], as normopt::train::solve_least_squares."""
+    xd, yd = x.to(torch.float64), y.to(torch.float64)
+    design = torch.cat([xd, torch.ones(xd.shape[0], 1, dtype=torch.float64)], dim=1)
+    solution = torch.linalg.lstsq(design, yd).solution
+    mse = (design @ solution - yd).square().mean().item()
+    return mse, mse <= EXACT_FIT_TOLERANCE * yd.square().mean().item()
+
+
+def train(x, y, optimizer, lr, standardized, epochs, batch_size, seed):
+    """One run, as normopt::train::fit: statistics from the training data,
+    inputs normalized once, epoch e shuffled with seed + e (a single full
+    batch is not), MSE loss in standardized units; after each epoch the
+    losses over the whole set in float64. Returns the history (dicts)."""
+    torch.manual_seed(seed)
+    model = normopt.nn.StandardizedRegressor(
+        torch.nn.Linear(x.shape[1], y.shape[1]),
+        target=normopt.nn.TargetStandardizer("zscore" if standardized else "none"),
+    )
+    model.fit_statistics(x, y)
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
+    with torch.no_grad():
+        x_norm = model.normalization(x)
+        y_std = model.transform_targets(y)
+        y_std64 = model.transform_targets(y.to(torch.float64))
+    scale64 = model.target.scale.to(torch.float64)
+    n = x.shape[0]
+    batch = n if batch_size == 0 else min(batch_size, n)
+    batches = (n + batch - 1) // batch
+    generator = torch.Generator()
+    history = []
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        order = None
+        if batches > 1:
+            generator.manual_seed(seed + epoch)
+            order = torch.randperm(n, generator=generator)
+        for b in range(batches):
+            rows = slice(b * batch, min(n, (b + 1) * batch))
+            xb, yb = (x_norm[rows], y_std[rows]) if order is None else (
+                x_norm[order[rows]], y_std[order[rows]])
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(model.regressor(xb), yb)
+            if not torch.isfinite(loss):
+                raise RuntimeError(
+                    f"the training loss is {loss.item()} at epoch {epoch}, batch {b + 1}: "
+                    "the run diverged; lower the learning rate or standardize the targets"
+                )
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            diff = model.regressor(x_norm).to(torch.float64) - y_std64
+            train_loss = diff.square().mean().item()
+            train_mse = (diff * scale64).square().mean().item()
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_mse": train_mse,
+                "val_loss": math.nan,
+                "val_mse": math.nan,
+                "lr": lr,
+                "wall_seconds": time.perf_counter() - start,
+            }
+        )
+    return history
+
+
+# ---- Output ----------------------------------------------------------------------
+
+FIELDS = ["epoch", "train_loss", "train_mse", "val_loss", "val_mse", "lr", "wall_seconds"]
+
+
+def write_history(folder, name, history, optimum):
+    """<name>.csv and <name>.json, the format of History::write_csv/_json."""
+    with open(folder / f"{name}.csv", "w", encoding="utf-8") as f:
+        f.write(",".join(FIELDS) + "\n")
+        for row in history:
+            f.write(",".join(format(row[k], ".17g") for k in FIELDS) + "\n")
+    nulls = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+              for k, v in row.items()} for row in history]
+    doc = {"run": name, "optimum_mse": optimum, "stopped_early": False, "epochs": nulls}
+    (folder / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+def plot(path, results, optimum):
+    """MSE per epoch, log scale, raw dashed, standardized solid, the optimum
+    dotted (as scripts/plot_history.py)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    for name, _, _, standardized, history in results:
+        ax.plot(
+            [r["epoch"] for r in history],
+            [r["train_mse"] for r in history],
+            "-" if standardized else "--",
+            label=name,
+            linewidth=1.6,
+        )
+    if math.isfinite(optimum) and optimum > 0:
+        ax.axhline(optimum, color="black", linestyle=":", linewidth=1,
+                   label=f"closed-form optimum ({optimum:.3g})")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training MSE (original units²)")
+    ax.set_title("Adam vs SGD, raw (dashed) vs standardized (solid) targets (Python)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def whole_number(minimum):
+    """An argparse type: a whole decimal number >= minimum ("2.5" is refused)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects a whole number, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expects a number >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="compare_optimizers.py",
+        description="Trains a linear model with Adam and SGD at two learning rates on raw "
+        "and on standardized targets (8 runs), prints the final MSE and the gap to the "
+        "closed-form optimum, and writes the histories and a plot.",
+    )
+    parser.add_argument("--data", type=pathlib.Path, metavar="CSV",
+                        help="numeric CSV with a header row (default: "
+                        f"$NORMOPT_DATA_DIR/{INCOME_CSV} if present, else the built-in "
+                        "synthetic incomes, 20 rows)")
+    parser.add_argument("--target", metavar="COL", help="target column of --data "
+                        "(default: the last)")
+    parser.add_argument("--epochs", type=whole_number(1), default=200, metavar="N",
+                        help="epochs per run (default: 200)")
+    parser.add_argument("--batch-size", type=whole_number(0), default=32, metavar="N",
+                        help="rows per step, 0 = full batch (default: 32)")
+    parser.add_argument("--seed", type=whole_number(0), default=0, metavar="S",
+                        help="seed of the initial weights and the shuffling (default: 0)")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/compare-python"),
+                        metavar="DIR", help="folder for the histories and mse.png "
+                        "(default: out/compare-python)")
+    args = parser.parse_args(argv)
+    try:
+        x, y, feature_names, target_name, source = load_data(args)
+    except ValueError as error:
+        print(f"compare_optimizers.py: error: {error}", file=sys.stderr)
+        return 2
+    optimum, exact = least_squares_mse(x, y)
+    print(f"data: {source}, {x.shape[0]} rows, features [{', '.join(feature_names)}], "
+          f"target {target_name}")
+    print(f"closed-form optimum MSE: {optimum:.6g}\n")
+
+    results = []
+    started = time.perf_counter()
+    for standardized in (False, True):
+        for optimizer in OPTIMIZERS:
+            for lr in (1e-2, 1e-3):
+                name = f"{optimizer}_lr{lr:g}_{'standardized' if standardized else 'raw'}"
+                history = train(x, y, optimizer, lr, standardized, args.epochs,
+                                args.batch_size, args.seed)
+                results.append((name, optimizer, lr, standardized, history))
+    total = time.perf_counter() - started
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, _, _, _, history in results:
+        write_history(args.out, name, history, optimum)
+    plot_path = args.out / "mse.png"
+    plot(plot_path, results, optimum)
+
+    print(f"{'run':<32} {'final MSE':>16} {'vs optimum':>14} {'seconds':>10}")
+    for name, _, _, _, history in results:
+        last = history[-1]
+        if exact:
+            versus = f"+{last['train_mse'] - optimum:.3g}"
+        else:
+            versus = f"{last['train_mse'] / optimum:.3g}x"
+        print(f"{name:<32} {last['train_mse']:>16.6g} {versus:>14} "
+              f"{last['wall_seconds']:>10.3f}")
+    print()
+    if exact:
+        print("(vs optimum: final MSE - closed-form optimum MSE; the optimum is 0 up to "
+              "rounding, so a ratio would mean nothing)")
+    else:
+        print("(vs optimum: final MSE / closed-form optimum MSE; 1x is the best a linear "
+              "model can do)")
+    print(f"histories: {args.out}/*.csv, *.json\nplot: {plot_path}\n"
+          f"all {len(results)} runs: {total:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
