@@ -144,7 +144,9 @@ at::Tensor Predictor::predict(const at::Tensor& features) {
                 " features per row, got ",
                 features.size(1));
   }
-  std::vector<at::Tensor> outputs = impl_->loader->run({features});
+  // The compiled code assumes a contiguous input (row stride = feature
+  // count) and, unchecked, reads a strided one wrongly: copy it if needed.
+  std::vector<at::Tensor> outputs = impl_->loader->run({features.contiguous()});
   TORCH_CHECK(outputs.size() == 1,
               kWhere,
               ": '",

@@ -499,3 +499,15 @@ def test_cpp_predictor_refuses_wrong_features_and_other_torch(example, package, 
     assert proc.returncode == 1
     assert f"'{other}' was compiled with torch 1.0.0+cpu" in proc.stderr
     assert "compile the package again" in proc.stderr
+
+
+def test_strided_inputs_are_served_as_contiguous_ones(example, compiled, reference, income_x):
+    """The compiled code assumes contiguous inputs; load_package's model and
+    deploy::Predictor copy strided ones first (x[::2], a transposed copy)."""
+    wide = torch.cat([income_x, income_x], 1)[:, :2]  # row stride 4
+    every_other = income_x[::2]
+    transposed = income_x.t().contiguous().t()
+    for x in (wide, every_other, transposed):
+        assert not x.is_contiguous()
+        with torch.no_grad():
+            assert relative(compiled(x), reference.predict(x.contiguous())) <= 1e-12
