@@ -511,3 +511,23 @@ def test_strided_inputs_are_served_as_contiguous_ones(example, compiled, referen
         assert not x.is_contiguous()
         with torch.no_grad():
             assert relative(compiled(x), reference.predict(x.contiguous())) <= 1e-12
+
+
+def test_fit_checkpoints_load_for_export(export, example, income_csv, income_x, tmp_path):
+    """A checkpoint written by C++ fit() (the main job's --checkpoint-dir)
+    holds its training record beside the model; from_checkpoint takes the
+    model: its MSE on the training rows equals the History's last train_mse
+    (evaluated by C++ at the end of the last epoch, float32 weights)."""
+    run([example("compare_optimizers"), "--data", income_csv, "--epochs", "20",
+         "--optimizers", "adam", "--lrs", "0.01", "--checkpoint-dir", tmp_path / "ck",
+         "--out", tmp_path / "out"])
+    with open(income_csv, newline="", encoding="utf-8") as f:
+        y = torch.tensor([[float(r["income"])] for r in csv.DictReader(f)], dtype=F64)
+    for name in ("adam_lr0.01_raw", "adam_lr0.01_standardized"):
+        model = export.from_checkpoint(tmp_path / "ck" / f"{name}.pt", dtype=F64)
+        with torch.no_grad():
+            mse = ((model.predict(income_x) - y) ** 2).mean().item()
+        with open(tmp_path / "out" / f"{name}.csv", newline="", encoding="utf-8") as f:
+            history = list(csv.DictReader(f))
+        assert len(history) == 20
+        assert abs(mse / float(history[-1]["train_mse"]) - 1) <= 1e-6, name
