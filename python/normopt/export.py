@@ -110,10 +110,12 @@ def aoti_package(model, example_inputs, path, *, dynamic_batch=True):
     """
     if isinstance(model, normopt_nn.StandardizedRegressor):
         model = PredictInOriginalUnits(model)
-    if not isinstance(example_inputs, tuple):
+    if not isinstance(example_inputs, tuple) or not example_inputs or not all(
+        isinstance(t, torch.Tensor) for t in example_inputs
+    ):
         raise TypeError(
-            "aoti_package: example_inputs must be a tuple of tensors, e.g. (x,), "
-            f"got {type(example_inputs).__name__}"
+            "aoti_package: example_inputs must be a non-empty tuple of tensors, "
+            f"e.g. (x,), got {type(example_inputs).__name__}"
         )
     path = pathlib.Path(path)
     if path.suffix != ".pt2":

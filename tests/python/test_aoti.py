@@ -377,7 +377,8 @@ def small_model(export):
     [
         ("suffix", ValueError, r"must end in \.pt2, got '.*model\.pt'"),
         ("folder", ValueError, r"the folder '.*missing' does not exist"),
-        ("inputs", TypeError, r"example_inputs must be a tuple of tensors, .* got list"),
+        ("inputs", TypeError, r"example_inputs must be a non-empty tuple of tensors, .* got list"),
+        ("empty", TypeError, r"example_inputs must be a non-empty tuple of tensors, .* got tuple"),
     ],
 )
 def test_aoti_package_refuses_bad_arguments(
@@ -389,6 +390,8 @@ def test_aoti_package_refuses_bad_arguments(
         path = tmp_path / "model.pt"
     elif case == "folder":
         path = tmp_path / "missing" / "model.pt2"
+    elif case == "empty":
+        inputs = ()
     else:
         inputs = [x]
     with pytest.raises(error, match=message):
