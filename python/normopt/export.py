@@ -29,6 +29,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import warnings
 import zipfile
 
 import torch
@@ -228,7 +229,11 @@ def from_checkpoint(path, *, eps=1e-7, dtype=None):
     if not path.is_file():
         raise FileNotFoundError(f"from_checkpoint: no checkpoint at '{path}'")
     try:
-        archive = torch.jit.load(str(path), map_location="cpu")
+        # C++ archives are TorchScript files; reading one is not a use of
+        # TorchScript that torch's deprecation warning is about.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated")
+            archive = torch.jit.load(str(path), map_location="cpu")
     except RuntimeError as error:
         raise ValueError(
             f"from_checkpoint: '{path}' is not a checkpoint written by normopt's C++ "
