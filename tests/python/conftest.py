@@ -103,3 +103,20 @@ def parse_rows(text):
     """Lines of whitespace-separated numbers -> float64 tensor (rows, cols)."""
     rows = [[float(v) for v in line.split()] for line in text.splitlines() if line.strip()]
     return torch.tensor(rows, dtype=torch.float64)
+
+
+INCOME_CSV = "multiple_linear_regression_dataset.csv"
+
+
+@pytest.fixture(scope="session")
+def income_csv():
+    """$NORMOPT_DATA_DIR's 20-row income data (age, experience, income), or
+    skip saying how to provide it."""
+    root = os.environ.get("NORMOPT_DATA_DIR")
+    path = pathlib.Path(root) / INCOME_CSV if root else None
+    if path is None or not path.is_file():
+        pytest.skip(
+            f"income data not found: set NORMOPT_DATA_DIR to a folder holding {INCOME_CSV} "
+            f"(columns age, experience, income); NORMOPT_DATA_DIR={root!r}"
+        )
+    return path

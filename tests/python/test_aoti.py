@@ -33,7 +33,6 @@ import torch
 from conftest import REPO, run, run_python
 
 F64 = torch.float64
-INCOME_CSV = "multiple_linear_regression_dataset.csv"
 # What the income model's exported graph calls (PredictInOriginalUnits of a
 # StandardizedRegressor over a Linear).
 INCOME_OPS = ["destandardize", "scale_from_variance", "standardize"]
@@ -69,18 +68,6 @@ def python_env(**changes):
 def without_normopt():
     """An environment in which a fresh interpreter cannot find normopt."""
     return python_env(PYTHONPATH=None, NORMOPT_LIBRARY=None)
-
-
-@pytest.fixture(scope="session")
-def income_csv():
-    root = os.environ.get("NORMOPT_DATA_DIR")
-    path = pathlib.Path(root) / INCOME_CSV if root else None
-    if path is None or not path.is_file():
-        pytest.skip(
-            f"income data not found: set NORMOPT_DATA_DIR to a folder holding {INCOME_CSV} "
-            f"(columns age, experience, income); NORMOPT_DATA_DIR={root!r}"
-        )
-    return path
 
 
 @pytest.fixture(scope="session")

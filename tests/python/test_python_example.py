@@ -3,7 +3,6 @@ package (normopt.nn.StandardizedRegressor, normopt.optim.Adam/SGD)."""
 
 import csv
 import os
-import pathlib
 import re
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import pytest
 from conftest import REPO, run
 
 SCRIPT = REPO / "examples" / "python" / "compare_optimizers.py"
-INCOME_CSV = "multiple_linear_regression_dataset.csv"
 RUNS = [
     f"{opt}_lr{lr}_{kind}"
     for kind in ("raw", "standardized")
@@ -50,18 +48,6 @@ def table(stdout):
 def history(path):
     with open(path, newline="", encoding="utf-8") as f:
         return [float(r["train_mse"]) for r in csv.DictReader(f)]
-
-
-@pytest.fixture(scope="module")
-def income_csv():
-    root = os.environ.get("NORMOPT_DATA_DIR")
-    path = pathlib.Path(root) / INCOME_CSV if root else None
-    if path is None or not path.is_file():
-        pytest.skip(
-            f"income data not found: set NORMOPT_DATA_DIR to a folder holding {INCOME_CSV} "
-            f"(columns age, experience, income); NORMOPT_DATA_DIR={root!r}"
-        )
-    return path
 
 
 def test_income_data_shows_the_seed_lesson(normopt_library, income_csv, tmp_path):
