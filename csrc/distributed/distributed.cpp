@@ -5,6 +5,8 @@
 #include <normopt/distributed/distributed.h>
 #include <normopt/ops/moments.h>
 
+#include "../data/csv/parts.h"
+
 #include <ATen/ATen.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -17,6 +19,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace normopt::distributed {
@@ -208,7 +211,35 @@ data::Table shard(const data::Table& table, int64_t rank, int64_t world) {
 data::Table read_csv_shard(const std::string& path,
                            const data::CsvOptions& options,
                            c10d::ProcessGroup& group) {
-  return shard(data::read_csv(path, options), group.getRank(), group.getSize());
+  const int64_t rank = group.getRank(), world = group.getSize();
+  if (world > 1) {
+    const auto gather = [&](std::vector<int64_t> values) {
+      std::vector<int64_t> all;
+      for (const auto& theirs :
+           all_gather(at::tensor(values, at::kLong), group)) {
+        const auto* p = theirs.const_data_ptr<int64_t>();
+        all.insert(all.end(), p, p + theirs.numel());
+      }
+      return all;
+    };
+    if (auto part =
+            data::csv::read_csv_range(path, options, rank, world, gather)) {
+      return std::move(*part);
+    }
+  }
+  // One rank failed (or world is 1): every rank reads the whole file, so
+  // each throws the same error, naming the file and line.
+  auto table = data::read_csv(path, options);
+  if (world > 1) {
+    TORCH_WARN(
+        "normopt::distributed::read_csv_shard: ",
+        path,
+        " could not be split by bytes (a '\"' inside an unquoted field "
+        "makes a cut fall inside a quoted field), so every rank read the "
+        "whole file and kept its rows. Quote whole fields only (RFC 4180) "
+        "to let each rank read only its share.");
+  }
+  return shard(table, rank, world);
 }
 
 void adapt(nn::Normalization& norm,

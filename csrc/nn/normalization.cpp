@@ -4,6 +4,7 @@
 #include "checks.h"
 #include "count_buffer.h"
 #include "serialize.h"
+#include "stream_statistics.h"
 
 #include <ATen/ATen.h>
 
@@ -166,6 +167,21 @@ void NormalizationImpl::adapt(const std::vector<at::Tensor>& batches) {
   for (const auto& [n, m, m2] : moments) {
     merge(n, m, m2);
   }
+}
+
+void NormalizationImpl::adapt(data::TableStream& stream) {
+  stream.rewind();
+  detail::RunningMoments running;
+  while (auto part = stream.next()) {
+    if (part->size() > 0) {
+      running.add(checked_moments(part->features, "adapt"));
+    }
+  }
+  TORCH_CHECK(!running.empty(),
+              "Normalization.adapt(stream): the stream yielded no rows; pass "
+              "a stream over the training data");
+  reset_statistics();
+  merge(running.n, running.mean, running.m2);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> NormalizationImpl::moments_of(

@@ -1,6 +1,7 @@
 #include <normopt/nn/standardized_regressor.h>
 
 #include "serialize.h"
+#include "stream_statistics.h"
 
 #include <ATen/ATen.h>
 
@@ -31,6 +32,25 @@ void StandardizedRegressorImpl::fit_statistics(const at::Tensor& x,
       y.sizes());
   normalization->adapt(x);
   target->fit(y);
+}
+
+void StandardizedRegressorImpl::fit_statistics(data::TableStream& stream) {
+  stream.rewind();
+  detail::RunningMoments inputs;
+  detail::RunningTargets targets(target->options.method());
+  while (auto part = stream.next()) {
+    if (part->size() > 0) {
+      inputs.add(normalization->moments_of(part->features));
+      targets.add(part->targets,
+                  "StandardizedRegressor.fit_statistics(stream)");
+    }
+  }
+  TORCH_CHECK(!inputs.empty(),
+              "StandardizedRegressor.fit_statistics(stream): the stream "
+              "yielded no rows; pass a stream over the training data");
+  normalization->reset_statistics();
+  normalization->merge(inputs.n, inputs.mean, inputs.m2);
+  targets.fit(*target);
 }
 
 at::Tensor StandardizedRegressorImpl::forward(const at::Tensor& x) {

@@ -4,6 +4,7 @@
 #include "checks.h"
 #include "count_buffer.h"
 #include "serialize.h"
+#include "stream_statistics.h"
 
 #include <ATen/ATen.h>
 
@@ -26,34 +27,83 @@ bool TargetStandardizerImpl::is_fitted() const {
   return loc.numel() > 0;
 }
 
-void TargetStandardizerImpl::fit(const at::Tensor& y) {
-  TORCH_CHECK(y.defined(), "TargetStandardizer.fit: got an undefined tensor");
+namespace detail {
+
+void check_targets(const at::Tensor& y, const char* where) {
+  TORCH_CHECK(y.defined(), where, ": got an undefined tensor");
   TORCH_CHECK(at::isFloatingType(y.scalar_type()),
-              "TargetStandardizer.fit: expected floating-point targets, got ",
+              where,
+              ": expected floating-point targets, got ",
               y.scalar_type(),
               "; convert them with y.to(torch::kFloat32)");
-  TORCH_CHECK(
-      y.dim() == 1 || y.dim() == 2,
-      "TargetStandardizer.fit: expected targets of shape (N) or (N, k), got ",
-      y.sizes());
+  TORCH_CHECK(y.dim() == 1 || y.dim() == 2,
+              where,
+              ": expected targets of shape (N) or (N, k), got ",
+              y.sizes());
   TORCH_CHECK(y.size(0) > 0 && y.numel() > 0,
-              "TargetStandardizer.fit: got no targets (shape ",
+              where,
+              ": got no targets (shape ",
               y.sizes(),
               ")");
-  if (auto index = detail::first_nonfinite_index(y)) {
+  if (auto index = first_nonfinite_index(y)) {
     TORCH_CHECK(false,
-                "TargetStandardizer.fit: target ",
+                where,
+                ": target ",
                 at::IntArrayRef(*index),
                 " is NaN or Inf; remove or impute it before fitting");
   }
+}
+
+void RunningTargets::add(const at::Tensor& y, const char* where) {
+  check_targets(y, where);
   at::NoGradGuard no_grad;
-  auto [n, mean, m2] = ops::moments(y, {0});
-  if (options.method() == TargetScaling::kMinMax) {
-    auto yd = y.to(at::kDouble);
-    fit_range(n, std::get<0>(at::min(yd, 0)), std::get<0>(at::max(yd, 0)));
-  } else {
-    fit_moments(n, mean, m2);
+  if (!empty()) {
+    TORCH_CHECK(y.sizes().slice(1) == moments_.mean.sizes(),
+                where,
+                ": a part of the targets has shape ",
+                y.sizes(),
+                " where the earlier parts had ",
+                moments_.mean.sizes(),
+                " per row; every part must have the same columns");
   }
+  moments_.add(ops::moments(y, {0}));
+  if (minmax_) {
+    auto yd = y.to(at::kDouble);
+    auto lo = std::get<0>(at::min(yd, 0));
+    auto hi = std::get<0>(at::max(yd, 0));
+    min_ = min_.defined() ? at::minimum(min_, lo) : lo;
+    max_ = max_.defined() ? at::maximum(max_, hi) : hi;
+  }
+}
+
+void RunningTargets::fit(TargetStandardizerImpl& target) const {
+  if (minmax_) {
+    target.fit_range(moments_.n, min_, max_);
+  } else {
+    target.fit_moments(moments_.n, moments_.mean, moments_.m2);
+  }
+}
+
+}  // namespace detail
+
+void TargetStandardizerImpl::fit(const at::Tensor& y) {
+  detail::RunningTargets running(options.method());
+  running.add(y, "TargetStandardizer.fit");
+  running.fit(*this);
+}
+
+void TargetStandardizerImpl::fit(data::TableStream& stream) {
+  stream.rewind();
+  detail::RunningTargets running(options.method());
+  while (auto part = stream.next()) {
+    if (part->size() > 0) {
+      running.add(part->targets, "TargetStandardizer.fit(stream)");
+    }
+  }
+  TORCH_CHECK(!running.empty(),
+              "TargetStandardizer.fit(stream): the stream yielded no rows; "
+              "pass a stream over the training data");
+  running.fit(*this);
 }
 
 void TargetStandardizerImpl::fit_moments(const at::Tensor& n,

@@ -13,6 +13,7 @@
 #include <functional>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #if defined(_WIN32)
 #include <io.h>
@@ -208,6 +209,80 @@ std::string read_file(const std::string& path, const char* where) {
               "). Check that the file is readable and not being modified.");
   text.resize(used);
   return text;
+}
+
+InputFile::InputFile(std::string path, const char* where)
+    : path_(std::move(path)), where_(where) {
+  TORCH_CHECK(path_kind(path_) != PathKind::kDirectory,
+              where_,
+              ": cannot read '",
+              path_,
+              "': it is a directory. Pass the path of a file.");
+  errno = 0;
+#if defined(_WIN32)
+  fd_ = ::_open(path_.c_str(), _O_RDONLY | _O_BINARY);
+#else
+  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+#endif
+  const int open_errno = errno;
+  TORCH_CHECK(fd_ >= 0,
+              where_,
+              ": cannot open '",
+              path_,
+              "' for reading: ",
+              std::strerror(open_errno),
+              " (errno ",
+              open_errno,
+              "). Check that the path is right (relative paths start at the "
+              "working directory) and that the file is readable.");
+  struct stat info {};
+  size_ = ::fstat(fd_, &info) == 0 ? static_cast<int64_t>(info.st_size) : 0;
+}
+
+InputFile::~InputFile() {
+  if (fd_ >= 0) {
+#if defined(_WIN32)
+    ::_close(fd_);
+#else
+    ::close(fd_);
+#endif
+  }
+}
+
+size_t InputFile::read_at(int64_t offset, char* out, size_t n) const {
+  size_t done = 0;
+  while (done < n) {
+#if defined(_WIN32)
+    // No pread: callers on Windows must not share one InputFile across
+    // threads.
+    ::_lseeki64(fd_, offset + static_cast<int64_t>(done), SEEK_SET);
+    const auto got = ::_read(fd_, out + done, static_cast<unsigned>(n - done));
+#else
+    const ssize_t got =
+        ::pread(fd_, out + done, n - done, static_cast<off_t>(offset) + done);
+#endif
+    if (got == 0) {
+      break;  // end of file
+    }
+    if (got < 0) {
+      const int read_errno = errno;
+      if (read_errno == EINTR) {
+        continue;
+      }
+      TORCH_CHECK(false,
+                  where_,
+                  ": cannot read '",
+                  path_,
+                  "': ",
+                  std::strerror(read_errno),
+                  " (errno ",
+                  read_errno,
+                  "). Check that the file is readable and not being "
+                  "modified.");
+    }
+    done += static_cast<size_t>(got);
+  }
+  return done;
 }
 
 PathKind path_kind(const std::string& path) {

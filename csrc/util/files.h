@@ -11,6 +11,8 @@
 // avoids <filesystem> on Linux for the same reason (#134494); so does
 // normopt: these helpers call the OS (POSIX) directly.
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -37,6 +39,38 @@ void write_atomically(const std::string& path,
 /// starting with `where` (the caller) and naming the path, the OS reason
 /// and what to check, when `path` is a folder or cannot be opened or read.
 std::string read_file(const std::string& path, const char* where);
+
+/// A file opened for reading in pieces, at any offset and from several
+/// threads at once (POSIX pread); closed when destroyed. For readers that
+/// must not hold the whole file (the streaming CSV reader, a rank's byte
+/// range) or that read it in parallel.
+class InputFile {
+ public:
+  /// Opens `path`. Throws c10::Error as read_file() does (a folder, a path
+  /// that cannot be opened).
+  InputFile(std::string path, const char* where);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+
+  /// The size in bytes when it was opened.
+  int64_t size() const {
+    return size_;
+  }
+  const std::string& path() const {
+    return path_;
+  }
+
+  /// Reads up to `n` bytes at `offset` into `out`; fewer only at the end of
+  /// the file. Throws c10::Error naming the path and the OS reason.
+  size_t read_at(int64_t offset, char* out, size_t n) const;
+
+ private:
+  std::string path_;
+  const char* where_;
+  int fd_ = -1;
+  int64_t size_ = 0;
+};
 
 /// What `path` names (symbolic links followed).
 enum class PathKind { kMissing, kFile, kDirectory, kOther };

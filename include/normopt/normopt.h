@@ -4,7 +4,9 @@
 
 #include <normopt/config.h>
 #include <normopt/data/csv.h>
+#include <normopt/data/csv_reader.h>
 #include <normopt/data/dataset.h>
+#include <normopt/data/stream.h>
 #include <normopt/data/synthetic.h>
 #include <normopt/data/table.h>
 #include <normopt/deploy/predictor.h>

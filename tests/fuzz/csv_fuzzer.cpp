@@ -9,7 +9,11 @@
 //  - a hang (libFuzzer's -timeout);
 //  - a returned Table that breaks the documented shape/dtype/name/finite
 //    invariants, or a float32 result that is not the float64 result rounded
-//    once (checked below; a violation prints why and aborts).
+//    once (checked below; a violation prints why and aborts);
+//  - a disagreement with the serial whole-text parse of: the rows parsed in
+//    2 to 9 forced blocks, or the streaming CsvReader (the input written to
+//    a file, read with a buffer of 1 to 16 bytes and parts of 1 to 4 rows):
+//    the same Table, or the same error message.
 //
 // Input layout: 4 option bytes, then the CSV text. The option bytes are
 // chosen so that printable seeds stay readable: "0,00" selects the defaults.
@@ -37,6 +41,9 @@
 // Shorter inputs are parsed whole with the default options.
 
 #include <normopt/data/csv.h>
+#include <normopt/data/csv_reader.h>
+
+#include "data/csv/parts.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -47,10 +54,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <unistd.h>
 
 namespace {
 
@@ -132,6 +142,84 @@ void cross_check(std::string_view text,
         "float64/float32 disagree on the names");
 }
 
+// A parse's outcome: the Table, or the error message.
+struct Outcome {
+  std::optional<Table> table;
+  std::string error;
+};
+
+Outcome outcome_of(const std::function<Table()>& parse) {
+  Outcome o;
+  try {
+    o.table = parse();
+  } catch (const c10::Error& e) {
+    o.error = e.what_without_backtrace();
+  }
+  return o;
+}
+
+void check_same(const Outcome& a, const Outcome& b, const char* what) {
+  check(a.table.has_value() == b.table.has_value(), what);
+  if (!a.table) {
+    if (a.error != b.error) {
+      std::fprintf(
+          stderr, "serial: %s\nother:  %s\n", a.error.c_str(), b.error.c_str());
+    }
+    check(a.error == b.error, what);
+    return;
+  }
+  check(at::equal(a.table->features, b.table->features) &&
+            at::equal(a.table->targets, b.table->targets) &&
+            a.table->feature_names == b.table->feature_names &&
+            a.table->target_name == b.table->target_name,
+        what);
+}
+
+// The same text in blocks, and streamed from a file: the serial outcome.
+void check_blocks_and_stream(std::string_view text,
+                             const CsvOptions& options,
+                             const Outcome& serial) {
+  const size_t blocks = 2 + text.size() % 8;
+  normopt::data::csv::set_block_parsing_for_testing(1, blocks);
+  const Outcome in_blocks =
+      outcome_of([&] { return normopt::data::parse_csv(text, options); });
+  normopt::data::csv::set_block_parsing_for_testing(0, 0);
+  check_same(serial, in_blocks, "blocks disagree with the serial parse");
+
+  static const std::string path =
+      "/tmp/normopt_csv_fuzzer_" + std::to_string(::getpid()) + ".csv";
+  if (std::FILE* f = std::fopen(path.c_str(), "wb")) {
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+  } else {
+    fail("cannot write the stream's temporary file");
+  }
+  const int64_t buffer = 1 + static_cast<int64_t>(text.size() % 16);
+  const int64_t chunk = 1 + static_cast<int64_t>(text.size() / 16 % 4);
+  const Outcome streamed = outcome_of([&] {
+    normopt::data::CsvReader reader(path, options, chunk, buffer);
+    std::vector<at::Tensor> features, targets;
+    Table all;
+    while (auto part = reader.next()) {
+      check(part->size() >= 1 && part->size() <= chunk, "part size");
+      features.push_back(part->features);
+      targets.push_back(part->targets);
+      all.feature_names = part->feature_names;
+      all.target_name = part->target_name;
+    }
+    all.features = at::cat(features);
+    all.targets = at::cat(targets);
+    return all;
+  });
+  // The stream names the file where the text was "<memory>".
+  Outcome expected = serial;
+  for (size_t at = expected.error.find("<memory>"); at != std::string::npos;
+       at = expected.error.find("<memory>", at + path.size())) {
+    expected.error.replace(at, 8, path);
+  }
+  check_same(expected, streamed, "CsvReader disagrees with the serial parse");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -209,5 +297,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       cross_check(text, options, *table);
     }
   }
+  check_blocks_and_stream(text, options, outcome_of([&] {
+                            return normopt::data::parse_csv(text, options);
+                          }));
   return 0;
 }

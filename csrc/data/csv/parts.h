@@ -5,10 +5,14 @@
 // before anything is made of them (rows.cpp), and the tensors (tensors.cpp).
 
 #include <normopt/data/csv.h>
+#include <normopt/macros.h>
 
+#include "../../util/files.h"
 #include "scanner.h"
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -16,6 +20,10 @@
 #include <vector>
 
 namespace normopt::data::csv {
+
+/// Throws c10::Error for a dtype other than float32/float64 and for a
+/// delimiter that is '"' or a line ending.
+void check_options(const CsvOptions& options, const std::string& source);
 
 /// The header row.
 struct Header {
@@ -49,26 +57,133 @@ Columns select_columns(const Header& header,
                        const CsvOptions& options,
                        const std::string& source);
 
-/// The selected cells of every data row, as doubles, row-major.
+/// Where the data rows of a file start: byte offset and 1-based line.
+struct DataStart {
+  int64_t offset;
+  int64_t line;
+};
+
+/// Reads the header of `file` (as many bytes as it takes, from 64 KiB) with
+/// read_header and selects the columns with select_columns (their errors
+/// name the file).
+DataStart read_file_header(const util::InputFile& file,
+                           const CsvOptions& options,
+                           Header& header,
+                           Columns& columns);
+
+/// The selected cells of data rows, as doubles, row-major.
 struct Values {
   std::vector<double> features;
   std::vector<double> targets;
+  size_t rows() const {
+    return targets.size();
+  }
 };
 
-/// Parses every remaining row. Throws c10::Error with line and column for a
-/// ragged row or a cell that is not a finite number (in range of `dtype`),
-/// and when there is no data row.
-Values read_rows(Scanner& scanner,
-                 const Header& header,
-                 const Columns& columns,
-                 c10::ScalarType dtype,
-                 char delimiter,
-                 const std::string& source);
+/// Parses the records `scanner` gives until it stops (end of its text, or an
+/// incomplete record: see Piece::at_end), appending their selected cells to
+/// `values`. Throws c10::Error with line and column for a ragged row or a
+/// cell that is not a finite number (in range of `dtype`).
+void parse_records(Scanner& scanner,
+                   const Columns& columns,
+                   size_t n_columns,
+                   c10::ScalarType dtype,
+                   char delimiter,
+                   Values& values);
 
-/// The Table: the values rounded once to `dtype`, and the names.
-Table make_table(const Values& values,
+/// Throws the "no data rows" c10::Error when `rows` is 0; `line` is where
+/// reading stopped.
+void check_some_rows(size_t rows,
+                     int64_t line,
+                     const Header& header,
+                     const std::string& source);
+
+/// Every remaining row of the scanner's text, in parts (file order). Large
+/// texts are parsed in blocks on LibTorch's intra-op threads; any error in
+/// any block, or no rows, sends it to the serial parse, so the rows and
+/// every message are the serial parse's. Throws as parse_records, and when
+/// there is no data row.
+std::vector<Values> read_rows(Scanner& scanner,
+                              const Header& header,
+                              const Columns& columns,
+                              c10::ScalarType dtype,
+                              char delimiter,
+                              const std::string& source);
+
+/// Parses `text` (whole records, starting at a record start) split by
+/// block_starts into `blocks` blocks, on LibTorch's intra-op threads: the
+/// rows of each block, or nullopt when any block fails (the caller parses
+/// again serially for the message). Lines are not counted.
+std::optional<std::vector<Values>> parse_in_blocks(std::string_view text,
+                                                   size_t blocks,
+                                                   const Columns& columns,
+                                                   size_t n_columns,
+                                                   c10::ScalarType dtype,
+                                                   char delimiter,
+                                                   const std::string& source);
+
+/// Blocks per parse: 4 per intra-op thread with more than one thread, else
+/// 1 (or what set_block_parsing_for_testing forced).
+size_t default_blocks();
+
+/// Where `text` (starting at a record start, outside quotes) may be cut into
+/// `blocks` pieces of about equal size that each start at a record start:
+/// blocks + 1 offsets, the first 0 and the last text.size(), non-decreasing.
+/// A cut is the first '\n' after an even cut that has an even number of '"'
+/// before it. In a file with a stray '"' in an unquoted field a cut can fall
+/// inside a quoted field; parsing the block before it then fails (it ends in
+/// an unterminated quote), which is how callers notice.
+std::vector<size_t> block_starts(std::string_view text, size_t blocks);
+
+/// Consecutive rows of a Values.
+struct RowRange {
+  const Values* values;
+  size_t begin;
+  size_t end;
+};
+
+/// The position after the first '\n' at or after `from` that has an even
+/// number of '"' before it, given whether the number before `from` is odd;
+/// npos when there is none. (A record start unless the text has a stray '"'
+/// in an unquoted field: see block_starts.)
+size_t record_start_after(std::string_view text, size_t from, bool odd);
+
+/// The Table of `rows` (in order): the values rounded once to `dtype`, and
+/// the names.
+Table make_table(const std::vector<RowRange>& rows,
                  const Header& header,
                  const Columns& columns,
                  c10::ScalarType dtype);
+Table make_table(const std::vector<Values>& parts,
+                 const Header& header,
+                 const Columns& columns,
+                 c10::ScalarType dtype);
+
+/// A collective: every rank's `values` (each rank passes as many),
+/// concatenated in rank order.
+using GatherInts = std::function<std::vector<int64_t>(std::vector<int64_t>)>;
+
+/// This rank's share of a CSV file read by `world` ranks together, each
+/// parsing only its bytes: the data bytes are cut into `world` even ranges,
+/// and rank r reads the rows that start in its range (from the first line
+/// ending after its cut with an even number of '"' before it, which the
+/// ranks learn from one exchange of quote counts; rank 0 from the first
+/// data row). Every rank reads the header. Collective (calls `gather`
+/// twice, or once after a local error). nullopt on every rank when any rank
+/// failed (an unreadable file, a header error, a bad row, or a cut inside
+/// a quoted field because of a stray '"') or the file has no data rows:
+/// then the caller reads the whole file, whose error (or rows) every rank
+/// gets.
+std::optional<Table> read_csv_range(const std::string& path,
+                                    const CsvOptions& options,
+                                    int64_t rank,
+                                    int64_t world,
+                                    const GatherInts& gather);
+
+/// For tests: how many texts read_rows parsed in blocks so far, and a way
+/// to force blocks on small texts (min_bytes, blocks; 0 blocks restores the
+/// default: from 1 MiB of rows, 4 blocks per intra-op thread).
+NORMOPT_API int64_t reads_in_blocks();
+NORMOPT_API void set_block_parsing_for_testing(size_t min_bytes, size_t blocks);
 
 }  // namespace normopt::data::csv

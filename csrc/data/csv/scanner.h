@@ -103,15 +103,33 @@ struct Field {
   bool escaped;  // quoted and contains "" pairs (needs unescape())
 };
 
+// Where a scanner's text lies in the whole input.
+struct Piece {
+  // 1-based line of the text's first byte.
+  int64_t first_line = 1;
+  // The text starts the input: a UTF-8 byte order mark there is skipped.
+  bool at_start = true;
+  // The text ends the input. When false (a buffer of a stream), a record
+  // that reaches the end of the text is not read: next_record() returns
+  // false with incomplete() set, position() at that record's start, so the
+  // caller can append more input and scan again from there.
+  bool at_end = true;
+};
+
 class Scanner {
  public:
-  Scanner(std::string_view text, char delimiter, const std::string& source)
+  Scanner(std::string_view text,
+          char delimiter,
+          const std::string& source,
+          Piece piece = {})
       : p_(text.data()),
         end_(text.data() + text.size()),
         delim_(delimiter),
-        source_(source) {
+        source_(source),
+        line_(piece.first_line),
+        at_end_(piece.at_end) {
     constexpr std::string_view kBom = "\xEF\xBB\xBF";
-    if (text.substr(0, kBom.size()) == kBom) {
+    if (piece.at_start && text.substr(0, kBom.size()) == kBom) {
       p_ += kBom.size();
     }
     for (int c = 0; c < 256; ++c) {
@@ -150,31 +168,53 @@ class Scanner {
     return os.str();
   }
 
-  // Reads the next non-empty record into `fields`; false at end of input.
-  // Fully empty lines are skipped.
+  // Whether the last next_record() stopped at a record that the text cuts
+  // off (only when the text does not end the input, see Piece::at_end).
+  bool incomplete() const {
+    return incomplete_;
+  }
+
+  // Reads the next non-empty record into `fields`; false at end of input
+  // (or at an incomplete record). Fully empty lines are skipped.
   bool next_record(std::vector<Field>& fields) {
     while (p_ < end_ && (*p_ == '\n' || *p_ == '\r')) {
+      if (!at_end_ && p_ + 1 == end_ && *p_ == '\r') {
+        return stop_incomplete(p_, line_);  // CR, or the CR of a CRLF?
+      }
       consume_newline();
     }
     if (p_ >= end_) {
       return false;
     }
+    const char* const record = p_;
+    const int64_t record_line = line_;
     fields.clear();
     for (;;) {
       fields.push_back(next_field(fields.size()));
       if (p_ >= end_) {
-        return true;
+        return at_end_ || stop_incomplete(record, record_line);
       }
       if (*p_ == delim_) {
         ++p_;
         continue;
       }
-      consume_newline();  // stopped on '\n' or '\r'
+      // Stopped on '\n' or '\r'.
+      if (C10_UNLIKELY(!at_end_ && p_ + 1 == end_ && *p_ == '\r')) {
+        return stop_incomplete(record, record_line);
+      }
+      consume_newline();
       return true;
     }
   }
 
  private:
+  bool stop_incomplete(const char* record, int64_t record_line) {
+    p_ = record;
+    line_ = record_line;
+    incomplete_ = true;
+    return false;
+  }
+
   bool is_blank(char c) const {
     return (c == ' ' || c == '\t') && c != delim_;
   }
@@ -216,6 +256,10 @@ class Scanner {
     const char* close = nullptr;
     for (;;) {
       const void* q = std::memchr(p_, '"', static_cast<size_t>(end_ - p_));
+      if (q == nullptr && !at_end_) {
+        p_ = end_;  // the input goes on: next_record() stops incomplete
+        return f;
+      }
       TORCH_CHECK(
           q != nullptr,
           where(open_line, column_index),
@@ -269,7 +313,9 @@ class Scanner {
   const char* end_;
   char delim_;
   const std::string& source_;
-  int64_t line_ = 1;
+  int64_t line_;
+  bool at_end_;
+  bool incomplete_ = false;
   const std::vector<std::string>* names_ = nullptr;
   bool stop_[256];
 };

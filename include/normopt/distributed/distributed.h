@@ -62,9 +62,17 @@ NORMOPT_API data::Table shard(const data::Table& table,
                               int64_t rank,
                               int64_t world);
 
-/// This rank's shard of a CSV file: read_csv(path, options), then shard().
-/// Every rank parses the whole file (so errors name the same line on every
-/// rank) and keeps its rows; for files that fit in one machine's memory.
+/// This rank's shard of a CSV file, each rank parsing only its share: the
+/// data bytes are cut into world even ranges, and a rank reads the rows
+/// that start in its range (cuts move to the next record start, quoted
+/// fields spanning lines included: the ranks exchange their quote counts
+/// once). Every rank reads the header; the shards together are the file's
+/// rows, in order, each rank's holding about size/world bytes of rows.
+/// Collective. When any rank's range has an error, every rank reads the
+/// whole file instead, so every rank throws read_csv's c10::Error, naming
+/// the file and line. A file whose cuts cannot be placed by quote counts (a
+/// '"' inside an unquoted field) is read whole by every rank and sharded
+/// with shard(), with a warning. With one rank: read_csv.
 NORMOPT_API data::Table read_csv_shard(const std::string& path,
                                        const data::CsvOptions& options,
                                        c10d::ProcessGroup& group);

@@ -10,6 +10,7 @@
 ///   for (auto& b : batches) norm->update(b);   // or stream over batches
 /// \endcode
 
+#include <normopt/data/stream.h>
 #include <normopt/macros.h>
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
@@ -63,6 +64,14 @@ class NORMOPT_API NormalizationImpl
   /// Replaces the statistics with those of the union of `batches`, merged in
   /// a stream; equal to adapt() on their concatenation.
   void adapt(const std::vector<at::Tensor>& batches);
+
+  /// Replaces the statistics with those of the features of every part of
+  /// `stream`, read once from its start (rewind() first): one pass, the
+  /// statistics of the whole data (float64, merged part by part), as
+  /// adapt() on all of it at once; for data larger than memory
+  /// (data::CsvReader). Throws what the stream throws, and when it yields no
+  /// rows; the old statistics are kept on any error.
+  void adapt(data::TableStream& stream);
 
   /// Merges the statistics of one more batch into the current ones (Chan et
   /// al.'s parallel formula, in float64). On an un-adapted layer this is

@@ -20,6 +20,7 @@
 /// On raw targets the bias-at-mean option (LinearRegressorOptions::bias_init)
 /// is what removes most of the distance Adam would otherwise have to travel.
 
+#include <normopt/data/stream.h>
 #include <normopt/macros.h>
 #include <normopt/nn/normalization.h>
 #include <normopt/nn/target_standardizer.h>
@@ -63,6 +64,13 @@ class NORMOPT_API StandardizedRegressorImpl : public torch::nn::Module {
   /// Adapts the input Normalization on `x` and fits the TargetStandardizer
   /// on `y`.
   void fit_statistics(const at::Tensor& x, const at::Tensor& y);
+
+  /// Both statistics from one pass over `stream` from its start (rewind()
+  /// first): the input Normalization's and the TargetStandardizer's, those
+  /// of the whole data, as fit_statistics(x, y) on all of it at once. For
+  /// data larger than memory (data::CsvReader). On any error (the stream's,
+  /// or no rows) both keep their old statistics.
+  void fit_statistics(data::TableStream& stream);
 
   /// Standardized predictions, regressor(normalization(x)): what the
   /// training loss compares with transform_targets(y).

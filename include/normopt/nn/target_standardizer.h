@@ -10,6 +10,7 @@
 ///   auto dollars = ts->inverse_transform(model(x_new));
 /// \endcode
 
+#include <normopt/data/stream.h>
 #include <normopt/macros.h>
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
@@ -52,6 +53,13 @@ class NORMOPT_API TargetStandardizerImpl
 
   /// Learns loc and scale from targets `y` of shape (N) or (N, k).
   void fit(const at::Tensor& y);
+
+  /// Learns loc and scale from the targets of every part of `stream`, read
+  /// once from its start (rewind() first): the statistics of the whole data
+  /// (float64, merged part by part), as fit() on all of it at once. Throws
+  /// what the stream throws, and when it yields no rows; the old statistics
+  /// are kept on any error.
+  void fit(data::TableStream& stream);
 
   /// Fits z-score (or identity) scaling from moments computed elsewhere
   /// (count, mean and M2 per column, as ops::moments returns): fit()'s second

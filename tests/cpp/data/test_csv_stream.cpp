@@ -1,0 +1,489 @@
+// The CSV reader at scale: rows parsed in blocks on several threads, the
+// streaming CsvReader, and statistics fed from a stream. Each is checked
+// against the serial whole-file parse (read_csv / parse_csv), which
+// test_csv.cpp checks against hand-written values.
+
+#include "../common.h"
+
+#include <normopt/data/csv.h>
+#include <normopt/data/csv_reader.h>
+#include <normopt/nn/linear_regressor.h>
+#include <normopt/nn/normalization.h>
+#include <normopt/nn/standardized_regressor.h>
+#include <normopt/nn/target_standardizer.h>
+
+#include "data/csv/parts.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using normopt::data::CsvOptions;
+using normopt::data::CsvReader;
+using normopt::data::parse_csv;
+using normopt::data::read_csv;
+using normopt::data::Table;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  ADD_FAILURE() << "expected c10::Error, nothing was thrown";
+  return "";
+}
+
+// A CSV text with every feature of the format the reader accepts: a quoted
+// header name with a line break inside, quoted cells (some spanning lines,
+// some with "" escapes) in an unparsed text column, CRLF and LF endings,
+// blank lines, spaces around fields, and numbers in several syntaxes.
+std::string varied_csv(int64_t rows, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> value(-1e4, 1e4);
+  std::string text = "a,\"note\nwith a line break\",b,y\r\n";
+  char cell[64];
+  for (int64_t i = 0; i < rows; ++i) {
+    const uint32_t r = rng();
+    std::snprintf(cell, sizeof(cell), "%.6g", value(rng));
+    text += cell;
+    switch (r % 5) {
+      case 0:
+        text += ",\"multi\nline \"\"note\"\"\r\nhere\",";
+        break;
+      case 1:
+        text += ", plain ,";
+        break;
+      case 2:
+        text += ",\"a,b\",";
+        break;
+      default:
+        text += ",,";
+    }
+    std::snprintf(cell, sizeof(cell), "%+.3e", value(rng));
+    text += cell;
+    text += ",";
+    text += std::to_string(static_cast<int64_t>(r % 1000) - 500);
+    text += (r % 3 == 0) ? "\r\n" : "\n";
+    if (r % 97 == 0) {
+      text += "\n";  // a blank line
+    }
+  }
+  return text;
+}
+
+// varied_csv's numeric columns (its "note" column holds text).
+CsvOptions varied_options() {
+  return CsvOptions().target("y").features({"a", "b"});
+}
+
+std::string write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  return path;
+}
+
+// Every row of the stream, concatenated.
+Table read_all(CsvReader& reader, std::vector<int64_t>* part_rows = nullptr) {
+  std::vector<at::Tensor> features, targets;
+  Table all;
+  while (auto part = reader.next()) {
+    if (part_rows != nullptr) {
+      part_rows->push_back(part->size());
+    }
+    features.push_back(part->features);
+    targets.push_back(part->targets);
+    all.feature_names = part->feature_names;
+    all.target_name = part->target_name;
+  }
+  all.features = at::cat(features);
+  all.targets = at::cat(targets);
+  return all;
+}
+
+void expect_same_table(const Table& a, const Table& b) {
+  ASSERT_EQ(a.features.sizes(), b.features.sizes());
+  EXPECT_EQ(a.features.scalar_type(), b.features.scalar_type());
+  EXPECT_TRUE(at::equal(a.features, b.features));
+  EXPECT_TRUE(at::equal(a.targets, b.targets));
+  EXPECT_EQ(a.feature_names, b.feature_names);
+  EXPECT_EQ(a.target_name, b.target_name);
+}
+
+// The line an error message names ("... at line L, ...").
+int64_t error_line(const std::string& message) {
+  const size_t at = message.find(" at line ");
+  return at == std::string::npos ? -1 : std::stoll(message.substr(at + 9));
+}
+
+// Malformed variants of varied_csv: an error late in the file, of each kind
+// the row parser reports, and the file's serial message for it.
+std::vector<std::string> late_errors(const std::string& good) {
+  const size_t late = good.size() * 9 / 10;
+  const size_t row = good.find('\n', late) + 1;  // a record start
+  auto with = [&](const std::string& inserted) {
+    return good.substr(0, row) + inserted + good.substr(row);
+  };
+  return {
+      with("1,x,2\n"),                  // ragged
+      with("1,x,2,oops\n"),             // not a number
+      with("1,x,,3\n"),                 // empty cell
+      with("1,x,inf,3\n"),              // non-finite
+      with("1,x,2,3,4\n"),              // too many fields
+      with("1,\"x\"z,2,3\n"),           // text after a closing quote
+      good + "1,\"never closed,2,3\n",  // unterminated quote
+  };
+}
+
+class CsvBlocks : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    normopt::data::csv::set_block_parsing_for_testing(0, 0);
+    at::set_num_threads(threads_);
+  }
+  int threads_ = at::get_num_threads();
+};
+
+// Blocks start at record starts: never inside a quoted field, even one
+// spanning lines, and the pieces cover the text.
+TEST_F(CsvBlocks, StartsAreRecordStarts) {
+  const std::string text = "1,\"a\nb\nc\nd\",2\n3,\"e\nf\",4\n5,6,7\n";
+  const auto starts = normopt::data::csv::block_starts(text, 8);
+  ASSERT_EQ(starts.size(), 9u);
+  EXPECT_EQ(starts.front(), 0u);
+  EXPECT_EQ(starts.back(), text.size());
+  const std::vector<size_t> records = {
+      0, text.find("3,"), text.find("5,"), text.size()};
+  for (size_t k = 0; k + 1 < starts.size(); ++k) {
+    EXPECT_LE(starts[k], starts[k + 1]);
+    EXPECT_NE(std::find(records.begin(), records.end(), starts[k]),
+              records.end())
+        << "block " << k << " starts at byte " << starts[k];
+  }
+}
+
+// 4 threads give exactly the table of 1 thread, and took the block path.
+TEST_F(CsvBlocks, SameTableAsOneThread) {
+  const std::string text = varied_csv(40000, 1);  // ~1.6 MB: blocks by default
+  ASSERT_GT(text.size(), size_t{1} << 20);
+  for (auto dtype : {at::kFloat, at::kDouble}) {
+    const auto options =
+        CsvOptions().target("y").features({"b", "a"}).dtype(dtype);
+    at::set_num_threads(1);
+    const int64_t before = normopt::data::csv::reads_in_blocks();
+    const Table serial = parse_csv(text, options);
+    EXPECT_EQ(normopt::data::csv::reads_in_blocks(), before);
+    at::set_num_threads(4);
+    const Table blocks = parse_csv(text, options);
+    EXPECT_EQ(normopt::data::csv::reads_in_blocks(), before + 1);
+    expect_same_table(blocks, serial);
+    EXPECT_EQ(serial.size(), 40000);
+  }
+}
+
+// Every error, in any block, gives the serial parse's message (its line and
+// column), and a forced split into 1 to 9 blocks of a small text agrees too.
+TEST_F(CsvBlocks, ErrorsAreTheSerialOnes) {
+  const std::string good = varied_csv(3000, 2);
+  for (const auto& bad : late_errors(good)) {
+    at::set_num_threads(1);
+    const std::string serial =
+        error_of([&] { parse_csv(bad, varied_options()); });
+    ASSERT_NE(serial, "");
+    EXPECT_GT(error_line(serial), 2500) << serial;
+    for (size_t blocks : {2, 3, 9}) {
+      normopt::data::csv::set_block_parsing_for_testing(1, blocks);
+      at::set_num_threads(4);
+      EXPECT_EQ(error_of([&] { parse_csv(bad, varied_options()); }), serial);
+    }
+    normopt::data::csv::set_block_parsing_for_testing(0, 0);
+  }
+  for (size_t blocks = 1; blocks <= 9; ++blocks) {
+    normopt::data::csv::set_block_parsing_for_testing(1, blocks);
+    expect_same_table(
+        parse_csv(good, CsvOptions().target("y").features({"a"})), [&] {
+          normopt::data::csv::set_block_parsing_for_testing(0, 0);
+          at::set_num_threads(1);
+          return parse_csv(good, CsvOptions().target("y").features({"a"}));
+        }());
+    at::set_num_threads(4);
+  }
+}
+
+// --- CsvReader ----------------------------------------------------------------
+
+class CsvStream : public ::testing::Test {
+ protected:
+  normopt::test::TempDir dir_;
+};
+
+// Every chunk and buffer size gives read_csv's rows, in parts of exactly
+// chunk_rows rows (the last one fewer); buffers of a few bytes split CRLFs,
+// quoted fields and numbers at every position.
+TEST_F(CsvStream, SameRowsAsReadCsv) {
+  const std::string path = write_file(dir_.file("v.csv"), varied_csv(2000, 3));
+  const auto options = varied_options().dtype(at::kDouble);
+  const Table whole = read_csv(path, options);
+  for (int64_t chunk : {1, 7, 500, 5000}) {
+    for (int64_t buffer :
+         std::vector<int64_t>{1, 5, 64, 4096, int64_t{4} << 20}) {
+      CsvReader reader(path, options, chunk, buffer);
+      EXPECT_EQ(reader.feature_names(), whole.feature_names);
+      EXPECT_EQ(reader.target_name(), "y");
+      std::vector<int64_t> parts;
+      const Table streamed = read_all(reader, &parts);
+      expect_same_table(streamed, whole);
+      EXPECT_EQ(reader.rows_read(), whole.size());
+      for (size_t k = 0; k + 1 < parts.size(); ++k) {
+        EXPECT_EQ(parts[k], chunk) << "chunk " << chunk << " buffer " << buffer;
+      }
+      EXPECT_FALSE(reader.next().has_value());  // stays at the end
+    }
+  }
+}
+
+// rewind() starts again at the first data row: a second epoch reads the
+// same rows.
+TEST_F(CsvStream, RewindReadsTheSameRowsAgain) {
+  const std::string path = write_file(dir_.file("v.csv"), varied_csv(500, 4));
+  CsvReader reader(path, varied_options(), 64, 256);
+  const Table first = read_all(reader);
+  reader.rewind();
+  EXPECT_EQ(reader.rows_read(), 0);
+  reader.next();  // part of an epoch, then rewind
+  reader.rewind();
+  expect_same_table(read_all(reader), first);
+}
+
+// Errors are read_csv's, with the same line and column, thrown by the next()
+// that reaches them; after one the reader stays failed until rewind().
+TEST_F(CsvStream, ErrorsAreReadCsvs) {
+  for (const auto& bad : late_errors(varied_csv(1500, 5))) {
+    const std::string path = write_file(dir_.file("bad.csv"), bad);
+    const std::string expected =
+        error_of([&] { read_csv(path, varied_options()); });
+    ASSERT_NE(expected, "");
+    EXPECT_GT(error_line(expected), 1300) << expected;
+    for (int64_t buffer : std::vector<int64_t>{3, 1000, int64_t{4} << 20}) {
+      CsvReader reader(path, varied_options(), 100, buffer);
+      std::string got;
+      try {
+        while (reader.next()) {
+        }
+      } catch (const c10::Error& e) {
+        got = e.what_without_backtrace();
+      }
+      EXPECT_EQ(got, expected) << "buffer " << buffer;
+      EXPECT_EQ(error_of([&] { reader.next(); }), expected);
+    }
+  }
+  // Header and column errors come from the constructor.
+  const std::string empty = write_file(dir_.file("empty.csv"), "\n\n");
+  EXPECT_EQ(error_of([&] { CsvReader reader(empty); }),
+            error_of([&] { read_csv(empty); }));
+  const std::string header_only = write_file(dir_.file("h.csv"), "a,y\r\n\n");
+  CsvReader reader(header_only, CsvOptions(), 10, 2);
+  EXPECT_EQ(error_of([&] { reader.next(); }),
+            error_of([&] { read_csv(header_only); }));
+  const std::string plain = write_file(dir_.file("p.csv"), "a,y\n1,2\n");
+  EXPECT_EQ(error_of([&] { CsvReader r(plain, CsvOptions().target("z")); }),
+            error_of([&] { read_csv(plain, CsvOptions().target("z")); }));
+  EXPECT_NE(error_of([&] {
+              CsvReader r(plain, CsvOptions(), 0);
+            }).find("chunk_rows and buffer_bytes must be at least 1"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              CsvReader r(dir_.file("missing.csv"));
+            }).find("cannot open"),
+            std::string::npos);
+}
+
+#if defined(__linux__)
+// VmHWM (peak resident memory) of this process in kB, after resetting it
+// (writing 5 to /proc/self/clear_refs): -1 where Linux does not allow that.
+int64_t reset_peak_rss() {
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";
+  clear.close();
+  return clear.fail() ? -1 : 0;
+}
+
+int64_t peak_rss_kb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) {
+      return std::stoll(line.substr(6));
+    }
+  }
+  return -1;
+}
+
+int64_t rss_kb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::stoll(line.substr(6));
+    }
+  }
+  return -1;
+}
+
+// Streaming a 120 MB file in parts of 8192 rows with a 1 MiB buffer raises
+// the peak resident memory by less than 32 MB; read_csv of the same file
+// (which holds it whole) raises it by more than the file's size, which shows
+// the measurement sees the memory it must.
+TEST_F(CsvStream, PeakMemoryDoesNotGrowWithTheFile) {
+  const std::string path = dir_.file("big.csv");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << "x1,x2,x3,x4,x5,x6,x7,x8,x9,x10,y\n";
+    std::string row;
+    for (int64_t i = 0; i < 1'600'000; ++i) {
+      row.clear();
+      for (int c = 0; c < 11; ++c) {
+        row += std::to_string((i * 7919 + c * 104729) % 1000003 - 500000);
+        row += c == 10 ? '\n' : ',';
+      }
+      out << row;
+    }
+  }
+  const int64_t file_kb = [&] {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    return static_cast<int64_t>(in.tellg()) / 1024;
+  }();
+  ASSERT_GT(file_kb, 100 * 1024);
+  if (reset_peak_rss() < 0 || peak_rss_kb() < 0) {
+    GTEST_SKIP() << "/proc/self/clear_refs cannot reset the peak RSS here";
+  }
+  const int64_t base = rss_kb();
+  int64_t rows = 0;
+  {
+    CsvReader reader(path, CsvOptions(), 8192, int64_t{1} << 20);
+    while (auto part = reader.next()) {
+      rows += part->size();
+    }
+  }
+  const int64_t streamed_kb = peak_rss_kb() - base;
+  EXPECT_EQ(rows, 1'600'000);
+  EXPECT_LT(streamed_kb, 32 * 1024) << "file: " << file_kb << " kB";
+
+  reset_peak_rss();
+  const int64_t base2 = rss_kb();
+  const int64_t whole_rows = read_csv(path).size();
+  const int64_t whole_kb = peak_rss_kb() - base2;
+  EXPECT_EQ(whole_rows, rows);
+  EXPECT_GT(whole_kb, file_kb) << "the measurement missed read_csv's memory";
+  std::cout << "[ peak RSS ] file " << file_kb / 1024 << " MB: streamed +"
+            << streamed_kb / 1024 << " MB, read_csv +" << whole_kb / 1024
+            << " MB\n";
+}
+#endif
+
+// --- Statistics from a stream ---------------------------------------------------
+
+// Rows whose mean is far from zero relative to their spread (incomes), where
+// a one-pass sum of squares would lose digits.
+std::string income_like_csv(int64_t rows) {
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  std::string text = "age,experience,income\n";
+  char line[128];
+  for (int64_t i = 0; i < rows; ++i) {
+    std::snprintf(line,
+                  sizeof(line),
+                  "%.17g,%.17g,%.17g\n",
+                  40 + 10 * noise(rng),
+                  1e6 + 3 * noise(rng),
+                  45000 + 9000 * noise(rng));
+    text += line;
+  }
+  return text;
+}
+
+// One pass over the stream gives the float64 statistics of the whole file:
+// equal to a two-pass long-double reference to 1e-12 (relative), and to
+// adapt()/fit() on the whole table.
+TEST_F(CsvStream, StatisticsOfTheWholeFile) {
+  const std::string path =
+      write_file(dir_.file("i.csv"), income_like_csv(30011));
+  const auto options = CsvOptions().dtype(at::kDouble);
+  const Table whole = read_csv(path, options);
+  const auto [mean_x, var_x] = normopt::test::reference_stats(whole.features);
+  const auto [mean_y, var_y] = normopt::test::reference_stats(whole.targets);
+  CsvReader reader(path, options, 1000, 4096);
+
+  auto norm = normopt::nn::Normalization();
+  norm->adapt(reader);
+  EXPECT_LT(normopt::test::max_rel_error(norm->mean,
+                                         normopt::test::as_tensor(mean_x)),
+            1e-12);
+  EXPECT_LT(normopt::test::max_rel_error(norm->variance,
+                                         normopt::test::as_tensor(var_x)),
+            1e-12);
+  EXPECT_EQ(norm->count.item<int64_t>(), 30011);
+
+  auto target = normopt::nn::TargetStandardizer();
+  target->fit(reader);  // rewinds: the reader was at its end
+  EXPECT_LT(normopt::test::max_rel_error(target->loc,
+                                         normopt::test::as_tensor(mean_y)),
+            1e-12);
+  EXPECT_LT(normopt::test::max_rel_error(target->scale.square(),
+                                         normopt::test::as_tensor(var_y)),
+            1e-12);
+
+  auto minmax = normopt::nn::TargetStandardizer(
+      normopt::nn::TargetStandardizerOptions().method(
+          normopt::nn::TargetScaling::kMinMax));
+  minmax->fit(reader);
+  auto reference = normopt::nn::TargetStandardizer(
+      normopt::nn::TargetStandardizerOptions().method(
+          normopt::nn::TargetScaling::kMinMax));
+  reference->fit(whole.targets);
+  EXPECT_TRUE(at::equal(minmax->loc, reference->loc));
+  EXPECT_TRUE(at::equal(minmax->scale, reference->scale));
+  EXPECT_TRUE(at::equal(minmax->loc, std::get<0>(whole.targets.min(0))));
+
+  auto model =
+      normopt::nn::StandardizedRegressor(normopt::nn::LinearRegressor(2));
+  model->fit_statistics(reader);
+  EXPECT_TRUE(at::allclose(model->normalization->mean, norm->mean, 0, 0));
+  EXPECT_TRUE(at::allclose(model->target->loc, target->loc, 0, 0));
+  EXPECT_TRUE(at::allclose(model->target->scale, target->scale, 0, 0));
+}
+
+// A stream that fails part way leaves the old statistics as they were.
+TEST_F(CsvStream, AFailedStreamKeepsTheOldStatistics) {
+  std::string text = income_like_csv(5000);
+  text += "1,2,oops\n";
+  const std::string path = write_file(dir_.file("bad.csv"), text);
+  CsvReader reader(path, CsvOptions(), 100, 4096);
+  auto model =
+      normopt::nn::StandardizedRegressor(normopt::nn::LinearRegressor(2));
+  const auto x = at::tensor({1.0, 2.0, 3.0, 5.0}).reshape({2, 2});
+  const auto y = at::tensor({10.0, 30.0}).reshape({2, 1});
+  model->fit_statistics(x, y);
+  const auto mean = model->normalization->mean.clone();
+  const auto loc = model->target->loc.clone();
+  const std::string message = error_of([&] { model->fit_statistics(reader); });
+  EXPECT_NE(message.find("line 5002, column 3"), std::string::npos) << message;
+  EXPECT_TRUE(at::equal(model->normalization->mean, mean));
+  EXPECT_TRUE(at::equal(model->target->loc, loc));
+  auto norm = normopt::nn::Normalization();
+  EXPECT_EQ(error_of([&] { norm->adapt(reader); }), message);
+  EXPECT_FALSE(norm->is_adapted());
+}
+
+}  // namespace
