@@ -77,6 +77,69 @@ def test_csv_shards_give_the_whole_files_statistics(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("of 101 rows") == 3
+    assert r.stdout.count("equal the file's") == 3, r.stdout
+
+
+def run_csv(csv, ranks=3, features=None):
+    env = dict(os.environ)
+    if features:
+        env["NORMOPT_CHECK_FEATURES"] = features
+    return subprocess.run(["bash", str(LAUNCH), "-n", str(ranks), "--timeout", "90", str(CHECK),
+                           "csv", str(csv)],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def quoted_rows(n):
+    """Rows whose note column is quoted and spans two lines (CRLF inside)."""
+    return [f'{22 + i % 39},"note {i}\r\nsecond ""line""",{i % 21},{25000 + 17 * i}'
+            for i in range(n)]
+
+
+def test_csv_byte_ranges_handle_quoted_fields_spanning_lines(tmp_path):
+    """Each rank reads only its bytes; cuts move past line breaks inside
+    quotes, so the shards are still exactly the file's rows, without the
+    whole-file fallback."""
+    csv = tmp_path / "quoted.csv"
+    csv.write_text("\n".join(["age,note,experience,income"] + quoted_rows(3000)) + "\n")
+    r = run_csv(csv, features="age,experience")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("equal the file's") == 3, r.stdout
+    assert "could not be split by bytes" not in r.stderr
+    sizes = [int(line.split("rows [")[1].split(")")[0].split(", ")[1]) -
+             int(line.split("rows [")[1].split(",")[0]) for line in r.stdout.splitlines()
+             if "rows [" in line]
+    assert min(sizes) > 900, sizes  # an even split by bytes
+
+
+def test_csv_error_in_one_rank_range_is_named_on_every_rank(tmp_path):
+    csv = tmp_path / "bad.csv"
+    rows = ["age,experience,income"] + [f"{i % 50},{i % 21},{25000 + i}" for i in range(3000)]
+    rows[2900] = "31,oops,40000"  # line 2901, in the last rank's range
+    csv.write_text("\n".join(rows) + "\n")
+    # Started directly: torchrun would end the other ranks once one exits.
+    results, _ = spawn(3, "csv", str(csv))
+    assert [rc for _, _, rc in results] == [3, 3, 3], results
+    errors = [line for out, _, _ in results for line in out.splitlines()
+              if "csv error" in line]
+    assert len(errors) == 3, results
+    messages = {line.split("csv error: ", 1)[1] for line in errors}
+    assert len(messages) == 1, messages
+    (message,) = messages
+    assert f"CSV error in {csv} at line 2901, column 2" in message
+    assert 'not a number: "oops"' in message
+
+
+def test_csv_stray_quote_falls_back_to_whole_file_with_a_warning(tmp_path):
+    """A '"' inside an unquoted field flips the quote parity, so a cut lands
+    inside a quoted field; the rank before it fails, every rank reads the
+    whole file instead (same rows) and says so."""
+    csv = tmp_path / "stray.csv"
+    rows = ["age,note,experience,income", '30,5" tall,1,30000'] + quoted_rows(3000)
+    csv.write_text("\n".join(rows) + "\n")
+    r = run_csv(csv, features="age,experience")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("equal the file's") == 3, r.stdout
+    assert "could not be split by bytes" in r.stderr
 
 
 @pytest.mark.parametrize("ranks", [2, 3])
