@@ -9,6 +9,7 @@
 //   compare_optimizers --data my.csv --target income --out results/
 //   torchrun --no-python --standalone --nproc-per-node 2 compare_optimizers
 //   compare_optimizers --checkpoint-dir ckpt/      # killed? add --resume
+//   compare_optimizers --data huge.csv --stream    # larger than memory
 #include <normopt/normopt.h>  // <normopt/config.h> too
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
@@ -75,7 +76,8 @@ void move_files(const std::string& from,
 struct Args {
   std::string data, target, out = "out/compare", checkpoint_dir;
   int64_t epochs = 200, batch_size = 32, checkpoint_every = 10;
-  bool resume = false;
+  bool resume = false, stream = false;
+  int64_t shuffle_buffer = int64_t{1} << 20;
   uint64_t seed = 0;
   std::vector<std::string> optimizers = {"adam", "sgd"};
   std::vector<double> lrs = {1e-2, 1e-3};
@@ -164,6 +166,17 @@ std::optional<Args> parse(int argc, char** argv, int* code) {
                "continue each run from its checkpoint in --checkpoint-dir "
                "(runs without one start afresh; the result equals an "
                "uninterrupted run)");
+  app.add_flag("--stream",
+               a.stream,
+               "read --data in parts (data::CsvReader) each epoch instead of "
+               "whole: for files larger than memory; no closed-form optimum, "
+               "one process");
+  app.add_option("--shuffle-buffer",
+                 a.shuffle_buffer,
+                 "with --stream: rows shuffled together")
+      ->type_name("N")
+      ->check(integer_in<int64_t>(1, kMax))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -177,6 +190,14 @@ std::optional<Args> parse(int argc, char** argv, int* code) {
               "--optimizers and --lrs need at least one value each");
   TORCH_CHECK(a.target.empty() || !a.data.empty(),
               "--target needs --data (the built-in data set has its own)");
+  TORCH_CHECK(!a.stream || !a.data.empty(),
+              "--stream needs --data (the file to read in parts)");
+  TORCH_CHECK(!a.stream || a.batch_size >= 1,
+              "--stream needs --batch-size >= 1 (a full batch would hold "
+              "every row in memory)");
+  TORCH_CHECK(!a.stream || std::getenv("WORLD_SIZE") == nullptr,
+              "--stream runs in one process; under torchrun, each rank reads "
+              "its share of --data without it");
   return a;
 }
 
@@ -206,12 +227,28 @@ int run(int argc, char** argv) {
   const Args& args = *parsed;
   // Everything that can fail on the user's input happens before any file is
   // written: a bad path or column leaves no output behind.
-  data::Table table =
-      args.data.empty()
-          ? data::synthetic_income(20, 0)
-          : data::read_csv(args.data, data::CsvOptions().target(args.target));
+  // Under --stream, `table` is the first part (for the diagnostics), and
+  // the runs read the file again each epoch.
+  std::optional<data::CsvReader> reader;
+  data::Table table;
+  int64_t total_rows = 0;
+  if (args.stream) {
+    reader.emplace(args.data, data::CsvOptions().target(args.target));
+    table = *reader->next();  // a file without rows throws here
+    total_rows = table.size();
+    while (auto part = reader->next()) {
+      total_rows += part->size();
+    }
+  } else {
+    table =
+        args.data.empty()
+            ? data::synthetic_income(20, 0)
+            : data::read_csv(args.data, data::CsvOptions().target(args.target));
+    total_rows = table.size();
+  }
   const auto optimum =
-      train::solve_least_squares(table.features, table.targets);
+      args.stream ? train::LeastSquares{}
+                  : train::solve_least_squares(table.features, table.targets);
   // Under torchrun (WORLD_SIZE set) every run is data-parallel:
   // each rank trains on its shard, rank 0 reports and writes the files.
   int rank = 0;
@@ -229,16 +266,23 @@ int run(int argc, char** argv) {
     std::printf(
         "data: %s, %lld rows, features [",
         args.data.empty() ? "built-in synthetic incomes" : args.data.c_str(),
-        static_cast<long long>(table.size()));
+        static_cast<long long>(total_rows));
     for (size_t i = 0; i < table.feature_names.size(); ++i) {
       std::printf("%s%s", i ? ", " : "", table.feature_names[i].c_str());
     }
-    std::printf("], target %s\nclosed-form optimum MSE: %.6g\n\n",
-                table.target_name.c_str(),
-                optimum.mse);
+    if (args.stream) {
+      std::printf(
+          "], target %s (read in parts: --stream)\nclosed-form "
+          "optimum MSE: not computed under --stream\n\n",
+          table.target_name.c_str());
+    } else {
+      std::printf("], target %s\nclosed-form optimum MSE: %.6g\n\n",
+                  table.target_name.c_str(),
+                  optimum.mse);
+    }
   }
 
-  const int64_t n = mine.size();
+  const int64_t n = args.stream ? total_rows : mine.size();
   const int64_t bs = args.batch_size == 0 ? n : std::min(args.batch_size, n);
   const int64_t steps_per_epoch = (n + bs - 1) / bs;
 
@@ -288,8 +332,11 @@ int run(int argc, char** argv) {
                                  .epochs(args.epochs)
                                  .batch_size(args.batch_size)
                                  .seed(args.seed)
-                                 .progress(train::Progress::kOff)
-                                 .optimum_mse(optimum.mse);
+                                 .shuffle_buffer(args.shuffle_buffer)
+                                 .progress(train::Progress::kOff);
+          if (!args.stream) {
+            fit_options.optimum_mse(optimum.mse);
+          }
           if (!args.checkpoint_dir.empty()) {
             // Rank 0 writes it (distributed::fit), every rank resumes from it.
             const auto checkpoint = args.checkpoint_dir + "/" + name + ".pt";
@@ -306,9 +353,11 @@ int run(int argc, char** argv) {
 #if NORMOPT_HAVE_DISTRIBUTED
           auto history =
               group ? distributed::fit(model, *opt, mine, fit_options, *group)
-                    : train::fit(model, *opt, mine, fit_options);
+              : reader ? train::fit(model, *opt, *reader, fit_options)
+                       : train::fit(model, *opt, mine, fit_options);
 #else
-          auto history = train::fit(model, *opt, mine, fit_options);
+          auto history = reader ? train::fit(model, *opt, *reader, fit_options)
+                                : train::fit(model, *opt, mine, fit_options);
 #endif
           if (report) {
             history.write_csv(staging + "/" + name + ".csv");
@@ -342,7 +391,9 @@ int run(int argc, char** argv) {
   for (const auto& r : rows) {
     const auto& last = r.history.epochs.back();
     char versus[32];
-    if (optimum.exact) {
+    if (args.stream) {
+      std::snprintf(versus, sizeof(versus), "n/a");
+    } else if (optimum.exact) {
       std::snprintf(
           versus, sizeof(versus), "+%.3g", r.history.gap_to_optimum());
     } else {
@@ -358,7 +409,10 @@ int run(int argc, char** argv) {
   std::printf(
       "\n%s\nhistories: %s/*.csv, *.json\n"
       "all %zu runs: %.3f s\n",
-      optimum.exact
+      args.stream
+          ? "(vs optimum: the closed-form optimum needs the whole data; "
+            "run without --stream on a sample for it)"
+      : optimum.exact
           ? "(vs optimum: final MSE - closed-form optimum MSE; the optimum is "
             "0 up to rounding, the data lie on a linear model, so a ratio "
             "would mean nothing)"

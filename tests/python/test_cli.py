@@ -142,3 +142,44 @@ def test_degenerate_data_gets_a_diagnosis_and_gaps_not_ratios(tmp_path, rows, sa
         versus = line.split()[2]
         assert versus.startswith("+") and not versus.endswith("x"), line
     assert "final MSE - closed-form optimum MSE" in r.stdout
+
+
+def test_stream_equals_reading_the_file_whole(tmp_path):
+    """--stream reads the file in parts each epoch; with a shuffle buffer of
+    every row the runs are those of the whole-file job: the same histories
+    (the losses summed part by part: 1e-9), the same columns."""
+    import csv as csvlib
+    import random
+    rng = random.Random(4)
+    data = tmp_path / "incomes.csv"
+    with open(data, "w") as f:
+        f.write("age,experience,income\n")
+        for _ in range(3000):
+            a, e = rng.uniform(20, 60), rng.uniform(0, 30)
+            f.write(f"{a:.2f},{e:.2f},{1000 * a + 500 * e + 20000 + rng.gauss(0, 3000):.2f}\n")
+    whole = run("--data", data, "--epochs", "3", "--out", tmp_path / "whole")
+    streamed = run("--data", data, "--epochs", "3", "--stream", "--out", tmp_path / "stream")
+    assert whole.returncode == 0, whole.stderr
+    assert streamed.returncode == 0, streamed.stderr
+    assert "3000 rows" in streamed.stdout and "--stream" in streamed.stdout
+    names = sorted(p.name for p in (tmp_path / "whole").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "stream").iterdir()) and len(names) == 16
+    for name in names:
+        if not name.endswith(".csv"):
+            continue
+        a = list(csvlib.DictReader(open(tmp_path / "whole" / name)))
+        b = list(csvlib.DictReader(open(tmp_path / "stream" / name)))
+        assert a[0].keys() == b[0].keys() and len(a) == len(b) == 3
+        for ra, rb in zip(a, b):
+            for key in ("train_loss", "train_mse"):
+                assert float(rb[key]) == pytest.approx(float(ra[key]), rel=1e-9), (name, key)
+
+
+def test_stream_refuses_full_batch_and_missing_data(tmp_path):
+    r = run("--stream", "--out", tmp_path / "out")
+    assert r.returncode != 0 and "--stream needs --data" in r.stderr
+    data = tmp_path / "d.csv"
+    data.write_text("a,y\n1,2\n3,4\n")
+    r = run("--data", data, "--stream", "--batch-size", "0", "--out", tmp_path / "out")
+    assert r.returncode != 0 and "--stream needs --batch-size >= 1" in r.stderr
+    assert not (tmp_path / "out").exists()

@@ -95,7 +95,40 @@ void parse_records(Scanner& scanner,
   // comparison avoids an out-of-range float conversion, which is UB).
   const double kFloatRoundsToInf = std::ldexp(1.0, 128) - std::ldexp(1.0, 103);
 
-  while (scanner.next_record(fields)) {
+  // Where each column's value goes: a feature index, kTarget, or nowhere.
+  constexpr int64_t kSkip = -2;
+  std::vector<int64_t> slot_of(n_columns, kSkip);
+  for (const auto& [c, slot] : columns.selected) {
+    slot_of[c] = slot;
+  }
+  std::vector<double> row(n_features + 1);  // the target last
+  const auto cell = [&](size_t c, const char* b, const char* e) {
+    const int64_t slot = slot_of[c];
+    if (slot == kSkip) {
+      return true;
+    }
+    double v = 0.0;
+    if (parse_number(Field{b, static_cast<size_t>(e - b), 0, false}, v) !=
+            NumberStatus::kOk ||
+        (to_float && !(std::abs(v) < kFloatRoundsToInf))) {
+      return false;
+    }
+    row[slot == Columns::kTarget ? n_features : static_cast<size_t>(slot)] = v;
+    return true;
+  };
+
+  for (;;) {
+    // Plain records (nearly all) on the fast path; any other, and any
+    // record with a bad value, on the checked path below.
+    const auto plain = scanner.next_plain_record(n_columns, cell);
+    if (plain == Scanner::Plain::kRead) {
+      feature_values.insert(feature_values.end(), row.begin(), row.end() - 1);
+      target_values.push_back(row.back());
+      continue;
+    }
+    if (plain == Scanner::Plain::kEnd || !scanner.next_record(fields)) {
+      break;
+    }
     if (C10_UNLIKELY(fields.size() != n_columns)) {
       throw_ragged(scanner, fields, n_columns, delim);
     }

@@ -138,6 +138,10 @@ class Scanner {
     stop_[static_cast<unsigned char>('\n')] = true;
     stop_[static_cast<unsigned char>('\r')] = true;
     stop_[static_cast<unsigned char>(delim_)] = true;
+    for (int c = 0; c < 256; ++c) {
+      plain_stop_[c] = stop_[c];
+    }
+    plain_stop_[static_cast<unsigned char>('"')] = true;
   }
 
   int64_t line() const {
@@ -172,6 +176,65 @@ class Scanner {
   // off (only when the text does not end the input, see Piece::at_end).
   bool incomplete() const {
     return incomplete_;
+  }
+
+  enum class Plain { kRead, kEnd, kNotPlain };
+
+  // The fast path of reading a record, for plain ones: no '"' anywhere in
+  // it, exactly `n_columns` fields, ended by a line ending (or the end of
+  // the input). Skips empty lines, then hands each field (trimmed as
+  // next_record trims) to `cell(column, begin, end)` and returns kRead, or
+  // kEnd at the end of the input. When the record is not plain, or `cell`
+  // returns false (a value it cannot take), returns kNotPlain with the
+  // position at the record's start: the caller reads it with next_record()
+  // and checks it, which gives the exact message. Lines are counted as
+  // next_record counts them.
+  template <typename Cell>
+  Plain next_plain_record(size_t n_columns, Cell&& cell) {
+    while (p_ < end_ && (*p_ == '\n' || *p_ == '\r')) {
+      if (!at_end_ && p_ + 1 == end_ && *p_ == '\r') {
+        return Plain::kNotPlain;
+      }
+      consume_newline();
+    }
+    if (p_ >= end_) {
+      return Plain::kEnd;
+    }
+    const char* p = p_;
+    for (size_t c = 0;; ++c) {
+      const char* b = p;
+      while (p < end_ && !plain_stop_[static_cast<unsigned char>(*p)]) {
+        ++p;
+      }
+      if (p < end_ && *p == '"') {
+        return Plain::kNotPlain;
+      }
+      const char* e = p;
+      while (b < e && is_blank(*b)) {
+        ++b;
+      }
+      while (e > b && is_blank(e[-1])) {
+        --e;
+      }
+      const bool last = c + 1 == n_columns;
+      if (p < end_ && *p == delim_) {
+        if (last || !cell(c, b, e)) {
+          return Plain::kNotPlain;
+        }
+        ++p;
+        continue;
+      }
+      // At a line ending or the end of the text.
+      if (!last || (p >= end_ && !at_end_) ||
+          (!at_end_ && p + 1 == end_ && *p == '\r') || !cell(c, b, e)) {
+        return Plain::kNotPlain;
+      }
+      p_ = p;
+      if (p_ < end_) {
+        consume_newline();
+      }
+      return Plain::kRead;
+    }
   }
 
   // Reads the next non-empty record into `fields`; false at end of input
@@ -287,6 +350,10 @@ class Scanner {
       while (e < end_ && *e != '\n' && *e != '\r') {
         ++e;
       }
+      if (e == end_ && !at_end_) {
+        p_ = end_;  // the message quotes the rest of the line: read it first
+        return f;
+      }
       TORCH_CHECK(
           false,
           where(line_, column_index),
@@ -318,12 +385,73 @@ class Scanner {
   bool incomplete_ = false;
   const std::vector<std::string>* names_ = nullptr;
   bool stop_[256];
+  bool plain_stop_[256];  // stop_ and '"'
 };
 
 // --- Number parsing
 // ------------------------------------------------------------
 
 enum class NumberStatus { kOk, kEmpty, kNotNumber, kNonFinite, kOutOfRange };
+
+// Clinger's fast path: a decimal number [-]digits[.digits][(e|E)[+-]digits]
+// with at most 19 digits whose integer m is at most 2^53 and whose power of
+// ten k is within [-22, 22] is m * 10^k or m / 10^-k, one IEEE operation on
+// two exact doubles, hence correctly rounded: the double std::from_chars
+// gives. False (and `value` untouched) for anything else, which the caller
+// then gives to std::from_chars. Most numbers in data files take this path.
+inline bool parse_simple_decimal(const char* p, const char* e, double& value) {
+  static constexpr double kPow10[] = {
+      1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  const bool negative = p < e && *p == '-';
+  p += negative ? 1 : 0;
+  uint64_t m = 0;
+  int digits = 0;
+  int k = 0;
+  const char* const first = p;
+  while (p < e && static_cast<unsigned>(*p - '0') < 10) {
+    m = m * 10 + static_cast<unsigned>(*p - '0');
+    ++digits;
+    ++p;
+  }
+  bool any = p > first;
+  if (p < e && *p == '.') {
+    ++p;
+    const char* const fraction = p;
+    while (p < e && static_cast<unsigned>(*p - '0') < 10) {
+      m = m * 10 + static_cast<unsigned>(*p - '0');
+      ++digits;
+      ++p;
+    }
+    k -= static_cast<int>(p - fraction);
+    any = any || p > fraction;
+  }
+  if (!any || digits > 19) {
+    return false;
+  }
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    ++p;
+    const bool negative_exponent = p < e && *p == '-';
+    p += (p < e && (*p == '-' || *p == '+')) ? 1 : 0;
+    const char* const exponent = p;
+    int x = 0;
+    while (p < e && static_cast<unsigned>(*p - '0') < 10 && p - exponent < 4) {
+      x = x * 10 + (*p - '0');
+      ++p;
+    }
+    if (p == exponent) {
+      return false;
+    }
+    k += negative_exponent ? -x : x;
+  }
+  if (p != e || m > (uint64_t{1} << 53) || k < -22 || k > 22) {
+    return false;
+  }
+  const double magnitude = k < 0 ? static_cast<double>(m) / kPow10[-k]
+                                 : static_cast<double>(m) * kPow10[k];
+  value = negative ? -magnitude : magnitude;
+  return true;
+}
 
 inline NumberStatus parse_number(const Field& f, double& value) {
   if (f.size == 0) {
@@ -339,6 +467,9 @@ inline NumberStatus parse_number(const Field& f, double& value) {
     if (b == e || *b == '-' || *b == '+') {
       return NumberStatus::kNotNumber;
     }
+  }
+  if (parse_simple_decimal(b, e, value)) {
+    return NumberStatus::kOk;  // finite and in range
   }
   const auto [ptr, ec] = std::from_chars(b, e, value);
   if (ec == std::errc::result_out_of_range && ptr == e) {

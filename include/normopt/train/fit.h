@@ -22,6 +22,7 @@
 ///   std::printf("%.2f%% above the optimum\n", 100 * history.relative_gap());
 /// \endcode
 
+#include <normopt/data/stream.h>
 #include <normopt/data/table.h>
 #include <normopt/macros.h>
 #include <normopt/nn/standardized_regressor.h>
@@ -69,6 +70,13 @@ struct NORMOPT_API FitOptions {
   /// the same run, and an epoch's order does not depend on how the run was
   /// split by checkpoints.
   TORCH_ARG(uint64_t, seed) = 0;
+  /// fit() from a TableStream shuffles within a buffer of this many rows
+  /// (at least 1): each filled buffer is permuted with the epoch's
+  /// generator and cut into batches (rows of a last incomplete batch wait
+  /// for the next buffer). Memory grows with it, not with the data. With a
+  /// buffer of at least N rows the order is fit(Table)'s exactly. Ignored by
+  /// fit(Table), which permutes all rows.
+  TORCH_ARG(int64_t, shuffle_buffer) = 1 << 20;
   /// Learning-rate scheduler built on the same optimizer (e.g.
   /// std::make_shared<torch::optim::StepLR>(optimizer, 10, 0.5)); stepped
   /// once after each epoch. Null: none. LibTorch's StepLR counts its first
@@ -182,6 +190,22 @@ struct NORMOPT_API FitOptions {
 NORMOPT_API History fit(nn::StandardizedRegressor& model,
                         torch::optim::Optimizer& optimizer,
                         const data::Table& train,
+                        const FitOptions& options = {});
+
+/// fit() on data larger than memory: `train` (e.g. data::CsvReader) is read
+/// again for every epoch, through a shuffle buffer of
+/// options.shuffle_buffer() rows, and once more after each epoch for the
+/// training loss over every row; missing statistics take one pass first
+/// (StandardizedRegressor::fit_statistics(stream)). The same History
+/// columns, callbacks, checkpoints and checks as fit(Table) (the data
+/// checks on each part as it is read, the first one up front). With
+/// shuffle_buffer >= N, the run equals fit() on the whole table, up to the
+/// summation order of the losses (relative 1e-12). Memory: the buffer, one
+/// part, the model and the validation table. batch_size must be >= 1 (a
+/// full batch would hold every row).
+NORMOPT_API History fit(nn::StandardizedRegressor& model,
+                        torch::optim::Optimizer& optimizer,
+                        data::TableStream& train,
                         const FitOptions& options = {});
 
 }  // namespace normopt::train

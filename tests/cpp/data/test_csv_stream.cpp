@@ -19,8 +19,10 @@
 #include <c10/util/Exception.h>
 #include <gtest/gtest.h>
 
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -484,6 +486,181 @@ TEST_F(CsvStream, AFailedStreamKeepsTheOldStatistics) {
   auto norm = normopt::nn::Normalization();
   EXPECT_EQ(error_of([&] { norm->adapt(reader); }), message);
   EXPECT_FALSE(norm->is_adapted());
+}
+
+}  // namespace
+
+namespace {
+
+// The fast decimal path gives exactly std::from_chars's double, for numbers
+// of every shape it takes (and declines the others): random digits, signs,
+// points and exponents, and the edges of its range (19 digits, 2^53, 1e±22).
+TEST(CsvNumbers, FastPathEqualsFromChars) {
+  std::mt19937_64 rng(99);
+  std::vector<std::string> texts = {"0",
+                                    "-0",
+                                    "1.",
+                                    ".5",
+                                    "-.5",
+                                    "9007199254740992",
+                                    "9007199254740993",
+                                    "1234567890123456789",
+                                    "12345678901234567890",
+                                    "1e22",
+                                    "1e23",
+                                    "1e-22",
+                                    "1e-23",
+                                    "4.9406564584124654e-324",
+                                    "1.7976931348623157e308",
+                                    "0.1",
+                                    "0.3",
+                                    "123.456e-7",
+                                    "1E+5",
+                                    "1e",
+                                    "e5",
+                                    "1e+",
+                                    "--1",
+                                    "1.2.3",
+                                    "00000000000000000001",
+                                    "0.000000000000000000001"};
+  const char digits[] = "0123456789";
+  for (int i = 0; i < 200000; ++i) {
+    std::string t;
+    if (rng() % 4 == 0) {
+      t += '-';
+    }
+    const int before = static_cast<int>(rng() % 12);
+    for (int d = 0; d < before; ++d) {
+      t += digits[rng() % 10];
+    }
+    if (rng() % 2) {
+      t += '.';
+      const int after = static_cast<int>(rng() % 12);
+      for (int d = 0; d < after; ++d) {
+        t += digits[rng() % 10];
+      }
+    }
+    if (rng() % 3 == 0) {
+      t += (rng() % 2) ? 'e' : 'E';
+      const auto sign = rng() % 3;
+      t += sign == 0 ? "" : (sign == 1 ? "-" : "+");
+      t += std::to_string(rng() % 40);
+    }
+    texts.push_back(t);
+  }
+  int64_t fast = 0;
+  for (const auto& t : texts) {
+    double got = 0.0;
+    if (!normopt::data::csv::parse_simple_decimal(
+            t.data(), t.data() + t.size(), got)) {
+      continue;
+    }
+    ++fast;
+    double want = 0.0;
+    const auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), want);
+    ASSERT_TRUE(ec == std::errc() && ptr == t.data() + t.size())
+        << "the fast path took " << t << ", which from_chars rejects";
+    ASSERT_EQ(std::memcmp(&got, &want, sizeof(double)), 0)
+        << t << ": fast " << got << ", from_chars " << want;
+  }
+  EXPECT_GT(fast, 100000);  // the path is taken
+}
+
+}  // namespace
+
+// --- fit() from a stream ------------------------------------------------------
+
+#include <normopt/optim/adam.h>
+#include <normopt/train/fit.h>
+
+namespace {
+
+class FitStream : public ::testing::Test {
+ protected:
+  // 3,001 income-like rows in a file, and the same rows as a Table.
+  void SetUp() override {
+    path_ = write_file(dir_.file("i.csv"), income_like_csv(3001));
+    table_ = read_csv(path_, CsvOptions().dtype(at::kDouble));
+  }
+
+  // With `prefit`, the model's statistics come from the whole table first
+  // (else fit() computes them: from the stream, merged part by part, they
+  // differ from the table's in the last bits).
+  normopt::train::History run(normopt::data::TableStream* stream,
+                              normopt::train::FitOptions options,
+                              bool prefit = false) {
+    torch::manual_seed(3);
+    auto model =
+        normopt::nn::StandardizedRegressor(normopt::nn::LinearRegressor(2));
+    model->to(torch::kFloat64);
+    if (prefit) {
+      model->fit_statistics(table_.features, table_.targets);
+    }
+    normopt::optim::Adam adam(model->parameters(),
+                              normopt::optim::AdamOptions(1e-2));
+    options.epochs(4).progress(normopt::train::Progress::kOff);
+    auto history = stream ? normopt::train::fit(model, adam, *stream, options)
+                          : normopt::train::fit(model, adam, table_, options);
+    weights_.push_back(model->parameters()[0].detach().clone());
+    return history;
+  }
+
+  normopt::test::TempDir dir_;
+  std::string path_;
+  Table table_;
+  std::vector<at::Tensor> weights_;
+};
+
+// A shuffle buffer of at least N rows gives fit(Table)'s run: the same
+// batches (so, with the same statistics, the same parameters bit for bit)
+// and the same History (the losses summed part by part: 1e-12).
+TEST_F(FitStream, BufferOfAllRowsEqualsTheTable) {
+  for (bool shuffle : {true, false}) {
+    weights_.clear();
+    const auto options =
+        normopt::train::FitOptions().batch_size(64).shuffle(shuffle).seed(5);
+    const auto whole = run(nullptr, options, /*prefit=*/true);
+    CsvReader reader(path_, CsvOptions().dtype(at::kDouble), 500, 4096);
+    const auto streamed = run(&reader, options, /*prefit=*/true);
+    ASSERT_EQ(streamed.epochs.size(), whole.epochs.size());
+    EXPECT_TRUE(at::equal(weights_[0], weights_[1]));
+    for (size_t e = 0; e < whole.epochs.size(); ++e) {
+      EXPECT_NEAR(streamed.epochs[e].train_loss,
+                  whole.epochs[e].train_loss,
+                  1e-12 * whole.epochs[e].train_loss);
+      EXPECT_NEAR(streamed.epochs[e].train_mse,
+                  whole.epochs[e].train_mse,
+                  1e-12 * whole.epochs[e].train_mse);
+    }
+  }
+}
+
+// A buffer smaller than the data still visits every row once per epoch, in
+// an order that depends on the seed; the run converges like the whole one.
+TEST_F(FitStream, SmallBufferVisitsEveryRowOnce) {
+  CsvReader reader(path_, CsvOptions().dtype(at::kDouble), 100, 4096);
+  struct RowCounter : normopt::train::Callback {
+    int64_t rows = 0;
+    void before_step(normopt::train::FitState&, int64_t batch_rows) override {
+      rows += batch_rows;
+    }
+  };
+  auto counter = std::make_shared<RowCounter>();
+  const int64_t& rows = counter->rows;
+  const auto options =
+      normopt::train::FitOptions().batch_size(64).shuffle_buffer(700).callbacks(
+          {counter});
+  const auto history = run(&reader, options);
+  EXPECT_EQ(rows, 4 * 3001);
+  const auto whole =
+      run(nullptr, normopt::train::FitOptions().batch_size(64).seed(0));
+  EXPECT_LT(std::abs(history.epochs.back().train_loss -
+                     whole.epochs.back().train_loss),
+            0.05 * whole.epochs.back().train_loss);
+  EXPECT_NE(error_of([&] {
+              run(&reader, normopt::train::FitOptions().batch_size(0));
+            }).find("training from a stream needs batch_size >= 1"),
+            std::string::npos);
 }
 
 }  // namespace
