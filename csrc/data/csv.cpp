@@ -11,6 +11,7 @@
 #include <memory>
 
 #include <string>
+#include <vector>
 
 namespace normopt::data {
 
@@ -58,28 +59,42 @@ Table parse_csv(std::string_view text,
 }
 
 Table read_csv(const std::string& path, const CsvOptions& options) {
+  csv::check_options(options, path);
   const util::InputFile file(path, "CSV error");
-  const auto size = static_cast<size_t>(file.size());
-  // Read in pieces on the intra-op threads, into memory that is not
-  // zero-filled first (std::string would be).
-  std::unique_ptr<char[]> text(new char[size + 1]);
-  constexpr size_t kPiece = size_t{8} << 20;
-  const auto pieces = static_cast<int64_t>((size + kPiece - 1) / kPiece);
-  std::atomic<bool> short_read{false};
-  at::parallel_for(0, pieces, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const size_t from = static_cast<size_t>(k) * kPiece;
-      const size_t n = std::min(kPiece, size - from);
-      if (file.read_at(static_cast<int64_t>(from), text.get() + from, n) != n) {
-        short_read = true;
+  csv::Header header;
+  csv::Columns columns;
+  const auto start = csv::read_file_header(file, options, header, columns);
+  // The file is never held whole: the data bytes are parsed as they are
+  // read, a window at a time. With several intra-op threads, in byte ranges
+  // in parallel (each starting at a record start); any failure there, or no
+  // rows, sends it to the serial parse, so every message is the serial
+  // one, with its line.
+  const size_t pieces = csv::default_blocks();
+  if (pieces > 1 && static_cast<size_t>(file.size() - start.offset) >=
+                        csv::min_block_bytes()) {
+    if (auto parts = csv::parse_in_ranges(file,
+                                          start.offset,
+                                          file.size(),
+                                          pieces,
+                                          header,
+                                          columns,
+                                          options)) {
+      size_t rows = 0;
+      for (const auto& part : *parts) {
+        rows += part.rows();
+      }
+      if (rows > 0) {
+        csv::count_read_in_blocks();
+        return csv::make_table(*parts, header, columns, options.dtype());
       }
     }
-  });
-  // A file that changed size while it was read: read it again to its end.
-  if (short_read || file.read_at(static_cast<int64_t>(size), text.get(), 1)) {
-    return parse_csv(util::read_file(path, "CSV error"), options, path);
   }
-  return parse_csv(std::string_view(text.get(), size), options, path);
+  int64_t line = start.line;
+  std::vector<csv::Values> parts;
+  parts.push_back(csv::parse_windows(
+      file, start.offset, file.size(), line, header, columns, options));
+  csv::check_some_rows(parts[0].rows(), line, header, path);
+  return csv::make_table(parts, header, columns, options.dtype());
 }
 
 }  // namespace normopt::data

@@ -126,6 +126,10 @@ std::optional<std::vector<Values>> parse_in_blocks(std::string_view text,
 /// 1 (or what set_block_parsing_for_testing forced).
 size_t default_blocks();
 
+/// The smallest text parsed in blocks (1 MiB, or what
+/// set_block_parsing_for_testing set).
+size_t min_block_bytes();
+
 /// Where `text` (starting at a record start, outside quotes) may be cut into
 /// `blocks` pieces of about equal size that each start at a record start:
 /// blocks + 1 offsets, the first 0 and the last text.size(), non-decreasing.
@@ -159,6 +163,33 @@ Table make_table(const std::vector<Values>& parts,
                  const Columns& columns,
                  c10::ScalarType dtype);
 
+/// The rows of [begin, end) of `file` (whole records, starting at a record
+/// start), parsed as they are read, 4 MiB at a time: the bytes pass through
+/// the cache once and only the values are held. `line` is the 1-based line
+/// at `begin` (0 when lines do not matter) and, on return, where parsing
+/// stopped. Throws as parse_records, naming `file`'s path and the line.
+Values parse_windows(const util::InputFile& file,
+                     int64_t begin,
+                     int64_t end,
+                     int64_t& line,
+                     const Header& header,
+                     const Columns& columns,
+                     const CsvOptions& options);
+
+/// The rows of [begin, end) of `file` (`begin` a record start with an even
+/// number of '"' before it) cut into `pieces` byte ranges that each start
+/// at a record start (placed as block_starts places them, after counting
+/// the quotes of each range in parallel), each parsed with parse_windows on
+/// LibTorch's intra-op threads. nullopt when any piece fails: the caller
+/// parses again serially for the message. Lines are not counted.
+std::optional<std::vector<Values>> parse_in_ranges(const util::InputFile& file,
+                                                   int64_t begin,
+                                                   int64_t end,
+                                                   size_t pieces,
+                                                   const Header& header,
+                                                   const Columns& columns,
+                                                   const CsvOptions& options);
+
 /// A collective: every rank's `values` (each rank passes as many),
 /// concatenated in rank order.
 using GatherInts = std::function<std::vector<int64_t>(std::vector<int64_t>)>;
@@ -180,7 +211,10 @@ std::optional<Table> read_csv_range(const std::string& path,
                                     int64_t world,
                                     const GatherInts& gather);
 
-/// For tests: how many texts read_rows parsed in blocks so far, and a way
+/// Counts one more read parsed in blocks (or byte ranges), for tests.
+void count_read_in_blocks();
+
+/// For tests: how many reads were parsed in blocks (or ranges) so far, and a way
 /// to force blocks on small texts (min_bytes, blocks; 0 blocks restores the
 /// default: from 1 MiB of rows, 4 blocks per intra-op thread).
 NORMOPT_API int64_t reads_in_blocks();

@@ -278,10 +278,18 @@ std::vector<Values> read_rows(Scanner& scanner,
   return parts;
 }
 
+size_t min_block_bytes() {
+  return g_min_bytes.load();
+}
+
 size_t default_blocks() {
   const size_t forced = g_forced_blocks.load();
   const auto threads = static_cast<size_t>(at::get_num_threads());
   return forced > 0 ? forced : (threads > 1 ? 4 * threads : 1);
+}
+
+void count_read_in_blocks() {
+  ++g_reads_in_blocks;
 }
 
 int64_t reads_in_blocks() {

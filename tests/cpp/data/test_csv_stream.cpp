@@ -223,6 +223,39 @@ TEST_F(CsvBlocks, ErrorsAreTheSerialOnes) {
   }
 }
 
+// read_csv parses byte ranges of the file in parallel: on 4 threads (and in
+// 2 to 9 forced ranges) the table of 1 thread, and every error the serial
+// one, with its line.
+TEST_F(CsvBlocks, ReadCsvRangesAreTheSerialRead) {
+  normopt::test::TempDir dir;
+  const std::string good = varied_csv(40000, 6);
+  const std::string path = write_file(dir.file("good.csv"), good);
+  at::set_num_threads(1);
+  const Table serial = read_csv(path, varied_options());
+  at::set_num_threads(4);
+  const int64_t before = normopt::data::csv::reads_in_blocks();
+  expect_same_table(read_csv(path, varied_options()), serial);
+  EXPECT_EQ(normopt::data::csv::reads_in_blocks(), before + 1);
+  for (size_t pieces : {2, 3, 9}) {
+    normopt::data::csv::set_block_parsing_for_testing(1, pieces);
+    expect_same_table(read_csv(path, varied_options()), serial);
+  }
+  for (const auto& bad : late_errors(varied_csv(3000, 7))) {
+    const std::string bad_path = write_file(dir.file("bad.csv"), bad);
+    normopt::data::csv::set_block_parsing_for_testing(0, 0);
+    at::set_num_threads(1);
+    const std::string expected =
+        error_of([&] { read_csv(bad_path, varied_options()); });
+    EXPECT_EQ(expected,
+              error_of([&] { parse_csv(bad, varied_options(), bad_path); }));
+    for (size_t pieces : {2, 9}) {
+      normopt::data::csv::set_block_parsing_for_testing(1, pieces);
+      EXPECT_EQ(error_of([&] { read_csv(bad_path, varied_options()); }),
+                expected);
+    }
+  }
+}
+
 // --- CsvReader ----------------------------------------------------------------
 
 class CsvStream : public ::testing::Test {
