@@ -75,10 +75,15 @@ struct NORMOPT_API CsvOptions {
   TORCH_ARG(char, delimiter) = ',';
 };
 
-/// Reads the CSV file at `path` (in one read) and parses it with `parse_csv`,
-/// the path naming the source in error messages. Throws c10::Error when the
-/// file cannot be opened or read (naming the path and the OS reason), and for
-/// every parse error listed at `parse_csv`.
+/// Reads the CSV file at `path` as `parse_csv` parses text, the path naming
+/// the source in error messages. The file is parsed as it is read, 4 MiB at
+/// a time (it is never held whole: memory is the tensors plus the values
+/// being parsed); with more than one LibTorch intra-op thread
+/// (at::set_num_threads), byte ranges of the file are parsed in parallel,
+/// each starting at a record start, with exactly the serial result and
+/// messages. For files larger than memory see CsvReader (csv_reader.h).
+/// Throws c10::Error when the file cannot be opened or read (naming the
+/// path and the OS reason), and for every parse error listed at `parse_csv`.
 NORMOPT_API Table read_csv(const std::string& path,
                            const CsvOptions& options = {});
 
@@ -95,6 +100,8 @@ NORMOPT_API Table read_csv(const std::string& path,
 ///
 /// Safe on arbitrary bytes: never reads outside `text`, never hangs, and
 /// throws nothing but c10::Error (or std::bad_alloc when memory runs out).
+/// From 1 MiB of rows and more than one intra-op thread, blocks of rows are
+/// parsed in parallel; the result and every message are the serial parse's.
 NORMOPT_API Table parse_csv(std::string_view text,
                             const CsvOptions& options = {},
                             const std::string& source = "<memory>");
