@@ -11,8 +11,9 @@
 //    invariants, or a float32 result that is not the float64 result rounded
 //    once (checked below; a violation prints why and aborts);
 //  - a disagreement with the serial whole-text parse of: the rows parsed in
-//    2 to 9 forced blocks, or the streaming CsvReader (the input written to
-//    a file, read with a buffer of 1 to 16 bytes and parts of 1 to 4 rows):
+//    2 to 9 forced blocks, the streaming CsvReader (the input written to a
+//    file, read with a buffer of 1 to 16 bytes and parts of 1 to 4 rows),
+//    or read_csv of that file (windowed, and in 2 to 9 byte ranges):
 //    the same Table, or the same error message; and the fast decimal
 //    parser against std::from_chars on the input's first 40 bytes.
 //
@@ -219,6 +220,15 @@ void check_blocks_and_stream(std::string_view text,
   const Outcome expected =
       outcome_of([&] { return normopt::data::parse_csv(text, options, path); });
   check_same(expected, streamed, "CsvReader disagrees with the serial parse");
+  // read_csv: the file in windows, and in 2 to 9 byte ranges.
+  const Outcome whole =
+      outcome_of([&] { return normopt::data::read_csv(path, options); });
+  check_same(expected, whole, "read_csv disagrees with parse_csv");
+  normopt::data::csv::set_block_parsing_for_testing(1, blocks);
+  const Outcome ranges =
+      outcome_of([&] { return normopt::data::read_csv(path, options); });
+  normopt::data::csv::set_block_parsing_for_testing(0, 0);
+  check_same(expected, ranges, "read_csv in byte ranges disagrees");
 }
 
 // The fast decimal path takes only what std::from_chars takes, with the

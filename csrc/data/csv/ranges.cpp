@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -30,8 +31,10 @@ class Bytes {
   }
   // Drops the first `n` bytes.
   void consume(size_t n) {
-    std::copy(data_.get() + n, data_.get() + size_, data_.get());
-    size_ -= n;
+    if (n > 0) {
+      std::memmove(data_.get(), data_.get() + n, size_ - n);
+      size_ -= n;
+    }
   }
   void clear() {
     size_ = 0;

@@ -12,6 +12,9 @@ namespace {
 
 template <typename T>
 void copy_values(const double* from, size_t n, T* to) {
+  if (n == 0) {
+    return;  // an empty part: `from` may be null (memcpy must not see it)
+  }
   if constexpr (std::is_same_v<T, double>) {
     std::memcpy(to, from, n * sizeof(double));
   } else {
