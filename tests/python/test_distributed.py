@@ -78,6 +78,8 @@ def test_csv_shards_give_the_whole_files_statistics(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("of 101 rows") == 3
     assert r.stdout.count("equal the file's") == 3, r.stdout
+    # Training on the byte-range shards: one process's History (< 1e-10).
+    assert r.stdout.count("History (15 epochs) vs one process") == 3, r.stdout
 
 
 def run_csv(csv, ranks=3, features=None):
