@@ -256,13 +256,38 @@ History fit_rows(nn::StandardizedRegressor& model,
 
 }  // namespace
 
-History fit(nn::StandardizedRegressor& model,
-            torch::optim::Optimizer& optimizer,
-            const data::Table& train,
-            const FitOptions& options) {
-  detail::check_fit_arguments(model, optimizer, train, options);
-  // Resuming loads the model (statistics included) before anything else;
-  // read_checkpoint changes nothing unless the whole file matches this run.
+namespace {
+
+// The two kinds of training data, for prepare(): the whole statistics, the
+// inputs' and the targets'.
+void fit_statistics(nn::StandardizedRegressor& model, const data::Table& t) {
+  model->fit_statistics(t.features, t.targets);
+}
+void fit_statistics(nn::StandardizedRegressor& model, data::TableStream& s) {
+  model->fit_statistics(s);
+}
+const at::Tensor& inputs_of(const data::Table& t) {
+  return t.features;
+}
+const at::Tensor& targets_of(const data::Table& t) {
+  return t.targets;
+}
+data::TableStream& inputs_of(data::TableStream& s) {
+  return s;
+}
+data::TableStream& targets_of(data::TableStream& s) {
+  return s;
+}
+
+// What both fit()s do before training: the resume point (resuming loads the
+// model, statistics included, before anything else; read_checkpoint
+// changes nothing unless the whole file matches this run), then the
+// missing statistics from the training data (present ones are kept).
+template <typename Train>
+std::optional<detail::ResumePoint> prepare(nn::StandardizedRegressor& model,
+                                           torch::optim::Optimizer& optimizer,
+                                           Train& train,
+                                           const FitOptions& options) {
   std::optional<detail::ResumePoint> resume;
   if (!options.resume_from().empty()) {
     resume = detail::read_checkpoint(options.resume_from(),
@@ -271,17 +296,27 @@ History fit(nn::StandardizedRegressor& model,
                                      options,
                                      options.validation().has_value());
   }
-  // Missing statistics come from the training table; present ones are kept.
   const bool need_inputs = !model->normalization->is_adapted();
   const bool need_targets = !model->target->is_fitted();
   if (need_inputs && need_targets) {
-    model->fit_statistics(train.features, train.targets);
+    fit_statistics(model, train);
   } else if (need_inputs) {
-    model->normalization->adapt(train.features);
+    model->normalization->adapt(inputs_of(train));
   } else if (need_targets) {
-    model->target->fit(train.targets);
+    model->target->fit(targets_of(train));
   }
   check_statistics(model);
+  return resume;
+}
+
+}  // namespace
+
+History fit(nn::StandardizedRegressor& model,
+            torch::optim::Optimizer& optimizer,
+            const data::Table& train,
+            const FitOptions& options) {
+  detail::check_fit_arguments(model, optimizer, train, options);
+  auto resume = prepare(model, optimizer, train, options);
   TableRows rows(model, train, options);
   return fit_rows(model, optimizer, rows, options, std::move(resume));
 }
@@ -307,36 +342,13 @@ History fit(nn::StandardizedRegressor& model,
               "the training data");
   detail::check_fit_arguments(model, optimizer, *first, options);
   first.reset();
-  std::optional<detail::ResumePoint> resume;
-  if (!options.resume_from().empty()) {
-    resume = detail::read_checkpoint(options.resume_from(),
-                                     model,
-                                     optimizer,
-                                     options,
-                                     options.validation().has_value());
-  }
-  // Missing statistics: one pass over the stream; present ones are kept.
-  const bool need_inputs = !model->normalization->is_adapted();
-  const bool need_targets = !model->target->is_fitted();
-  if (need_inputs && need_targets) {
-    model->fit_statistics(train);
-  } else if (need_inputs) {
-    model->normalization->adapt(train);
-  } else if (need_targets) {
-    model->target->fit(train);
-  }
-  check_statistics(model);
-  // The row count (for the batches per epoch) from the statistics' count,
-  // or one counting pass when the model brought its statistics.
+  auto resume = prepare(model, optimizer, train, options);
+  // The row count, for the batches per epoch (one pass; the statistics'
+  // counts may be those of other data when the model brought them).
   int64_t n = 0;
-  if (need_inputs || need_targets) {
-    n = (need_inputs ? model->normalization->count : model->target->count)
-            .item<int64_t>();
-  } else {
-    train.rewind();
-    while (auto part = train.next()) {
-      n += part->size();
-    }
+  train.rewind();
+  while (auto part = train.next()) {
+    n += part->size();
   }
   StreamRows rows(model, train, n, options);
   return fit_rows(model, optimizer, rows, options, std::move(resume));

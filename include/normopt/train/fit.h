@@ -195,8 +195,9 @@ NORMOPT_API History fit(nn::StandardizedRegressor& model,
 /// fit() on data larger than memory: `train` (e.g. data::CsvReader) is read
 /// again for every epoch, through a shuffle buffer of
 /// options.shuffle_buffer() rows, and once more after each epoch for the
-/// training loss over every row; missing statistics take one pass first
-/// (StandardizedRegressor::fit_statistics(stream)). The same History
+/// training loss over every row. Before the first epoch: missing statistics
+/// take one pass (StandardizedRegressor::fit_statistics(stream)), and one
+/// pass counts the rows. The same History
 /// columns, callbacks, checkpoints and checks as fit(Table) (the data
 /// checks on each part as it is read, the first one up front). With
 /// shuffle_buffer >= N, the run equals fit() on the whole table, up to the
