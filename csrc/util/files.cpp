@@ -4,6 +4,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -158,55 +159,20 @@ void write_atomically(const std::string& path,
 }
 
 std::string read_file(const std::string& path, const char* where) {
-  TORCH_CHECK(path_kind(path) != PathKind::kDirectory,
-              where,
-              ": cannot read '",
-              path,
-              "': it is a directory. Pass the path of a file.");
-  errno = 0;
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  const int open_errno = errno;
-  TORCH_CHECK(file != nullptr,
-              where,
-              ": cannot open '",
-              path,
-              "' for reading: ",
-              std::strerror(open_errno),
-              " (errno ",
-              open_errno,
-              "). Check that the path is right (relative paths start at the "
-              "working directory) and that the file is readable.");
-  std::string text;
-  struct stat info {};
-  const int64_t size_hint = ::fstat(::fileno(file), &info) == 0
-                                ? static_cast<int64_t>(info.st_size)
-                                : 0;
+  const InputFile file(path, where);
+  // To the end of the file, also when its size changed since it was opened.
+  std::string text(static_cast<size_t>(file.size()), '\0');
   size_t used = 0;
-  if (size_hint > 0) {
-    text.resize(static_cast<size_t>(size_hint));
-    used = std::fread(text.data(), 1, text.size(), file);
-  }
-  // Files whose size is unknown or changed: read on until end of file.
-  char chunk[1 << 16];
-  if (used == text.size()) {
-    size_t got = 0;
-    while ((got = std::fread(chunk, 1, sizeof(chunk), file)) > 0) {
-      text.append(chunk, got);
-      used += got;
+  for (;;) {
+    const size_t want = text.size() - used;
+    const size_t got =
+        file.read_at(static_cast<int64_t>(used), text.data() + used, want);
+    used += got;
+    if (got < want) {
+      break;
     }
+    text.resize(std::max<size_t>(2 * text.size(), size_t{1} << 16));
   }
-  const bool failed = std::ferror(file) != 0;
-  const int read_errno = errno;
-  std::fclose(file);
-  TORCH_CHECK(!failed,
-              where,
-              ": cannot read '",
-              path,
-              "': ",
-              std::strerror(read_errno),
-              " (errno ",
-              read_errno,
-              "). Check that the file is readable and not being modified.");
   text.resize(used);
   return text;
 }
