@@ -4,7 +4,6 @@
 
 #include <c10/util/Exception.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -160,18 +159,18 @@ void write_atomically(const std::string& path,
 
 std::string read_file(const std::string& path, const char* where) {
   const InputFile file(path, where);
-  // To the end of the file, also when its size changed since it was opened.
   std::string text(static_cast<size_t>(file.size()), '\0');
-  size_t used = 0;
-  for (;;) {
-    const size_t want = text.size() - used;
-    const size_t got =
-        file.read_at(static_cast<int64_t>(used), text.data() + used, want);
-    used += got;
-    if (got < want) {
-      break;
+  size_t used = file.read_at(0, text.data(), text.size());
+  // To the end of the file, also when it grew since it was opened (without
+  // doubling the string, which would hold twice the file).
+  if (used == text.size()) {
+    char chunk[1 << 16];
+    size_t got = 0;
+    while ((got = file.read_at(
+                static_cast<int64_t>(used), chunk, sizeof(chunk))) > 0) {
+      text.append(chunk, got);
+      used += got;
     }
-    text.resize(std::max<size_t>(2 * text.size(), size_t{1} << 16));
   }
   text.resize(used);
   return text;
