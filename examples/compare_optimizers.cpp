@@ -318,15 +318,16 @@ int run(int argc, char** argv) {
                       standardized ? nn::TargetScaling::kZScore
                                    : nn::TargetScaling::kNone)));
           auto opt = make_optimizer(opt_name, model->parameters(), lr);
-          for (const auto& f :
-               train::diagnose(model,
-                               *opt,
-                               table,
-                               train::DiagnoseOptions().planned_steps(
-                                   args.epochs * steps_per_epoch))) {
-            if (report && f.severity == train::Severity::kWarning) {
-              std::cout << name << ": " << f << "\n";
-            }
+          const auto diagnosis =
+              train::diagnose(model,
+                              *opt,
+                              table,
+                              train::DiagnoseOptions()
+                                  .planned_steps(args.epochs * steps_per_epoch)
+                                  .batch_size(args.stream ? 0 : args.batch_size)
+                                  .seed(args.seed));
+          if (report) {
+            std::cout << name << ": forecast " << diagnosis;
           }
           auto fit_options = train::FitOptions()
                                  .epochs(args.epochs)

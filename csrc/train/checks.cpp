@@ -56,6 +56,11 @@ void check_table(const nn::StandardizedRegressor& model,
                  const data::Table& table,
                  const char* where,
                  const char* what) {
+  check_data(table, where, what);
+  check_feature_count(*model, table.features.size(1), where, what);
+}
+
+void check_data(const data::Table& table, const char* where, const char* what) {
   const auto& x = table.features;
   const auto& y = table.targets;
   TORCH_CHECK(x.defined() && y.defined(),
@@ -100,12 +105,16 @@ void check_table(const nn::StandardizedRegressor& model,
               y.sizes(),
               ")");
   if (auto index = nn::detail::first_nonfinite_index(x)) {
+    const auto column = static_cast<size_t>(index->back());
     TORCH_CHECK(false,
                 where,
                 ": ",
                 what,
                 " feature ",
                 at::IntArrayRef(*index),
+                column < table.feature_names.size()
+                    ? " (column '" + table.feature_names[column] + "')"
+                    : std::string(),
                 " is NaN or Inf; remove or impute it first");
   }
   if (auto index = nn::detail::first_nonfinite_index(y)) {
@@ -117,7 +126,6 @@ void check_table(const nn::StandardizedRegressor& model,
                 at::IntArrayRef(*index),
                 " is NaN or Inf; remove or impute it first");
   }
-  check_feature_count(*model, x.size(1), where, what);
 }
 
 void check_fit_arguments(const nn::StandardizedRegressor& model,

@@ -25,6 +25,9 @@ void check_table(const nn::StandardizedRegressor& model,
                  const char* where,
                  const char* what);
 
+/// The checks of check_table() that do not depend on a model.
+void check_data(const data::Table& table, const char* where, const char* what);
+
 /// Checks fit()'s options (ranges, the checkpoint folder), both tables and
 /// that the optimizer holds the model's parameters; throws c10::Error
 /// saying what is wrong before anything is trained.

@@ -1,6 +1,7 @@
 #include <normopt/train/fit.h>
 
 #include "../nn/checks.h"
+#include "batches.h"
 #include "builtin_callbacks.h"
 #include "checkpoint.h"
 #include "checks.h"
@@ -64,21 +65,6 @@ at::TensorOptions data_options_of(const nn::StandardizedRegressor& model) {
       .device(params[0].device());
 }
 
-// A permutation of `n` rows from `generator` after seeding it with
-// seed + epoch (the first draw of the epoch).
-at::Tensor epoch_permutation(at::Generator& generator,
-                             uint64_t seed,
-                             int64_t epoch,
-                             int64_t n,
-                             bool reseed) {
-  if (reseed) {
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_current_seed(seed + static_cast<uint64_t>(epoch));
-  }
-  // randperm takes the generator's lock itself.
-  return at::randperm(n, generator, at::TensorOptions().dtype(at::kLong));
-}
-
 // A Table in memory. The input Normalization's statistics stay fixed while
 // the regressor trains, so the inputs are normalized once here:
 // model->forward(x) == regressor(normalization(x)). Losses are evaluated in
@@ -101,9 +87,8 @@ class TableRows : public TrainingRows {
         detail::as_matrix(train.targets).to(eval_options));
     scale64_ = model->target->scale.to(eval_options);
     rows = x_.size(0);
-    batch_ =
-        options.batch_size() == 0 ? rows : std::min(options.batch_size(), rows);
-    batches = (rows + batch_ - 1) / batch_;
+    batch_ = detail::batch_rows(rows, options.batch_size());
+    batches = detail::batches_per_epoch(rows, options.batch_size());
   }
 
   void for_each_batch(int64_t epoch, const Step& step) override {
@@ -111,7 +96,8 @@ class TableRows : public TrainingRows {
     // permuted: its order cannot change the step.
     at::Tensor order;
     if (options_.shuffle() && batches > 1) {
-      order = epoch_permutation(generator_, options_.seed(), epoch, rows, true)
+      order = detail::epoch_permutation(
+                  generator_, options_.seed(), epoch, rows, true)
                   .to(x_.device());
     }
     for (int64_t b = 0; b < batches; ++b) {
@@ -155,8 +141,8 @@ class StreamRows : public TrainingRows {
         options_(options),
         generator_(at::make_generator<at::CPUGeneratorImpl>(options.seed())) {
     rows = n_rows;
-    batch_ = std::min(options.batch_size(), rows);
-    batches = (rows + batch_ - 1) / batch_;
+    batch_ = detail::batch_rows(rows, options.batch_size());
+    batches = detail::batches_per_epoch(rows, options.batch_size());
     buffer_rows_ = std::max(options.shuffle_buffer(), batch_);
   }
 
@@ -179,7 +165,7 @@ class StreamRows : public TrainingRows {
       ys.clear();
       if (shuffle) {
         const auto order =
-            epoch_permutation(
+            detail::epoch_permutation(
                 generator_, options_.seed(), epoch, held, first_draw)
                 .to(x.device());
         first_draw = false;

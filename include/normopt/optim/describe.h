@@ -31,7 +31,8 @@ enum class StepRule {
   kAdaptive,
 };
 
-/// An optimizer's update rule and settings (of param group 0).
+/// An optimizer's update rule and settings (of param group 0): everything
+/// train::diagnose() needs to replay its steps.
 struct StepDescription {
   StepRule rule = StepRule::kUnknown;
   /// Learning rate; NaN when unknown.
@@ -43,6 +44,18 @@ struct StepDescription {
   /// The L2 penalty added to the gradient (coupled weight decay: SGD's and
   /// Adam's weight_decay; 0 for AdamW's decoupled decay).
   double weight_decay = 0;
+  /// AdamW's decoupled decay: p *= 1 - lr * decoupled_weight_decay.
+  double decoupled_weight_decay = 0;
+  /// Adam's moment decay rates and epsilon (0 for SGD).
+  double beta1 = 0;
+  double beta2 = 0;
+  double eps = 0;
+  /// Adam with Keras's epsilon placement (normopt's EpsilonMode::kKeras).
+  bool keras_epsilon = false;
+  /// AMSGrad's running maximum of the second moment.
+  bool amsgrad = false;
+  /// The optimizer climbs the objective instead of descending it.
+  bool maximize = false;
   /// Whether the optimizer itself skips steps whose gradients hold NaN or
   /// Inf (normopt's skip_nonfinite), so a caller may let it.
   bool skips_nonfinite = false;

@@ -617,7 +617,7 @@ TEST(Describe, NewOptimizer_DescribesItself_DiagnoseUsesIt) {
       table,
       normopt::train::DiagnoseOptions().planned_steps(100));
   bool stall = false;
-  for (const auto& f : findings) {
+  for (const auto& f : findings.findings) {
     stall = stall || f.code == "adam_scale_stall";
   }
   EXPECT_TRUE(stall);

@@ -79,7 +79,11 @@ TEST(Diagnose, AdamRawTargets_WarnsScaleStall) {
   normopt::optim::Adam adam(model->parameters(),
                             normopt::optim::AdamOptions(1e-2));
   auto findings = normopt::train::diagnose(
-      model, adam, table, normopt::train::DiagnoseOptions().planned_steps(200));
+                      model,
+                      adam,
+                      table,
+                      normopt::train::DiagnoseOptions().planned_steps(200))
+                      .findings;
   const auto* stall = find(findings, "adam_scale_stall");
   ASSERT_NE(stall, nullptr);
   EXPECT_EQ(stall->severity, normopt::train::Severity::kWarning);
@@ -91,14 +95,14 @@ TEST(Diagnose, AdamRawTargets_WarnsScaleStall) {
   ASSERT_NE(find(findings, "target_scale"), nullptr);
   EXPECT_EQ(find(findings, "ok"), nullptr);
   // Without a plan, the 10,000-step budget still flags a 4e6-step journey.
-  auto unplanned = normopt::train::diagnose(model, adam, table);
+  auto unplanned = normopt::train::diagnose(model, adam, table).findings;
   ASSERT_NE(find(unplanned, "adam_scale_stall"), nullptr);
   EXPECT_NE(find(unplanned, "adam_scale_stall")->message.find("10,000"),
             std::string::npos);
   // torch::optim::Adam gets the same check.
   torch::optim::Adam torch_adam(model->parameters(),
                                 torch::optim::AdamOptions(1e-2));
-  EXPECT_NE(find(normopt::train::diagnose(model, torch_adam, table),
+  EXPECT_NE(find(normopt::train::diagnose(model, torch_adam, table).findings,
                  "adam_scale_stall"),
             nullptr);
   std::ostringstream printed;
@@ -114,7 +118,11 @@ TEST(Diagnose, AdamStandardized_NoWarning) {
   normopt::optim::Adam adam(model->parameters(),
                             normopt::optim::AdamOptions(1e-2));
   auto findings = normopt::train::diagnose(
-      model, adam, table, normopt::train::DiagnoseOptions().planned_steps(200));
+                      model,
+                      adam,
+                      table,
+                      normopt::train::DiagnoseOptions().planned_steps(200))
+                      .findings;
   EXPECT_EQ(find(findings, "adam_scale_stall"), nullptr);
   EXPECT_EQ(find(findings, "target_scale"), nullptr);
   ASSERT_NE(find(findings, "ok"), nullptr);
@@ -129,7 +137,7 @@ TEST(Diagnose, SgdLr10_WarnsDivergenceAtTheExactBound) {
   auto findings_at = [&](double lr) {
     normopt::optim::SGD sgd(model->parameters(),
                             normopt::optim::SGDOptions(lr));
-    return normopt::train::diagnose(model, sgd, table);
+    return normopt::train::diagnose(model, sgd, table).findings;
   };
   const auto lr10 = findings_at(10);
   const auto* div = find(lr10, "sgd_divergence");
@@ -171,7 +179,7 @@ TEST(Diagnose, FeatureScale_WarnsOnlyWhenUnnormalized) {
               .variance(torch::ones({2}, torch::kFloat64))));
   normopt::optim::Adam adam(fixed->parameters(),
                             normopt::optim::AdamOptions(1e-2));
-  auto findings = normopt::train::diagnose(fixed, adam, table);
+  auto findings = normopt::train::diagnose(fixed, adam, table).findings;
   const auto* scale = find(findings, "feature_scale");
   ASSERT_NE(scale, nullptr);
   EXPECT_EQ(scale->severity, normopt::train::Severity::kWarning)
@@ -181,7 +189,7 @@ TEST(Diagnose, FeatureScale_WarnsOnlyWhenUnnormalized) {
   normopt::optim::Adam adam2(adaptive->parameters(),
                              normopt::optim::AdamOptions(1e-2));
   scale = nullptr;
-  auto findings2 = normopt::train::diagnose(adaptive, adam2, table);
+  auto findings2 = normopt::train::diagnose(adaptive, adam2, table).findings;
   scale = find(findings2, "feature_scale");
   ASSERT_NE(scale, nullptr);
   EXPECT_EQ(scale->severity, normopt::train::Severity::kInfo);
@@ -193,7 +201,7 @@ TEST(Diagnose, DegenerateData_SaysWhyInsteadOfNumbers) {
     auto model = make_model();
     normopt::optim::Adam adam(model->parameters(),
                               normopt::optim::AdamOptions(1e-2));
-    return normopt::train::diagnose(model, adam, t);
+    return normopt::train::diagnose(model, adam, t).findings;
   };
   auto expect_says = [&](const Table& t, const std::string& needle) {
     const auto findings = findings_for(t);
@@ -229,7 +237,7 @@ TEST(Diagnose, LeavesModelAndRngUntouched) {
                             normopt::optim::AdamOptions(1e-2));
   const auto before = snapshot(*model);
   torch::manual_seed(5);
-  const auto unfitted = normopt::train::diagnose(model, adam, table);
+  const auto unfitted = normopt::train::diagnose(model, adam, table).findings;
   const auto draw = torch::rand({3});
   EXPECT_TRUE(same(before, snapshot(*model)));
   EXPECT_FALSE(model->normalization->is_adapted());
@@ -241,7 +249,7 @@ TEST(Diagnose, LeavesModelAndRngUntouched) {
   // The statistics computed on the side are those fit() would use.
   model->fit_statistics(table.features, table.targets);
   const auto adapted = snapshot(*model);
-  const auto fitted = normopt::train::diagnose(model, adam, table);
+  const auto fitted = normopt::train::diagnose(model, adam, table).findings;
   EXPECT_TRUE(same(adapted, snapshot(*model)));
   ASSERT_EQ(unfitted.size(), fitted.size());
   for (size_t i = 0; i < fitted.size(); ++i) {
@@ -261,9 +269,9 @@ TEST(Diagnose, BadInput_Errors) {
             model,
             adam,
             table,
-            normopt::train::DiagnoseOptions().planned_steps(-1));
+            normopt::train::DiagnoseOptions().planned_steps(0));
       },
-      {"planned_steps must be >= 0", "got -1"});
+      {"planned_steps must be at least 1", "got 0"});
   expect_error(
       [&] { normopt::train::diagnose(model, adam, rows(table, 0, 0)); },
       {"diagnose: the training table is empty"});

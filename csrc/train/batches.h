@@ -1,0 +1,40 @@
+#pragma once
+// Internal: how fit() cuts an epoch into batches and orders its rows, in one
+// place for fit() and for diagnose()'s replay of it.
+
+#include <ATen/ATen.h>
+#include <ATen/core/Generator.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <mutex>
+
+namespace normopt::train::detail {
+
+/// Rows per step: batch_size, 0 meaning every row, at most `rows`.
+inline int64_t batch_rows(int64_t rows, int64_t batch_size) {
+  return batch_size == 0 ? rows : std::min(batch_size, rows);
+}
+
+/// Steps per epoch: ceil(rows / batch_rows), the last batch holding the rest.
+inline int64_t batches_per_epoch(int64_t rows, int64_t batch_size) {
+  const int64_t batch = batch_rows(rows, batch_size);
+  return batch > 0 ? (rows + batch - 1) / batch : 0;
+}
+
+/// A permutation of `n` rows from `generator`, after seeding it with
+/// seed + epoch when `reseed` (the first draw of an epoch).
+inline at::Tensor epoch_permutation(at::Generator& generator,
+                                    uint64_t seed,
+                                    int64_t epoch,
+                                    int64_t n,
+                                    bool reseed) {
+  if (reseed) {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_current_seed(seed + static_cast<uint64_t>(epoch));
+  }
+  // randperm takes the generator's lock itself.
+  return at::randperm(n, generator, at::TensorOptions().dtype(at::kLong));
+}
+
+}  // namespace normopt::train::detail

@@ -1,0 +1,310 @@
+#include "problem.h"
+
+#include "../checks.h"
+
+#include <normopt/ops/moments.h>
+#include <normopt/train/closed_form.h>
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+namespace normopt::train::detail {
+namespace {
+
+constexpr double kSingular = 1e-12;
+
+at::Tensor f64(const at::Tensor& x) {
+  return x.to(at::kCPU, at::kDouble).contiguous();
+}
+
+// Population means and standard deviations per column.
+std::pair<at::Tensor, at::Tensor> mean_sd(const at::Tensor& x) {
+  auto [n, mean, m2] = ops::moments(x, {0});
+  return {mean, (m2 / n.to(at::kDouble)).sqrt()};
+}
+
+// Whether columns look standardized: means near 0, deviations near 1 (or a
+// constant column's 0).
+bool looks_standardized(const at::Tensor& mean, const at::Tensor& var) {
+  const auto sd = var.sqrt();
+  return mean.abs().max().item<double>() < 0.5 &&
+         ((sd - 1).abs() < 0.5).logical_or(sd == 0).all().item<bool>();
+}
+
+// The minimum-norm solution of gram w = cross on the correlation scale
+// (eigenvalues below 1e-12 of the largest count as 0).
+at::Tensor solve_gram(const at::Tensor& gram, const at::Tensor& cross) {
+  const auto d = gram.diagonal();
+  const auto s = at::where(d > 0, d.rsqrt(), at::ones_like(d));
+  const auto corr = gram * s.unsqueeze(1) * s.unsqueeze(0);
+  auto [values, vectors] = at::linalg_eigh(corr);
+  const double top = values.max().item<double>();
+  const auto inv = at::where(
+      values > kSingular * top, values.reciprocal(), at::zeros_like(values));
+  const auto rhs = cross * s.unsqueeze(1);
+  return s.unsqueeze(1) *
+         at::matmul(vectors * inv.unsqueeze(0), at::matmul(vectors.t(), rhs));
+}
+
+void finish_optimum(Problem& p, const at::Tensor& mse_from_rows) {
+  p.w_opt = solve_gram(p.gram, p.cross);
+  p.b_opt = p.mean_t - at::matmul(p.mean_z, p.w_opt);
+  if (mse_from_rows.defined()) {
+    p.mse_opt = mse_from_rows;
+  } else {
+    p.mse_opt = (p.var_t - (p.cross * p.w_opt).sum(0)).clamp_min(0);
+  }
+  p.features_normalized =
+      p.features == 0 || looks_standardized(p.mean_z, p.gram.diagonal());
+  p.targets_standardized = looks_standardized(p.mean_t, p.var_t);
+}
+
+// Chan's merge of centered co-moments, for the stream.
+struct Moments {
+  double n = 0;
+  at::Tensor mz, mt, szz, szt, stt;  // means and co-moment sums
+  at::Tensor raw_n, raw_mean, raw_m2, y_n, y_mean, y_m2;
+
+  void add(const at::Tensor& z, const at::Tensor& t) {
+    const double m = static_cast<double>(z.size(0));
+    const auto bz = z.mean(0), bt = t.mean(0);
+    const auto zc = z - bz, tc = t - bt;
+    const auto gzz = zc.t().mm(zc), gzt = zc.t().mm(tc),
+               gtt = tc.square().sum(0);
+    if (n == 0) {
+      n = m, mz = bz, mt = bt, szz = gzz, szt = gzt, stt = gtt;
+      return;
+    }
+    const double total = n + m, f = n * m / total;
+    const auto dz = bz - mz, dt = bt - mt;
+    szz = szz + gzz + f * dz.unsqueeze(1) * dz.unsqueeze(0);
+    szt = szt + gzt + f * dz.unsqueeze(1) * dt.unsqueeze(0);
+    stt = stt + gtt + f * dt.square();
+    mz = mz + dz * (m / total);
+    mt = mt + dt * (m / total);
+    n = total;
+  }
+  void add_raw(const data::Table& part) {
+    auto [n1, m1, s1] = ops::moments(f64(part.features), {0});
+    auto [n2, m2, s2] = ops::moments(f64(as_matrix(part.targets)), {0});
+    if (!raw_n.defined()) {
+      raw_n = n1, raw_mean = m1, raw_m2 = s1, y_n = n2, y_mean = m2, y_m2 = s2;
+      return;
+    }
+    std::tie(raw_n, raw_mean, raw_m2) =
+        ops::merge_moments(raw_n, raw_mean, raw_m2, n1, m1, s1);
+    std::tie(y_n, y_mean, y_m2) =
+        ops::merge_moments(y_n, y_mean, y_m2, n2, m2, s2);
+  }
+};
+
+// z and t as `model` sees them, with its statistics or `side`'s.
+std::pair<at::Tensor, at::Tensor> loss_units(nn::StandardizedRegressor& model,
+                                             const at::Tensor& x,
+                                             const at::Tensor& y) {
+  at::NoGradGuard no_grad;
+  auto z = model->normalization->forward(f64(x));
+  auto t = model->transform_targets(f64(as_matrix(y)));
+  return {f64(z), f64(t)};
+}
+
+const char* scaling_name(nn::TargetScaling method) {
+  switch (method) {
+    case nn::TargetScaling::kZScore:
+      return "TargetScaling::kZScore";
+    case nn::TargetScaling::kMinMax:
+      return "TargetScaling::kMinMax";
+    case nn::TargetScaling::kNone:
+      return "TargetScaling::kNone, raw units";
+  }
+  return "?";
+}
+
+// `model` itself when its statistics are set, else a copy with the
+// statistics fit() would compute (`fit_missing` computes them).
+template <typename FitMissing>
+nn::StandardizedRegressor with_statistics(nn::StandardizedRegressor& model,
+                                          FitMissing fit_missing) {
+  if (model->normalization->is_adapted() && model->target->is_fitted()) {
+    return model;
+  }
+  auto copy = std::dynamic_pointer_cast<nn::StandardizedRegressorImpl>(
+      model->clone(at::kCPU));
+  nn::StandardizedRegressor side(copy);
+  fit_missing(side);
+  return side;
+}
+
+}  // namespace
+
+double Problem::original_mse(const double* per_column) const {
+  const double* u = unit.data_ptr<double>();
+  double sum = 0;
+  for (int64_t j = 0; j < targets; ++j) {
+    sum += per_column[j] * u[j] * u[j];
+  }
+  return sum / static_cast<double>(targets);
+}
+
+double Problem::optimum_mse() const {
+  return original_mse(mse_opt.data_ptr<double>());
+}
+
+bool Problem::optimum_exact() const {
+  const auto mean_square = (var_t + mean_t.square()).contiguous();
+  return optimum_mse() <=
+         kExactFitTolerance * original_mse(mean_square.data_ptr<double>());
+}
+
+Problem Problem::standardized() const {
+  Problem s = *this;
+  const auto sz = at::where(
+      gram.diagonal() > 0, gram.diagonal().sqrt(), at::ones_like(mean_z));
+  const auto st = at::where(var_t > 0, var_t.sqrt(), at::ones_like(mean_t));
+  if (z.defined()) {
+    s.z = ((z - mean_z) / sz).contiguous();
+    s.t = ((t - mean_t) / st).contiguous();
+  }
+  s.mean_z = at::zeros_like(mean_z);
+  s.mean_t = at::zeros_like(mean_t);
+  s.gram = gram / sz.unsqueeze(1) / sz.unsqueeze(0);
+  s.cross = cross / sz.unsqueeze(1) / st.unsqueeze(0);
+  s.var_t = var_t / st.square();
+  s.unit = (unit * st).contiguous();
+  s.w_opt = w_opt * sz.unsqueeze(1) / st.unsqueeze(0);
+  s.b_opt = at::zeros_like(b_opt);
+  s.mse_opt = (mse_opt / st.square()).contiguous();
+  s.features_normalized = true;
+  s.targets_standardized = true;
+  s.target_scaling = scaling_name(nn::TargetScaling::kZScore);
+  return s;
+}
+
+void compute_moments(Problem& p) {
+  p.rows = p.z.size(0);
+  p.features = p.z.size(1);
+  p.targets = p.t.size(1);
+  const double n = static_cast<double>(p.rows);
+  p.mean_z = p.z.mean(0);
+  p.mean_t = p.t.mean(0);
+  const auto zc = p.z - p.mean_z, tc = p.t - p.mean_t;
+  p.gram = zc.t().mm(zc) / n;
+  p.cross = zc.t().mm(tc) / n;
+  p.var_t = tc.square().mean(0);
+  const auto w = solve_gram(p.gram, p.cross);
+  finish_optimum(p, (tc - zc.mm(w)).square().mean(0).contiguous());
+}
+
+Problem problem_of(const at::Tensor& x, const at::Tensor& y) {
+  Problem p;
+  p.z = f64(x);
+  p.t = f64(as_matrix(y));
+  p.unit = at::ones({p.t.size(1)}, at::kDouble);
+  std::tie(p.raw_mean, p.raw_sd) = mean_sd(p.z);
+  std::tie(p.target_mean, p.target_sd) = mean_sd(p.t);
+  p.target_scaling = "raw targets";
+  compute_moments(p);
+  return p;
+}
+
+Problem problem_of(nn::StandardizedRegressor& model, const data::Table& train) {
+  auto seen = with_statistics(model, [&](nn::StandardizedRegressor& side) {
+    if (!side->normalization->is_adapted()) {
+      side->normalization->adapt(train.features);
+    }
+    if (!side->target->is_fitted()) {
+      side->target->fit(train.targets);
+    }
+  });
+  Problem p;
+  std::tie(p.z, p.t) = loss_units(seen, train.features, train.targets);
+  p.unit = f64(seen->target->scale).reshape(-1);
+  if (p.unit.numel() == 1 && p.t.size(1) > 1) {
+    p.unit = p.unit.expand({p.t.size(1)}).contiguous();
+  }
+  std::tie(p.raw_mean, p.raw_sd) = mean_sd(f64(train.features));
+  std::tie(p.target_mean, p.target_sd) = mean_sd(f64(as_matrix(train.targets)));
+  p.feature_names = train.feature_names;
+  p.target_scaling = scaling_name(model->target->options.method());
+  compute_moments(p);
+  return p;
+}
+
+Problem problem_of(nn::StandardizedRegressor& model, data::TableStream& train) {
+  auto seen = with_statistics(model, [&](nn::StandardizedRegressor& side) {
+    side->fit_statistics(train);
+  });
+  Moments m;
+  train.rewind();
+  std::vector<std::string> names;
+  while (auto part = train.next()) {
+    check_table(model, *part, "diagnose", "training");
+    auto [z, t] = loss_units(seen, part->features, part->targets);
+    m.add(z, t);
+    m.add_raw(*part);
+    names = part->feature_names;
+  }
+  TORCH_CHECK(m.n > 0,
+              "diagnose: the training stream has no rows; there is nothing "
+              "to train on");
+  Problem p;
+  p.rows = static_cast<int64_t>(m.n);
+  p.features = m.mz.size(0);
+  p.targets = m.mt.size(0);
+  p.mean_z = m.mz, p.mean_t = m.mt;
+  p.gram = m.szz / m.n, p.cross = m.szt / m.n, p.var_t = m.stt / m.n;
+  p.unit = f64(seen->target->scale).reshape(-1);
+  if (p.unit.numel() == 1 && p.targets > 1) {
+    p.unit = p.unit.expand({p.targets}).contiguous();
+  }
+  p.raw_mean = m.raw_mean;
+  p.raw_sd = (m.raw_m2 / m.raw_n.to(at::kDouble)).sqrt();
+  p.target_mean = m.y_mean;
+  p.target_sd = (m.y_m2 / m.y_n.to(at::kDouble)).sqrt();
+  p.feature_names = names;
+  p.target_scaling = scaling_name(model->target->options.method());
+  finish_optimum(p, at::Tensor());
+  return p;
+}
+
+OptimizerView view_optimizer(const torch::optim::Optimizer& optimizer) {
+  OptimizerView view;
+  view.step = optim::describe(optimizer);
+  std::vector<std::pair<const c10::TensorImpl*, double>> lrs;
+  std::vector<double> distinct;
+  for (const auto& group : optimizer.param_groups()) {
+    double lr = view.step.lr;
+    try {
+      lr = group.options().get_lr();
+    } catch (const c10::Error&) {
+      // Options without get_lr(): group 0's lr from describe().
+    }
+    for (const auto& param : group.params()) {
+      lrs.emplace_back(param.unsafeGetTensorImpl(), lr);
+    }
+    if (std::find(distinct.begin(), distinct.end(), lr) == distinct.end()) {
+      distinct.push_back(lr);
+    }
+  }
+  if (distinct.size() > 1) {
+    view.groups_note = std::to_string(optimizer.param_groups().size()) +
+                       " param groups with different learning rates: the "
+                       "forecast uses each parameter's own group's lr and "
+                       "group 0's other settings";
+  }
+  view.lr_of = [lrs = std::move(lrs)](const at::Tensor& param) {
+    for (const auto& [impl, lr] : lrs) {
+      if (impl == param.unsafeGetTensorImpl()) {
+        return lr;
+      }
+    }
+    return std::numeric_limits<double>::quiet_NaN();
+  };
+  return view;
+}
+
+}  // namespace normopt::train::detail

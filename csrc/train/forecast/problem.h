@@ -1,0 +1,97 @@
+#pragma once
+// Internal: a training run as diagnose() sees it, gathered once: the data in
+// the loss's units (float64), its centered moments (the MSE of an affine
+// model is a quadratic in them), the closed-form optimum, and what the
+// findings say about the model and the data.
+
+#include <normopt/data/stream.h>
+#include <normopt/data/table.h>
+#include <normopt/nn/standardized_regressor.h>
+#include <normopt/optim/describe.h>
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/modules/container/any.h>
+#include <torch/optim/optimizer.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace normopt::train::detail {
+
+/// The data as the loss sees it and its moments, float64 on the CPU.
+struct Problem {
+  int64_t rows = 0;      // N
+  int64_t features = 0;  // p: what the regressor sees
+  int64_t targets = 0;   // k
+  /// The rows (N, p) and (N, k), contiguous; undefined from a stream.
+  at::Tensor z, t;
+  /// Means (p), (k); Zcᵀ Zc / N (p, p); Zcᵀ Tc / N (p, k); Tc² / N (k), with
+  /// Zc, Tc the centered z and t.
+  at::Tensor mean_z, mean_t, gram, cross, var_t;
+  /// One loss unit of target column j is unit[j] original units.
+  at::Tensor unit;
+  /// The least-squares optimum with an intercept in loss units: w (p, k),
+  /// b (k), the MSE per column (k).
+  at::Tensor w_opt, b_opt, mse_opt;
+  /// Raw (before the model's scaling) feature and target moments.
+  at::Tensor raw_mean, raw_sd, target_mean, target_sd;
+  std::vector<std::string> feature_names;
+  /// Whether the loss sees z-scored targets and normalized features, and the
+  /// target scaling's name for messages.
+  bool targets_standardized = false;
+  bool features_normalized = false;
+  std::string target_scaling;
+
+  /// MSE in original units from per-column loss-unit MSEs (k).
+  double original_mse(const double* per_column) const;
+  /// The optimum in original units.
+  double optimum_mse() const;
+  /// Whether the optimum MSE is 0 up to rounding.
+  bool optimum_exact() const;
+  /// The same problem with z-scored features and targets (what a
+  /// StandardizedRegressor around the model would train on).
+  Problem standardized() const;
+};
+
+/// The model's starting point when it is affine: W (k, p) and b (k), float64,
+/// and which param group's lr each takes.
+struct AffineStart {
+  at::Tensor weight, bias;  // bias undefined without one
+  double lr_weight = 0, lr_bias = 0;
+};
+
+/// A model that is not affine: its forward in loss units on the rows of z,
+/// and its parameters with their learning rates.
+struct ModuleStart {
+  std::function<at::Tensor(const at::Tensor&)> forward;
+  std::vector<at::Tensor> parameters;
+  std::vector<double> lrs;
+  torch::nn::Module* module = nullptr;  // for train()/eval() and the RNG
+};
+
+/// What the optimizer is and the lr of each parameter, by param group.
+struct OptimizerView {
+  optim::StepDescription step;
+  /// Messages about param groups (several lrs).
+  std::string groups_note;
+  /// lr of `parameter` (its group's), NaN when no group holds it.
+  std::function<double(const at::Tensor&)> lr_of;
+};
+
+OptimizerView view_optimizer(const torch::optim::Optimizer& optimizer);
+
+/// The problem of a StandardizedRegressor on a table (its statistics, or
+/// those fit() would compute when missing).
+Problem problem_of(nn::StandardizedRegressor& model, const data::Table& train);
+/// The same in one pass over a stream (no rows kept).
+Problem problem_of(nn::StandardizedRegressor& model, data::TableStream& train);
+/// The problem of a plain module on raw tensors (loss units = original).
+Problem problem_of(const at::Tensor& x, const at::Tensor& y);
+
+/// Moments and optimum from z and t (N, p), (N, k) float64.
+void compute_moments(Problem& problem);
+
+}  // namespace normopt::train::detail

@@ -1,0 +1,502 @@
+#include "simulate.h"
+
+#include "../batches.h"
+#include "../mode_guard.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+namespace normopt::train::detail {
+namespace {
+
+constexpr int64_t kMaxPoints = 5000;
+constexpr int64_t kModuleReplayRows = 1024;
+// Above this MSE (or a non-finite one) a run has diverged.
+constexpr double kHuge = 1e300;
+
+// The thinning of recorded epochs: every `every`-th epoch and the last.
+int64_t record_every(int64_t epochs) {
+  return std::max<int64_t>(1, (epochs + kMaxPoints - 1) / kMaxPoints);
+}
+
+const double* ptr(const at::Tensor& t) {
+  return t.data_ptr<double>();
+}
+
+// Follows a run's MSE, step by step or epoch by epoch: the trajectory, the
+// first step within 1.2x of the optimum, the descent late in the run.
+class Recorder {
+ public:
+  Recorder(const Plan& plan, double optimum, int64_t batches, Run& run)
+      : plan_(plan),
+        target_(kConvergedRatio * optimum),
+        optimum_(optimum),
+        every_(record_every((plan.steps + batches - 1) / batches)),
+        batches_(batches),
+        run_(run) {}
+
+  // Records the MSE after `step` steps; false once the run has diverged.
+  bool after(int64_t step, double mse) {
+    if (!std::isfinite(mse) || mse > kHuge) {
+      run_.finite = false;
+      run_.final_mse = std::numeric_limits<double>::infinity();
+      if (step <= plan_.steps) {
+        run_.trajectory.push_back({step, run_.final_mse});
+      }
+      return false;
+    }
+    if (step == 0) {
+      run_.initial_mse = mse;
+    }
+    if (run_.steps_needed < 0 && mse <= target_) {
+      run_.steps_needed = step;
+    }
+    if (step <= plan_.steps) {
+      const int64_t epoch = (step + batches_ - 1) / batches_;
+      if (step == 0 || step == plan_.steps || epoch % every_ == 0) {
+        run_.trajectory.push_back({step, mse});
+      }
+      if (step <= plan_.steps - plan_.steps / 10) {
+        late_start_ = mse;
+      }
+      if (step == plan_.steps) {
+        run_.final_mse = mse;
+        run_.late_descent =
+            late_start_ > 0 ? (late_start_ - mse) / late_start_ : 0;
+      }
+    }
+    if (step <= plan_.horizon / 2 || half_ == 0) {
+      half_ = mse;
+      half_step_ = step;
+    }
+    last_ = mse;
+    last_step_ = step;
+    run_.steps_searched = step;
+    return true;
+  }
+
+  // Whether stepping may stop after `step`.
+  bool done(int64_t step) const {
+    return step >= plan_.horizon ||
+           (step >= plan_.steps && run_.steps_needed >= 0);
+  }
+
+  // Beyond the horizon: extrapolates steps_needed from the rate at which
+  // the excess over the optimum shrank over the horizon's second half.
+  void finish() {
+    if (!run_.finite || run_.steps_needed >= 0 || last_step_ <= half_step_) {
+      return;
+    }
+    const double excess_half = half_ - optimum_, excess = last_ - optimum_;
+    const double wanted = target_ - optimum_;
+    if (!(excess > 0 && excess_half > excess && wanted > 0)) {
+      return;
+    }
+    const double rate = std::log(excess_half / excess) /
+                        static_cast<double>(last_step_ - half_step_);
+    const double more = std::log(excess / wanted) / rate;
+    if (std::isfinite(more) && more < 1e15) {
+      run_.steps_needed = last_step_ + static_cast<int64_t>(std::ceil(more));
+      run_.steps_needed_estimated = true;
+    }
+  }
+
+ private:
+  const Plan& plan_;
+  double target_, optimum_;
+  int64_t every_, batches_;
+  Run& run_;
+  double late_start_ = 0, half_ = 0, last_ = 0;
+  int64_t half_step_ = 0, last_step_ = 0;
+};
+
+// The affine model's parameters and the quadratic's pieces, flat: theta is
+// W (k rows of p) then b (k), the gradient alike.
+class AffineQuadratic {
+ public:
+  AffineQuadratic(const Problem& problem, const AffineStart& start)
+      : pr_(problem),
+        p_(problem.features),
+        k_(problem.targets),
+        bias_(start.bias.defined()),
+        gram_(problem.gram.contiguous()),
+        cross_t_(problem.cross.t().contiguous()),
+        w_opt_t_(problem.w_opt.t().contiguous()),
+        theta_(static_cast<size_t>(k_ * p_ + (bias_ ? k_ : 0))),
+        gw_(static_cast<size_t>(p_)),
+        loss_(static_cast<size_t>(k_)) {
+    const auto w = start.weight.to(at::kDouble).contiguous();
+    std::memcpy(theta_.data(), ptr(w), sizeof(double) * k_ * p_);
+    if (bias_) {
+      const auto b = start.bias.to(at::kDouble).contiguous();
+      std::memcpy(theta_.data() + k_ * p_, ptr(b), sizeof(double) * k_);
+    }
+  }
+
+  std::vector<double>& theta() {
+    return theta_;
+  }
+  int64_t size() const {
+    return static_cast<int64_t>(theta_.size());
+  }
+
+  // The full-batch MSE in original units; with `grad`, its gradient in
+  // loss units too.
+  double mse(double* grad) {
+    const double* g = ptr(gram_);
+    const double* mz = ptr(pr_.mean_z);
+    for (int64_t j = 0; j < k_; ++j) {
+      const double* w = theta_.data() + j * p_;
+      const double* c = ptr(cross_t_) + j * p_;
+      const double* wo = ptr(w_opt_t_) + j * p_;
+      double e = (bias_ ? theta_[k_ * p_ + j] : 0) - ptr(pr_.mean_t)[j];
+      double excess = 0;
+      for (int64_t a = 0; a < p_; ++a) {
+        const double* row = g + a * p_;
+        double s = 0;
+        for (int64_t b = 0; b < p_; ++b) {
+          s += row[b] * w[b];
+        }
+        gw_[a] = s - c[a];
+        excess += gw_[a] * (w[a] - wo[a]);
+        e += mz[a] * w[a];
+      }
+      loss_[j] = ptr(pr_.mse_opt)[j] + std::max(excess, 0.0) + e * e;
+      if (grad != nullptr) {
+        const double scale = 2.0 / static_cast<double>(k_);
+        for (int64_t a = 0; a < p_; ++a) {
+          grad[j * p_ + a] = scale * (gw_[a] + e * mz[a]);
+        }
+        if (bias_) {
+          grad[k_ * p_ + j] = scale * e;
+        }
+      }
+    }
+    return pr_.original_mse(loss_.data());
+  }
+
+  // The gradient of the loss on rows `rows[0..n)` of z and t (a minibatch).
+  void batch_gradient(const int64_t* rows, int64_t n, double* grad) const {
+    std::fill(grad, grad + theta_.size(), 0.0);
+    const double* z = ptr(pr_.z);
+    const double* t = ptr(pr_.t);
+    for (int64_t r = 0; r < n; ++r) {
+      const double* zi = z + rows[r] * p_;
+      for (int64_t j = 0; j < k_; ++j) {
+        const double* w = theta_.data() + j * p_;
+        double e = (bias_ ? theta_[k_ * p_ + j] : 0) - t[rows[r] * k_ + j];
+        for (int64_t a = 0; a < p_; ++a) {
+          e += zi[a] * w[a];
+        }
+        double* gj = grad + j * p_;
+        for (int64_t a = 0; a < p_; ++a) {
+          gj[a] += e * zi[a];
+        }
+        if (bias_) {
+          grad[k_ * p_ + j] += e;
+        }
+      }
+    }
+    const double scale = 2.0 / static_cast<double>(n * k_);
+    for (auto* g = grad; g != grad + theta_.size(); ++g) {
+      *g *= scale;
+    }
+  }
+
+ private:
+  const Problem& pr_;
+  int64_t p_, k_;
+  bool bias_;
+  at::Tensor gram_, cross_t_, w_opt_t_;
+  std::vector<double> theta_, gw_, loss_;
+};
+
+std::vector<double> affine_lrs(const Problem& problem,
+                               const AffineStart& start,
+                               int64_t size) {
+  std::vector<double> lrs(static_cast<size_t>(size), start.lr_weight);
+  for (int64_t i = problem.features * problem.targets; i < size; ++i) {
+    lrs[static_cast<size_t>(i)] = start.lr_bias;
+  }
+  return lrs;
+}
+
+void full_batch(AffineQuadratic& q, Stepper& stepper, Recorder& rec) {
+  std::vector<double> grad(static_cast<size_t>(q.size()));
+  if (!rec.after(0, q.mse(grad.data()))) {
+    return;
+  }
+  for (int64_t step = 1;; ++step) {
+    stepper.step(q.theta().data(), grad.data());
+    if (!rec.after(step, q.mse(grad.data())) || rec.done(step)) {
+      return;
+    }
+  }
+}
+
+void minibatches(const Problem& problem,
+                 const Plan& plan,
+                 AffineQuadratic& q,
+                 Stepper& stepper,
+                 Recorder& rec) {
+  const int64_t n = problem.rows;
+  const int64_t batch = batch_rows(n, plan.batch_size);
+  const int64_t batches = batches_per_epoch(n, plan.batch_size);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(plan.seed);
+  auto in_order = at::arange(n, at::kLong);
+  std::vector<double> grad(static_cast<size_t>(q.size()));
+  if (!rec.after(0, q.mse(nullptr))) {
+    return;
+  }
+  int64_t step = 0;
+  for (int64_t epoch = 1;; ++epoch) {
+    const auto order =
+        plan.shuffle ? epoch_permutation(generator, plan.seed, epoch, n, true)
+                     : in_order;
+    const int64_t* rows = order.data_ptr<int64_t>();
+    for (int64_t b = 0; b < batches; ++b) {
+      const int64_t start = b * batch;
+      q.batch_gradient(rows + start, std::min(batch, n - start), grad.data());
+      stepper.step(q.theta().data(), grad.data());
+      ++step;
+      if (b + 1 == batches || step == plan.steps || step == plan.horizon) {
+        if (!rec.after(step, q.mse(nullptr)) || rec.done(step)) {
+          return;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Stepper::Stepper(const optim::StepDescription& step, std::vector<double> lrs)
+    : d_(step), lrs_(std::move(lrs)) {
+  const size_t n = lrs_.size();
+  m_.assign(n, 0.0);
+  if (d_.rule == optim::StepRule::kAdaptive) {
+    v_.assign(n, 0.0);
+    if (d_.amsgrad) {
+      vmax_.assign(n, 0.0);
+    }
+  }
+}
+
+void Stepper::step(double* theta, double* grad) {
+  ++t_;
+  const size_t n = lrs_.size();
+  if (d_.rule == optim::StepRule::kGradientDescent) {
+    for (size_t i = 0; i < n; ++i) {
+      double g = d_.maximize ? -grad[i] : grad[i];
+      g += d_.weight_decay * theta[i];
+      if (d_.momentum != 0) {
+        m_[i] = t_ == 1 ? g : d_.momentum * m_[i] + (1 - d_.dampening) * g;
+        g = d_.nesterov ? g + d_.momentum * m_[i] : m_[i];
+      }
+      theta[i] -= lrs_[i] * g;
+    }
+    return;
+  }
+  const double t = static_cast<double>(t_);
+  const double bc1 = 1 - std::pow(d_.beta1, t);
+  const double bc2 = 1 - std::pow(d_.beta2, t);
+  for (size_t i = 0; i < n; ++i) {
+    const double lr = lrs_[i];
+    theta[i] *= 1 - lr * d_.decoupled_weight_decay;
+    double g = d_.maximize ? -grad[i] : grad[i];
+    g += d_.weight_decay * theta[i];
+    m_[i] += (1 - d_.beta1) * (g - m_[i]);
+    v_[i] = d_.beta2 * v_[i] + (1 - d_.beta2) * g * g;
+    double v = v_[i];
+    if (d_.amsgrad) {
+      vmax_[i] = std::max(vmax_[i], v);
+      v = vmax_[i];
+    }
+    if (d_.keras_epsilon) {
+      theta[i] -= lr * std::sqrt(bc2) / bc1 * m_[i] / (std::sqrt(v) + d_.eps);
+    } else {
+      theta[i] -= lr / bc1 * m_[i] / (std::sqrt(v) / std::sqrt(bc2) + d_.eps);
+    }
+  }
+}
+
+Run forecast_affine(const Problem& problem,
+                    const AffineStart& start,
+                    const optim::StepDescription& step,
+                    const Plan& plan) {
+  Run run;
+  AffineQuadratic q(problem, start);
+  Stepper stepper(step, affine_lrs(problem, start, q.size()));
+  const int64_t batches = problem.z.defined()
+                              ? batches_per_epoch(problem.rows, plan.batch_size)
+                              : 1;
+  Recorder rec(plan, problem.optimum_mse(), batches, run);
+  if (batches > 1) {
+    run.method = "minibatch replay (batches of " +
+                 std::to_string(batch_rows(problem.rows, plan.batch_size)) +
+                 " rows in fit()'s order, float64)";
+    minibatches(problem, plan, q, stepper, rec);
+  } else {
+    run.method = "exact full-batch quadratic (float64)";
+    full_batch(q, stepper, rec);
+  }
+  rec.finish();
+  return run;
+}
+
+Run forecast_module(const Problem& problem,
+                    const ModuleStart& start,
+                    const optim::StepDescription& step,
+                    const Plan& plan) {
+  Run run;
+  const int64_t n = problem.rows;
+  const int64_t batches = batches_per_epoch(n, plan.batch_size);
+  const int64_t batch = batch_rows(n, plan.batch_size);
+  const auto& params = start.parameters;
+  const auto dtype = params[0].scalar_type();
+  const auto device = params[0].device();
+  const auto z = problem.z.to(device, dtype);
+  const auto t = problem.t.to(device, dtype);
+
+  // The caller's parameters, mode and global RNG come back however this
+  // ends.
+  std::vector<at::Tensor> saved;
+  for (const auto& p : params) {
+    saved.push_back(p.detach().clone());
+  }
+  auto cpu_rng = at::detail::getDefaultCPUGenerator();
+  const auto rng_state = cpu_rng.get_state();
+  ModeGuard mode(*start.module);
+  struct Restore {
+    const std::vector<at::Tensor>& params;
+    const std::vector<at::Tensor>& saved;
+    at::Generator& rng;
+    const at::Tensor& state;
+    ~Restore() {
+      at::NoGradGuard no_grad;
+      for (size_t i = 0; i < params.size(); ++i) {
+        params[i].copy_(saved[i]);
+      }
+      rng.set_state(state);
+    }
+  } restore{params, saved, cpu_rng, rng_state};
+
+  std::vector<double> theta, lrs;
+  std::vector<int64_t> offsets{0};
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto flat = params[i].detach().to(at::kCPU, at::kDouble).reshape(-1);
+    theta.insert(theta.end(), ptr(flat), ptr(flat) + flat.numel());
+    lrs.insert(lrs.end(), static_cast<size_t>(flat.numel()), start.lrs[i]);
+    offsets.push_back(static_cast<int64_t>(theta.size()));
+  }
+  Stepper stepper(step, lrs);
+  std::vector<double> grad(theta.size());
+  const auto evaluate = [&]() {
+    at::NoGradGuard no_grad;
+    start.module->eval();
+    const auto d = start.forward(z).to(at::kDouble) - t.to(at::kDouble);
+    // Original units: each column's squared error times its unit².
+    return (d.square().mean(0) * problem.unit.to(d.device()).square())
+        .mean()
+        .item<double>();
+  };
+  Recorder rec(plan, problem.optimum_mse(), batches, run);
+  if (!rec.after(0, evaluate())) {
+    rec.finish();
+    return run;
+  }
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(plan.seed);
+  at::Tensor full_rows;
+  if (batches == 1 && n > kModuleReplayRows) {
+    full_rows = at::randperm(n, generator, at::kLong)
+                    .narrow(0, 0, kModuleReplayRows)
+                    .to(device);
+  }
+  run.method =
+      batches > 1 ? "replay of the model on a copy (batches of " +
+                        std::to_string(batch) + " rows in fit()'s order)"
+      : full_rows.defined()
+          ? "replay of the model on a copy (full batch of 1,024 sampled rows)"
+          : "replay of the model on a copy (full batch)";
+  at::AutoGradMode enable_grad(true);
+  const int64_t horizon = plan.steps;  // a replay is as dear as the run
+  int64_t done = 0;
+  for (int64_t epoch = 1; done < horizon; ++epoch) {
+    at::Tensor order;
+    if (batches > 1 && plan.shuffle) {
+      order =
+          epoch_permutation(generator, plan.seed, epoch, n, true).to(device);
+    }
+    for (int64_t b = 0; b < batches && done < horizon; ++b) {
+      at::Tensor zb = z, tb = t;
+      if (full_rows.defined()) {
+        zb = z.index_select(0, full_rows);
+        tb = t.index_select(0, full_rows);
+      } else if (batches > 1) {
+        const int64_t s = b * batch, len = std::min(batch, n - s);
+        zb = order.defined() ? z.index_select(0, order.narrow(0, s, len))
+                             : z.narrow(0, s, len);
+        tb = order.defined() ? t.index_select(0, order.narrow(0, s, len))
+                             : t.narrow(0, s, len);
+      }
+      start.module->train();
+      const auto loss = at::mse_loss(start.forward(zb), tb);
+      const auto grads = torch::autograd::grad({loss},
+                                               params,
+                                               {},
+                                               /*retain_graph=*/false,
+                                               /*create_graph=*/false,
+                                               /*allow_unused=*/true);
+      for (size_t i = 0; i < params.size(); ++i) {
+        const auto g =
+            grads[i].defined()
+                ? grads[i].to(at::kCPU, at::kDouble).reshape(-1)
+                : at::zeros({offsets[i + 1] - offsets[i]}, at::kDouble);
+        std::memcpy(grad.data() + offsets[i],
+                    ptr(g),
+                    sizeof(double) * static_cast<size_t>(g.numel()));
+      }
+      stepper.step(theta.data(), grad.data());
+      {
+        at::NoGradGuard no_grad;
+        for (size_t i = 0; i < params.size(); ++i) {
+          params[i].copy_(at::from_blob(
+              theta.data() + offsets[i], params[i].sizes(), at::kDouble));
+        }
+      }
+      ++done;
+      const bool record = b + 1 == batches || done == plan.steps;
+      const bool cheap = epoch % record_every(plan.steps / batches + 1) == 0;
+      if (record && (cheap || done == plan.steps)) {
+        if (!rec.after(done, evaluate())) {
+          rec.finish();
+          return run;
+        }
+      }
+    }
+  }
+  rec.finish();
+  return run;
+}
+
+Verdict verdict_of(const Run& run, double optimum_mse) {
+  if (!run.finite) {
+    return Verdict::kDiverges;
+  }
+  const double ratio = run.final_mse / optimum_mse;
+  if (ratio <= std::sqrt(kConvergedRatio * kStalledRatio)) {
+    return Verdict::kConverges;
+  }
+  return run.final_mse > run.initial_mse ? Verdict::kDiverges
+                                         : Verdict::kStalls;
+}
+
+}  // namespace normopt::train::detail

@@ -1,0 +1,336 @@
+// diagnose()'s forecast against the runs it forecasts: fit() and plain
+// LibTorch loops in float64 are the reference.
+#include "fixtures.h"
+
+#include <normopt/normopt.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+using namespace normopt::nn;
+using namespace normopt::test::train;
+using normopt::data::Table;
+using normopt::test::expect_error;
+using normopt::test::quiet;
+using normopt::train::DiagnoseOptions;
+using normopt::train::Verdict;
+
+namespace {
+
+Table as_double(Table t) {
+  t.features = t.features.to(torch::kFloat64);
+  t.targets = t.targets.to(torch::kFloat64);
+  return t;
+}
+
+StandardizedRegressor double_model(TargetScaling scaling) {
+  torch::manual_seed(0);
+  auto model = make_model(scaling);
+  model->to(torch::kFloat64);
+  return model;
+}
+
+// The outcome of a finished run as the verdict names it (clear cases only:
+// ratio <= 1.2 or >= 2 or diverged; Verdict::kUnknown in between).
+Verdict outcome(double final_mse, double initial_mse, double optimum) {
+  const double r = final_mse / optimum;
+  if (!std::isfinite(final_mse) || (final_mse > initial_mse && r >= 2)) {
+    return Verdict::kDiverges;
+  }
+  if (r <= 1.2) {
+    return Verdict::kConverges;
+  }
+  return r >= 2 ? Verdict::kStalls : Verdict::kUnknown;
+}
+
+// One hidden tanh layer.
+struct MlpImpl : torch::nn::Module {
+  MlpImpl(int64_t in, int64_t hidden)
+      : hidden(register_module("hidden", torch::nn::Linear(in, hidden))),
+        out(register_module("out", torch::nn::Linear(hidden, 1))) {}
+  torch::Tensor forward(const torch::Tensor& x) {
+    return out(torch::tanh(hidden(x)));
+  }
+  torch::nn::Linear hidden, out;
+};
+TORCH_MODULE(Mlp);
+
+}  // namespace
+
+TEST(Forecast, FullBatchAdam_EqualsFitHistoryEpochByEpoch) {
+  const auto table = as_double(income_like_table());
+  for (auto scaling : {TargetScaling::kNone, TargetScaling::kZScore}) {
+    auto model = double_model(scaling);
+    normopt::optim::Adam adam(model->parameters(),
+                              normopt::optim::AdamOptions(0.05));
+    const auto options = quiet().epochs(60).batch_size(0);
+    const auto d = normopt::train::diagnose(
+        model,
+        adam,
+        table,
+        DiagnoseOptions::for_fit(options, table.features.size(0)));
+    EXPECT_EQ(d.planned_steps, 60);
+    EXPECT_EQ(d.method, "exact full-batch quadratic (float64)");
+    const auto history = normopt::train::fit(model, adam, table, options);
+    ASSERT_EQ(d.trajectory.size(), 61u);
+    for (const auto& log : history.epochs) {
+      EXPECT_LT(rel(d.mse_at(log.epoch), log.train_mse), 1e-9)
+          << "epoch " << log.epoch;
+    }
+    EXPECT_LT(rel(d.forecast_mse, history.epochs.back().train_mse), 1e-9);
+    const auto optimum =
+        normopt::train::solve_least_squares(table.features, table.targets);
+    EXPECT_LT(rel(d.optimum_mse, optimum.mse), 1e-9);
+  }
+}
+
+TEST(Forecast, MinibatchSgdMomentum_ReplaysFitsOrder) {
+  const auto table = as_double(income_like_table());
+  auto model = double_model(TargetScaling::kZScore);
+  normopt::optim::SGD sgd(
+      model->parameters(),
+      normopt::optim::SGDOptions(0.02).momentum(0.9).nesterov(true));
+  const auto options = quiet().epochs(7).batch_size(6).seed(3);
+  const auto d = normopt::train::diagnose(
+      model, sgd, table, DiagnoseOptions::for_fit(options, 20));
+  EXPECT_EQ(d.planned_steps, 28);  // 7 epochs × ceil(20 / 6)
+  const auto history = normopt::train::fit(model, sgd, table, options);
+  for (const auto& log : history.epochs) {
+    EXPECT_LT(rel(d.mse_at(log.epoch * 4), log.train_mse), 1e-9)
+        << "epoch " << log.epoch;
+  }
+}
+
+TEST(Forecast, PlainLinearInOwnLoop_EqualsTheLoop) {
+  const auto table = as_double(income_like_table());
+  torch::manual_seed(1);
+  torch::nn::Linear linear(2, 1);
+  linear->to(torch::kFloat64);
+  torch::optim::SGD sgd(linear->parameters(), torch::optim::SGDOptions(1e-4));
+  const auto d = normopt::train::diagnose(linear,
+                                          sgd,
+                                          table.features,
+                                          table.targets,
+                                          DiagnoseOptions().planned_steps(300));
+  for (int step = 0; step < 300; ++step) {
+    sgd.zero_grad();
+    torch::mse_loss(linear(table.features), table.targets).backward();
+    sgd.step();
+  }
+  const double mse =
+      torch::mse_loss(linear(table.features), table.targets).item<double>();
+  EXPECT_LT(rel(d.forecast_mse, mse), 1e-9);
+}
+
+TEST(Forecast, SeedJob_VerdictAgreesWithEveryClearOutcome) {
+  const auto table = income_like_table();
+  const auto optimum =
+      normopt::train::solve_least_squares(table.features, table.targets).mse;
+  int clear = 0;
+  for (auto scaling : {TargetScaling::kNone, TargetScaling::kZScore}) {
+    for (bool adam : {true, false}) {
+      for (double lr : {0.1, 0.01, 0.001}) {
+        for (int64_t epochs : {200, 2000}) {
+          torch::manual_seed(0);
+          auto model = make_model(scaling);
+          std::unique_ptr<torch::optim::Optimizer> opt;
+          if (adam) {
+            opt = std::make_unique<normopt::optim::Adam>(
+                model->parameters(), normopt::optim::AdamOptions(lr));
+          } else {
+            opt = std::make_unique<normopt::optim::SGD>(
+                model->parameters(), normopt::optim::SGDOptions(lr));
+          }
+          const auto options = quiet().epochs(epochs).batch_size(0);
+          const auto d = normopt::train::diagnose(
+              model, *opt, table, DiagnoseOptions::for_fit(options, 20));
+          Verdict actual = Verdict::kDiverges;
+          try {
+            const auto h = normopt::train::fit(model, *opt, table, options);
+            actual = outcome(
+                h.epochs.back().train_mse, h.epochs.front().train_mse, optimum);
+          } catch (const c10::Error&) {
+            // fit() stops a run whose loss overflows.
+          }
+          if (actual == Verdict::kUnknown) {
+            continue;
+          }
+          ++clear;
+          EXPECT_EQ(d.verdict, actual)
+              << (adam ? "adam" : "sgd") << " lr " << lr << " epochs " << epochs
+              << " scaling " << static_cast<int>(scaling) << "\n"
+              << d;
+        }
+      }
+    }
+  }
+  EXPECT_GE(clear, 20);
+}
+
+TEST(Forecast, SgdLrTooSmall_SaysHowManyStepsAndWhichLr) {
+  const auto table = income_like_table();
+  torch::manual_seed(0);
+  auto model = make_model(TargetScaling::kZScore);
+  normopt::optim::SGD sgd(model->parameters(),
+                          normopt::optim::SGDOptions(1e-3));
+  const auto d = normopt::train::diagnose(
+      model, sgd, table, DiagnoseOptions().planned_steps(200));
+  EXPECT_EQ(d.verdict, Verdict::kStalls) << d;
+  const auto* small = d.find("lr_too_small");
+  ASSERT_NE(small, nullptr) << d;
+  EXPECT_NE(small->message.find("Use lr = "), std::string::npos);
+  EXPECT_GT(d.steps_needed, 200);
+  // The lr it proposes converges when trained.
+  const auto pos = small->message.find("Use lr = ") + 9;
+  const double lr = std::stod(small->message.substr(pos));
+  torch::manual_seed(0);
+  auto again = make_model(TargetScaling::kZScore);
+  normopt::optim::SGD better(again->parameters(),
+                             normopt::optim::SGDOptions(lr));
+  const auto h = normopt::train::fit(
+      again, better, table, quiet().epochs(200).batch_size(0));
+  const double optimum =
+      normopt::train::solve_least_squares(table.features, table.targets).mse;
+  EXPECT_LE(h.epochs.back().train_mse, 1.2 * optimum);
+}
+
+TEST(Forecast, RawTargetsAdam_StallsAndStandardizingFixesIt) {
+  const auto table = income_like_table();
+  torch::manual_seed(0);
+  auto model = make_model(TargetScaling::kNone);
+  normopt::optim::Adam adam(model->parameters(),
+                            normopt::optim::AdamOptions(1e-2));
+  const auto d = normopt::train::diagnose(
+      model, adam, table, DiagnoseOptions().planned_steps(200));
+  EXPECT_EQ(d.verdict, Verdict::kStalls);
+  EXPECT_GT(d.forecast_ratio, 100);
+  const auto* f = d.find("forecast");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->severity, normopt::train::Severity::kWarning);
+  EXPECT_NE(f->message.find("wrap the model in nn::StandardizedRegressor"),
+            std::string::npos)
+      << f->message;
+}
+
+TEST(Forecast, CollinearFeatures_IllConditionedWithARidge) {
+  auto table = as_double(income_like_table());
+  const auto age = table.features.select(1, 0);
+  const auto wobble = torch::arange(20, torch::kFloat64).remainder(3) - 1;
+  table.features = torch::stack({age, age + 1e-3 * wobble}, 1);
+  torch::manual_seed(0);
+  auto model = make_model(TargetScaling::kZScore);
+  model->to(torch::kFloat64);
+  normopt::optim::Adam adam(model->parameters(),
+                            normopt::optim::AdamOptions(1e-2));
+  const auto d = normopt::train::diagnose(
+      model, adam, table, DiagnoseOptions().planned_steps(500));
+  const auto* f = d.find("ill_conditioned");
+  ASSERT_NE(f, nullptr) << d;
+  EXPECT_NE(f->message.find("ridge = "), std::string::npos);
+  EXPECT_NE(f->message.find("solve_least_squares"), std::string::npos);
+}
+
+TEST(Forecast, Mlp_ReplayedOnACopy_AgreesAndChangesNothing) {
+  const auto table = income_like_table();
+  torch::manual_seed(0);
+  auto model = StandardizedRegressor(Mlp(2, 16));
+  normopt::optim::Adam adam(model->parameters(),
+                            normopt::optim::AdamOptions(1e-2));
+  model->fit_statistics(table.features, table.targets);
+  const auto before = normopt::test::snapshot(*model);
+  torch::manual_seed(7);
+  const auto options = quiet().epochs(300).batch_size(0);
+  const auto d = normopt::train::diagnose(
+      model, adam, table, DiagnoseOptions::for_fit(options, 20));
+  const auto draw = torch::rand({2});
+  torch::manual_seed(7);
+  EXPECT_TRUE(torch::equal(draw, torch::rand({2})));
+  EXPECT_TRUE(same(before, normopt::test::snapshot(*model)));
+  EXPECT_NE(d.method.find("replay of the model"), std::string::npos);
+  const auto h = normopt::train::fit(model, adam, table, options);
+  EXPECT_LT(rel(d.forecast_mse, h.epochs.back().train_mse), 1e-3) << d;
+}
+
+TEST(Forecast, SequentialInOwnLoop_IsReplayed) {
+  const auto table = as_double(income_like_table());
+  torch::manual_seed(0);
+  torch::nn::Sequential net(
+      torch::nn::Linear(2, 4), torch::nn::Tanh(), torch::nn::Linear(4, 1));
+  net->to(torch::kFloat64);
+  torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(1e-3));
+  const auto x = (table.features - 40) / 10;
+  const auto y = (table.targets - 48000) / 1000;
+  const auto d = normopt::train::diagnose(
+      net, sgd, x, y, DiagnoseOptions().planned_steps(50));
+  for (int step = 0; step < 50; ++step) {
+    sgd.zero_grad();
+    torch::mse_loss(net->forward(x), y).backward();
+    sgd.step();
+  }
+  const double mse = torch::mse_loss(net->forward(x), y).item<double>();
+  EXPECT_LT(rel(d.forecast_mse, mse), 1e-9) << d;
+}
+
+TEST(Forecast, Stream_EqualsTableFullBatch) {
+  const auto table = income_like_table();
+  auto model = make_model(TargetScaling::kNone);
+  normopt::optim::SGD sgd(model->parameters(),
+                          normopt::optim::SGDOptions(1e-3));
+  struct Parts : normopt::data::TableStream {
+    const Table& t;
+    int64_t at = 0;
+    explicit Parts(const Table& table) : t(table) {}
+    std::optional<Table> next() override {
+      if (at >= 20) {
+        return std::nullopt;
+      }
+      at += 7;
+      return rows(t, at - 7, std::min<int64_t>(7, 20 - (at - 7)));
+    }
+    void rewind() override {
+      at = 0;
+    }
+  } stream(table);
+  const auto options = DiagnoseOptions().planned_steps(100);
+  const auto a = normopt::train::diagnose(model, sgd, table, options);
+  const auto b = normopt::train::diagnose(model, sgd, stream, options);
+  EXPECT_LT(rel(a.forecast_mse, b.forecast_mse), 1e-9);
+  EXPECT_LT(rel(a.optimum_mse, b.optimum_mse), 1e-9);
+  EXPECT_EQ(a.verdict, b.verdict);
+}
+
+TEST(Forecast, BadInput_ClearErrors) {
+  const auto table = income_like_table();
+  torch::nn::Linear wrong(2, 3);
+  torch::optim::SGD sgd(wrong->parameters(), torch::optim::SGDOptions(0.1));
+  expect_error(
+      [&] {
+        normopt::train::diagnose(wrong, sgd, table.features, table.targets);
+      },
+      {"diagnose: the model predicts shape [20, 3]", "output features"});
+  torch::nn::Linear other(2, 1);
+  expect_error(
+      [&] {
+        normopt::train::diagnose(other, sgd, table.features, table.targets);
+      },
+      {"holds none of the model's parameters"});
+  auto bad = table.features.clone();
+  bad[4][1] = std::nan("");
+  torch::optim::SGD sgd2(other->parameters(), torch::optim::SGDOptions(0.1));
+  expect_error(
+      [&] { normopt::train::diagnose(other, sgd2, bad, table.targets); },
+      {"training feature [4, 1] is NaN or Inf"});
+  auto model = make_model();
+  normopt::optim::Adam adam(model->parameters());
+  auto named = table;
+  named.features = bad;
+  expect_error([&] { normopt::train::diagnose(model, adam, named); },
+               {"(column 'experience')"});
+  expect_error(
+      [&] {
+        normopt::train::diagnose(
+            model, adam, table, DiagnoseOptions().batch_size(-1));
+      },
+      {"batch_size must be >= 0"});
+}
