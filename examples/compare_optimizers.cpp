@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <limits>
 #include <optional>
@@ -212,6 +213,21 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(
   return std::make_unique<optim::SGD>(params, optim::SGDOptions(lr));
 }
 
+// The forecast trajectory beside a run's history: step, epoch, MSE.
+void write_forecast(const std::string& path,
+                    const train::Diagnosis& d,
+                    int64_t steps_per_epoch) {
+  std::ofstream out(path);
+  out << "step,epoch,forecast_mse\n";
+  out.precision(17);
+  for (const auto& p : d.trajectory) {
+    out << p.step << ","
+        << static_cast<double>(p.step) / static_cast<double>(steps_per_epoch)
+        << "," << p.mse << "\n";
+  }
+  TORCH_CHECK(out.good(), "compare_optimizers: cannot write ", path);
+}
+
 std::string lr_text(double lr) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%g", lr);
@@ -301,6 +317,7 @@ int run(int argc, char** argv) {
     double lr;
     bool standardized;
     train::History history;
+    train::Diagnosis forecast;
   };
   std::vector<Row> rows;
   const auto started = std::chrono::steady_clock::now();
@@ -365,9 +382,16 @@ int run(int argc, char** argv) {
             staged.push_back(name + ".csv");
             history.write_json(staging + "/" + name + ".json", name);
             staged.push_back(name + ".json");
+            write_forecast(
+                staging + "/" + name + ".forecast", diagnosis, steps_per_epoch);
+            staged.push_back(name + ".forecast");
           }
-          rows.push_back(
-              {name, opt_name, lr, standardized, std::move(history)});
+          rows.push_back({name,
+                          opt_name,
+                          lr,
+                          standardized,
+                          std::move(history),
+                          diagnosis});
         }
       }
     }
@@ -385,8 +409,12 @@ int run(int argc, char** argv) {
   }
   move_files(staging, staged, args.out);
 
-  std::printf(
-      "\n%-32s %16s %14s %10s\n", "run", "final MSE", "vs optimum", "seconds");
+  std::printf("\n%-32s %16s %14s %22s %10s\n",
+              "run",
+              "final MSE",
+              "vs optimum",
+              "forecast",
+              "seconds");
   // A ratio to an optimum that is 0 up to rounding (a constant target,
   // fewer rows than features + 1) is noise: the gap is reported instead.
   for (const auto& r : rows) {
@@ -401,10 +429,17 @@ int run(int argc, char** argv) {
       std::snprintf(
           versus, sizeof(versus), "%.3gx", last.train_mse / optimum.mse);
     }
-    std::printf("%-32s %16.6g %14s %10.3f\n",
+    char forecast[48];
+    std::snprintf(forecast,
+                  sizeof(forecast),
+                  "%.3gx %s",
+                  r.forecast.forecast_ratio,
+                  train::verdict_name(r.forecast.verdict));
+    std::printf("%-32s %16.6g %14s %22s %10.3f\n",
                 r.run.c_str(),
                 last.train_mse,
                 versus,
+                forecast,
                 last.wall_seconds);
   }
   std::printf(
@@ -418,7 +453,8 @@ int run(int argc, char** argv) {
             "0 up to rounding, the data lie on a linear model, so a ratio "
             "would mean nothing)"
           : "(vs optimum: final MSE / closed-form optimum MSE; 1x is the best "
-            "a linear model can do)",
+            "a linear model can do; forecast: diagnose()'s forecast of that "
+            "ratio and its verdict, made before the run)",
       args.out.c_str(),
       rows.size(),
       total_seconds);

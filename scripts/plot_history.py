@@ -35,7 +35,15 @@ def main(argv=None):
         epochs = [int(r["epoch"]) for r in rows]
         mse = [float(r["train_mse"]) for r in rows]
         style = "-" if "standardized" in path.stem else "--"
-        ax.plot(epochs, mse, style, label=path.stem, linewidth=1.6)
+        line, = ax.plot(epochs, mse, style, label=path.stem, linewidth=1.6)
+        # diagnose()'s forecast of the run, made before it: thin, same color.
+        forecast = path.with_suffix(".forecast")
+        if forecast.exists():
+            with forecast.open() as f:
+                points = [r for r in csv.DictReader(f) if float(r["epoch"]) >= 1]
+            ax.plot([float(r["epoch"]) for r in points],
+                    [float(r["forecast_mse"]) for r in points],
+                    "-", color=line.get_color(), linewidth=0.6, alpha=0.9)
         meta = path.with_suffix(".json")
         if optimum is None and meta.exists():
             optimum = json.loads(meta.read_text()).get("optimum_mse")
@@ -45,7 +53,8 @@ def main(argv=None):
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training MSE (original units²)")
-    ax.set_title("Adam vs SGD, raw (dashed) vs standardized (solid) targets")
+    ax.set_title("Adam vs SGD, raw (dashed) vs standardized (solid) targets; "
+                 "thin: diagnose()'s forecast")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
