@@ -102,14 +102,42 @@ struct Moments {
   }
 };
 
-// z and t as `model` sees them, with its statistics or `side`'s.
-std::pair<at::Tensor, at::Tensor> loss_units(nn::StandardizedRegressor& model,
+// The model's input and target scalers, or side copies with the statistics
+// fit() would compute where the model's are missing (`adapt` and `fit`
+// compute them); the model is never changed.
+struct Scalers {
+  nn::Normalization normalization;
+  nn::TargetStandardizer target;
+};
+
+template <typename Adapt, typename Fit>
+Scalers scalers_of(nn::StandardizedRegressor& model, Adapt adapt, Fit fit) {
+  Scalers s{model->normalization, model->target};
+  if (!s.normalization->is_adapted()) {
+    s.normalization = nn::Normalization(model->normalization->options);
+    adapt(s.normalization);
+  }
+  if (!s.target->is_fitted()) {
+    s.target = nn::TargetStandardizer(model->target->options);
+    fit(s.target);
+  }
+  return s;
+}
+
+// z and t as the loss sees them.
+std::pair<at::Tensor, at::Tensor> loss_units(Scalers& s,
                                              const at::Tensor& x,
                                              const at::Tensor& y) {
   at::NoGradGuard no_grad;
-  auto z = model->normalization->forward(f64(x));
-  auto t = model->transform_targets(f64(as_matrix(y)));
+  auto z = s.normalization->forward(f64(x));
+  auto t = s.target->transform(f64(as_matrix(y)));
   return {f64(z), f64(t)};
+}
+
+at::Tensor unit_of(const Scalers& s, int64_t targets) {
+  auto unit = f64(s.target->scale).reshape(-1);
+  return unit.numel() == 1 && targets > 1 ? unit.expand({targets}).contiguous()
+                                          : unit;
 }
 
 const char* scaling_name(nn::TargetScaling method) {
@@ -122,21 +150,6 @@ const char* scaling_name(nn::TargetScaling method) {
       return "TargetScaling::kNone, raw units";
   }
   return "?";
-}
-
-// `model` itself when its statistics are set, else a copy with the
-// statistics fit() would compute (`fit_missing` computes them).
-template <typename FitMissing>
-nn::StandardizedRegressor with_statistics(nn::StandardizedRegressor& model,
-                                          FitMissing fit_missing) {
-  if (model->normalization->is_adapted() && model->target->is_fitted()) {
-    return model;
-  }
-  auto copy = std::dynamic_pointer_cast<nn::StandardizedRegressorImpl>(
-      model->clone(at::kCPU));
-  nn::StandardizedRegressor side(copy);
-  fit_missing(side);
-  return side;
 }
 
 }  // namespace
@@ -212,20 +225,13 @@ Problem problem_of(const at::Tensor& x, const at::Tensor& y) {
 }
 
 Problem problem_of(nn::StandardizedRegressor& model, const data::Table& train) {
-  auto seen = with_statistics(model, [&](nn::StandardizedRegressor& side) {
-    if (!side->normalization->is_adapted()) {
-      side->normalization->adapt(train.features);
-    }
-    if (!side->target->is_fitted()) {
-      side->target->fit(train.targets);
-    }
-  });
+  auto scalers = scalers_of(
+      model,
+      [&](nn::Normalization& n) { n->adapt(train.features); },
+      [&](nn::TargetStandardizer& t) { t->fit(train.targets); });
   Problem p;
-  std::tie(p.z, p.t) = loss_units(seen, train.features, train.targets);
-  p.unit = f64(seen->target->scale).reshape(-1);
-  if (p.unit.numel() == 1 && p.t.size(1) > 1) {
-    p.unit = p.unit.expand({p.t.size(1)}).contiguous();
-  }
+  std::tie(p.z, p.t) = loss_units(scalers, train.features, train.targets);
+  p.unit = unit_of(scalers, p.targets ? p.targets : p.t.size(1));
   std::tie(p.raw_mean, p.raw_sd) = mean_sd(f64(train.features));
   std::tie(p.target_mean, p.target_sd) = mean_sd(f64(as_matrix(train.targets)));
   p.feature_names = train.feature_names;
@@ -235,15 +241,16 @@ Problem problem_of(nn::StandardizedRegressor& model, const data::Table& train) {
 }
 
 Problem problem_of(nn::StandardizedRegressor& model, data::TableStream& train) {
-  auto seen = with_statistics(model, [&](nn::StandardizedRegressor& side) {
-    side->fit_statistics(train);
-  });
+  auto scalers = scalers_of(
+      model,
+      [&](nn::Normalization& n) { n->adapt(train); },
+      [&](nn::TargetStandardizer& t) { t->fit(train); });
   Moments m;
   train.rewind();
   std::vector<std::string> names;
   while (auto part = train.next()) {
     check_table(model, *part, "diagnose", "training");
-    auto [z, t] = loss_units(seen, part->features, part->targets);
+    auto [z, t] = loss_units(scalers, part->features, part->targets);
     m.add(z, t);
     m.add_raw(*part);
     names = part->feature_names;
@@ -257,10 +264,7 @@ Problem problem_of(nn::StandardizedRegressor& model, data::TableStream& train) {
   p.targets = m.mt.size(0);
   p.mean_z = m.mz, p.mean_t = m.mt;
   p.gram = m.szz / m.n, p.cross = m.szt / m.n, p.var_t = m.stt / m.n;
-  p.unit = f64(seen->target->scale).reshape(-1);
-  if (p.unit.numel() == 1 && p.targets > 1) {
-    p.unit = p.unit.expand({p.targets}).contiguous();
-  }
+  p.unit = unit_of(scalers, p.targets ? p.targets : p.t.size(1));
   p.raw_mean = m.raw_mean;
   p.raw_sd = (m.raw_m2 / m.raw_n.to(at::kDouble)).sqrt();
   p.target_mean = m.y_mean;
