@@ -4,10 +4,16 @@
 // in the same run (the roofline: Adam moves 28 B per parameter, SGD with
 // momentum 16 B, a copy 8 B per float). Each iteration times kReps steps
 // between two synchronizations, so launch latency is amortized as in a
-// training loop.
+// training loop. BM_CudaTrainStep_*: a whole training step (forward,
+// backward, normopt's Adam) of a 3-parameter model and of a 1M-parameter
+// MLP, run eagerly (host step counts, then capturable) and replayed from a
+// CUDA graph (capturable): the time per step.
 //   build/benchmarks/bench_cuda --benchmark_format=json |
 //       .venv/bin/python benchmarks/compare_cuda.py
+#include <ATen/cuda/CUDAGraph.h>
 #include <benchmark/benchmark.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <normopt/normopt.h>
 #include <torch/torch.h>
 
@@ -19,8 +25,10 @@ namespace {
 constexpr int kReps = 20;
 constexpr int64_t kParams = 16 * 1024 * 1024;
 
+// The manual time of an iteration: kReps steps between two
+// synchronizations, per step.
 template <typename Step>
-void timed(benchmark::State& state, int64_t bytes_per_param, Step step) {
+void timed_steps(benchmark::State& state, Step step) {
   step();  // state allocation, first launch
   torch::cuda::synchronize();
   for (auto _ : state) {
@@ -34,6 +42,11 @@ void timed(benchmark::State& state, int64_t bytes_per_param, Step step) {
             .count() /
         kReps);
   }
+}
+
+template <typename Step>
+void timed(benchmark::State& state, int64_t bytes_per_param, Step step) {
+  timed_steps(state, step);
   state.SetItemsProcessed(state.iterations() * kParams);
   state.SetBytesProcessed(state.iterations() * kParams * bytes_per_param);
 }
@@ -116,6 +129,84 @@ void BM_CudaSGD_libtorch(benchmark::State& state) {
   timed(state, 16, [&] { sgd.step(); });
 }
 
+// How a training step runs: eagerly with host step counts, eagerly with
+// capturable, or replayed from one CUDA graph capture (capturable).
+enum class Run { kEager, kEagerCapturable, kGraph };
+
+// 3 parameters: a 1x2 weight and a bias.
+torch::nn::Sequential three_parameter_model() {
+  return torch::nn::Sequential(torch::nn::Linear(2, 1));
+}
+
+// 1,050,625 parameters.
+torch::nn::Sequential mlp_1m() {
+  return torch::nn::Sequential(torch::nn::Linear(1024, 1024),
+                               torch::nn::ReLU(),
+                               torch::nn::Linear(1024, 1));
+}
+
+void train_step(benchmark::State& state,
+                torch::nn::Sequential model,
+                int64_t batch,
+                Run run) {
+  torch::manual_seed(0);
+  model->to(torch::kCUDA);
+  const int64_t inputs = model->parameters()[0].size(1);
+  auto x = torch::randn({batch, inputs}, torch::kCUDA);
+  auto y = torch::randn({batch, 1}, torch::kCUDA);
+  normopt::optim::Adam adam(
+      model->parameters(),
+      normopt::optim::AdamOptions(1e-3).capturable(run != Run::kEager));
+  auto step = [&] {
+    adam.zero_grad(/*set_to_none=*/false);  // a replay reuses the gradients
+    torch::mse_loss(model->forward(x), y).backward();
+    adam.step();
+  };
+  at::cuda::CUDAGraph graph;
+  if (run == Run::kGraph) {
+    torch::cuda::synchronize();
+    const c10::cuda::CUDAStreamGuard side(c10::cuda::getStreamFromPool());
+    for (int k = 0; k < 3; ++k) {
+      step();  // warm-up: the optimizer's state, cuBLAS's handles
+    }
+    c10::cuda::getCurrentCUDAStream().synchronize();
+    graph.capture_begin();
+    step();
+    graph.capture_end();
+  }
+  timed_steps(state, [&] {
+    if (run == Run::kGraph) {
+      graph.replay();
+    } else {
+      step();
+    }
+  });
+  int64_t n = 0;
+  for (const auto& p : model->parameters()) {
+    n += p.numel();
+  }
+  state.counters["params"] = static_cast<double>(n);
+}
+
+void BM_CudaTrainStep_3params_eager(benchmark::State& state) {
+  train_step(state, three_parameter_model(), 32, Run::kEager);
+}
+void BM_CudaTrainStep_3params_eager_capturable(benchmark::State& state) {
+  train_step(state, three_parameter_model(), 32, Run::kEagerCapturable);
+}
+void BM_CudaTrainStep_3params_graph(benchmark::State& state) {
+  train_step(state, three_parameter_model(), 32, Run::kGraph);
+}
+void BM_CudaTrainStep_mlp1M_eager(benchmark::State& state) {
+  train_step(state, mlp_1m(), 256, Run::kEager);
+}
+void BM_CudaTrainStep_mlp1M_eager_capturable(benchmark::State& state) {
+  train_step(state, mlp_1m(), 256, Run::kEagerCapturable);
+}
+void BM_CudaTrainStep_mlp1M_graph(benchmark::State& state) {
+  train_step(state, mlp_1m(), 256, Run::kGraph);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -130,7 +221,19 @@ int main(int argc, char** argv) {
         std::pair{"BM_CudaAdam_libtorch", &BM_CudaAdam_libtorch},
         std::pair{"BM_CudaSGD_normopt", &BM_CudaSGD_normopt},
         std::pair{"BM_CudaSGD_aten_fused", &BM_CudaSGD_aten_fused},
-        std::pair{"BM_CudaSGD_libtorch", &BM_CudaSGD_libtorch}}) {
+        std::pair{"BM_CudaSGD_libtorch", &BM_CudaSGD_libtorch},
+        std::pair{"BM_CudaTrainStep_3params_eager",
+                  &BM_CudaTrainStep_3params_eager},
+        std::pair{"BM_CudaTrainStep_3params_eager_capturable",
+                  &BM_CudaTrainStep_3params_eager_capturable},
+        std::pair{"BM_CudaTrainStep_3params_graph",
+                  &BM_CudaTrainStep_3params_graph},
+        std::pair{"BM_CudaTrainStep_mlp1M_eager",
+                  &BM_CudaTrainStep_mlp1M_eager},
+        std::pair{"BM_CudaTrainStep_mlp1M_eager_capturable",
+                  &BM_CudaTrainStep_mlp1M_eager_capturable},
+        std::pair{"BM_CudaTrainStep_mlp1M_graph",
+                  &BM_CudaTrainStep_mlp1M_graph}}) {
     // The manual time is per step, a twentieth (kReps) of an iteration's
     // wall time: 0.05 s of it is about 1 s of wall time per repetition.
     benchmark::RegisterBenchmark(name, fn)->UseManualTime()->MinTime(0.05);

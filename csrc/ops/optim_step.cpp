@@ -13,6 +13,7 @@
 // more than the whole update of a small model.
 NORMOPT_LIBRARY_IMPL(Autograd, m) {
   m.impl("adam_step_", torch::CppFunction::makeFallthrough());
+  m.impl("adam_step_capturable_", torch::CppFunction::makeFallthrough());
   m.impl("sgd_step_", torch::CppFunction::makeFallthrough());
 }
 
@@ -48,6 +49,47 @@ void adam_step_(at::TensorList params,
           exp_avg_sqs,
           max_exp_avg_sqs,
           steps,
+          o.lr,
+          o.beta1,
+          o.beta2,
+          o.eps,
+          o.weight_decay,
+          o.amsgrad,
+          o.maximize,
+          o.decoupled_weight_decay,
+          o.keras_epsilon);
+}
+
+void adam_step_capturable_(at::TensorList params,
+                           at::TensorList grads,
+                           at::TensorList exp_avgs,
+                           at::TensorList exp_avg_sqs,
+                           at::TensorList max_exp_avg_sqs,
+                           at::TensorList state_steps,
+                           const AdamStepOptions& o) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("normopt::adam_step_capturable_", "")
+                       .typed<void(at::TensorList,
+                                   at::TensorList,
+                                   at::TensorList,
+                                   at::TensorList,
+                                   at::TensorList,
+                                   at::TensorList,
+                                   double,
+                                   double,
+                                   double,
+                                   double,
+                                   double,
+                                   bool,
+                                   bool,
+                                   bool,
+                                   bool)>();
+  op.call(params,
+          grads,
+          exp_avgs,
+          exp_avg_sqs,
+          max_exp_avg_sqs,
+          state_steps,
           o.lr,
           o.beta1,
           o.beta2,

@@ -1,5 +1,5 @@
 #pragma once
-// Internal: argument checks shared by the CPU and Meta (and future CUDA)
+// Internal: argument checks shared by the CPU, CUDA, Meta and generic
 // kernels of the optimizer-step ops, so every backend rejects bad input with
 // the same message, and a traced call fails where an eager one would.
 
@@ -172,6 +172,41 @@ inline void check_step_lists(const char* op,
   }
 }
 
+/// The hyper-parameter checks of both Adam ops.
+inline void check_adam_hyper(
+    const char* op, double lr, double beta1, double beta2, double eps) {
+  TORCH_CHECK(lr >= 0, op, ": invalid learning rate ", lr);
+  TORCH_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
+              op,
+              ": betas must be in [0, 1), got (",
+              beta1,
+              ", ",
+              beta2,
+              ")");
+  TORCH_CHECK(eps >= 0, op, ": invalid eps ", eps);
+}
+
+/// The tensor-list checks of both Adam ops.
+inline void check_adam_lists(const char* op,
+                             at::DeviceType device,
+                             at::TensorList params,
+                             at::TensorList grads,
+                             at::TensorList exp_avgs,
+                             at::TensorList exp_avg_sqs,
+                             at::TensorList max_exp_avg_sqs,
+                             bool amsgrad) {
+  check_step_lists(
+      op,
+      device,
+      params,
+      {{"grads", grads}, {"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}},
+      {{"max_exp_avg_sqs", max_exp_avg_sqs}});
+  TORCH_CHECK(!amsgrad || max_exp_avg_sqs.size() == params.size(),
+              op,
+              ": amsgrad needs one max_exp_avg_sqs tensor per parameter, got ",
+              max_exp_avg_sqs.size());
+}
+
 /// Every argument check of normopt::adam_step_.
 inline void check_adam_step_args(at::DeviceType device,
                                  at::TensorList params,
@@ -186,16 +221,14 @@ inline void check_adam_step_args(at::DeviceType device,
                                  double eps,
                                  bool amsgrad) {
   constexpr const char* kOp = "normopt::adam_step_";
-  check_step_lists(
-      kOp,
-      device,
-      params,
-      {{"grads", grads}, {"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}},
-      {{"max_exp_avg_sqs", max_exp_avg_sqs}});
-  TORCH_CHECK(!amsgrad || max_exp_avg_sqs.size() == params.size(),
-              kOp,
-              ": amsgrad needs one max_exp_avg_sqs tensor per parameter, got ",
-              max_exp_avg_sqs.size());
+  check_adam_lists(kOp,
+                   device,
+                   params,
+                   grads,
+                   exp_avgs,
+                   exp_avg_sqs,
+                   max_exp_avg_sqs,
+                   amsgrad);
   TORCH_CHECK(steps.size() == params.size(),
               kOp,
               ": expected ",
@@ -211,15 +244,76 @@ inline void check_adam_step_args(at::DeviceType device,
                 steps[i],
                 "; step counts start at 1");
   }
-  TORCH_CHECK(lr >= 0, kOp, ": invalid learning rate ", lr);
-  TORCH_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
+  check_adam_hyper(kOp, lr, beta1, beta2, eps);
+}
+
+/// Every argument check of normopt::adam_step_capturable_. The step counts
+/// are one-element float32 or float64 tensors (one dtype for the list), each
+/// on its parameter's device; their values are not checked (that would read
+/// device memory on the host, which a captured step cannot do).
+inline void check_adam_capturable_args(at::DeviceType device,
+                                       at::TensorList params,
+                                       at::TensorList grads,
+                                       at::TensorList exp_avgs,
+                                       at::TensorList exp_avg_sqs,
+                                       at::TensorList max_exp_avg_sqs,
+                                       at::TensorList state_steps,
+                                       double lr,
+                                       double beta1,
+                                       double beta2,
+                                       double eps,
+                                       bool amsgrad) {
+  constexpr const char* kOp = "normopt::adam_step_capturable_";
+  check_adam_lists(kOp,
+                   device,
+                   params,
+                   grads,
+                   exp_avgs,
+                   exp_avg_sqs,
+                   max_exp_avg_sqs,
+                   amsgrad);
+  TORCH_CHECK(state_steps.size() == params.size(),
               kOp,
-              ": betas must be in [0, 1), got (",
-              beta1,
-              ", ",
-              beta2,
-              ")");
-  TORCH_CHECK(eps >= 0, kOp, ": invalid eps ", eps);
+              ": expected ",
+              params.size(),
+              " tensors in state_steps (one per parameter), got ",
+              state_steps.size());
+  for (size_t i = 0; i < state_steps.size(); ++i) {
+    const auto& s = state_steps[i];
+    TORCH_CHECK(s.defined(), kOp, ": state_steps[", i, "] is undefined");
+    TORCH_CHECK(
+        (s.scalar_type() == at::kFloat || s.scalar_type() == at::kDouble) &&
+            s.scalar_type() == state_steps[0].scalar_type(),
+        kOp,
+        ": state_steps[",
+        i,
+        "] has dtype ",
+        s.scalar_type(),
+        " and state_steps[0] ",
+        state_steps[0].scalar_type(),
+        "; step counts are float32 or float64 tensors, one dtype for the "
+        "list");
+    TORCH_CHECK(s.device() == params[i].device(),
+                kOp,
+                ": state_steps[",
+                i,
+                "] is on ",
+                s.device(),
+                " but params[",
+                i,
+                "] on ",
+                params[i].device(),
+                "; a capturable step keeps each step count on its "
+                "parameter's device");
+    TORCH_CHECK(s.sym_numel() == 1,
+                kOp,
+                ": state_steps[",
+                i,
+                "] has shape ",
+                s.sym_sizes(),
+                "; a step count is one element (e.g. torch.zeros(()))");
+  }
+  check_adam_hyper(kOp, lr, beta1, beta2, eps);
 }
 
 /// Every argument check of normopt::sgd_step_.

@@ -24,6 +24,15 @@ NORMOPT_LIBRARY(m) {
       "float lr, float beta1, float beta2, float eps, float weight_decay, "
       "bool amsgrad, bool maximize, bool decoupled_weight_decay, "
       "bool keras_epsilon) -> ()");
+  // adam_step_ with the step counts in tensors on the parameters' device,
+  // advanced by the op: nothing is read on the host, so the step can be
+  // captured in a CUDA graph (torch.optim's capturable=True).
+  m.def(
+      "adam_step_capturable_(Tensor(a!)[] params, Tensor[] grads, "
+      "Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
+      "Tensor(d!)[] max_exp_avg_sqs, Tensor(e!)[] state_steps, *, float lr, "
+      "float beta1, float beta2, float eps, float weight_decay, bool amsgrad, "
+      "bool maximize, bool decoupled_weight_decay, bool keras_epsilon) -> ()");
   m.def(
       "sgd_step_(Tensor(a!)[] params, Tensor[] grads, "
       "Tensor(b!)[] momentum_buffers, *, float lr, float momentum, "

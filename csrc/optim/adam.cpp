@@ -49,7 +49,8 @@ bool same_adam_options(const Options& a, const Options& b) {
   return a.lr() == b.lr() && a.betas() == b.betas() && a.eps() == b.eps() &&
          a.weight_decay() == b.weight_decay() && a.amsgrad() == b.amsgrad() &&
          a.maximize() == b.maximize() && a.epsilon_mode() == b.epsilon_mode() &&
-         a.skip_nonfinite() == b.skip_nonfinite();
+         a.skip_nonfinite() == b.skip_nonfinite() &&
+         a.capturable() == b.capturable();
 }
 
 bool operator==(const AdamOptions& a, const AdamOptions& b) {
@@ -59,14 +60,23 @@ bool operator==(const AdamWOptions& a, const AdamWOptions& b) {
   return same_adam_options(a, b);
 }
 
+int64_t AdamParamState::step_count() const {
+  if (!step_tensor_.defined()) {
+    return step_;
+  }
+  return static_cast<int64_t>(step_tensor_.item<double>());
+}
+
 void AdamParamState::serialize(torch::serialize::OutputArchive& archive) const {
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
+  archive.write("step", c10::IValue(step_count()));
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step_tensor);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg_sq);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(max_exp_avg_sq);
 }
 void AdamParamState::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, step);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(at::Tensor, step_tensor);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(at::Tensor, exp_avg);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(at::Tensor, exp_avg_sq);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(at::Tensor, max_exp_avg_sq);
@@ -144,7 +154,17 @@ void AdamFamily<Options>::save(torch::serialize::OutputArchive& archive) const {
 template <typename Options>
 void AdamFamily<Options>::load(torch::serialize::InputArchive& archive) {
   const int64_t skipped = read_skipped_steps(archive, Family<Options>::kName);
+  // capturable says how this program runs the step (like the device), not
+  // what was learned: each group keeps its own, and the next step() moves
+  // the loaded step counts to where it wants them (place_step_count).
+  std::vector<bool> capturable;
+  for (const auto& g : param_groups_) {
+    capturable.push_back(static_cast<const Options&>(g.options()).capturable());
+  }
   torch::optim::serialize<AdamParamState, Options>(archive, *this);
+  for (size_t i = 0; i < param_groups_.size() && i < capturable.size(); ++i) {
+    static_cast<Options&>(param_groups_[i].options()).capturable(capturable[i]);
+  }
   skipped_steps_ = skipped;
 }
 

@@ -35,6 +35,12 @@ void check_adam_options(const Options& o, const char* name) {
               "; it must be in [0, 1)");
   TORCH_CHECK(
       o.weight_decay() >= 0, name, ": invalid weight_decay ", o.weight_decay());
+  TORCH_CHECK(!(o.capturable() && o.skip_nonfinite()),
+              name,
+              ": capturable and skip_nonfinite cannot be combined: "
+              "skip_nonfinite reads the gradients on the host to decide "
+              "each step, which a captured CUDA graph cannot do; turn one "
+              "off");
 }
 
 template <typename Options>
@@ -49,6 +55,7 @@ void write_adam_options(const Options& o,
   archive.write("epsilon_mode",
                 c10::IValue(static_cast<int64_t>(o.epsilon_mode())));
   archive.write("skip_nonfinite", c10::IValue(o.skip_nonfinite()));
+  archive.write("capturable", c10::IValue(o.capturable()));
 }
 
 template <typename Options>
@@ -77,6 +84,8 @@ void read_adam_options(Options& o, torch::serialize::InputArchive& archive) {
   o.epsilon_mode(static_cast<EpsilonMode>(mode));
   archive.read("skip_nonfinite", v);
   o.skip_nonfinite(v.toBool());
+  // Absent in files from before capturable existed.
+  o.capturable(archive.try_read("capturable", v) && v.toBool());
 }
 
 /// LibTorch's add_param_group merges a group's options with the defaults
@@ -138,6 +147,29 @@ inline at::Tensor grad_like_param(const at::Tensor& p, const at::Tensor& g) {
   return at::empty_like(p).copy_(g);
 }
 
+/// Puts the state's step count where `capturable` wants it: in a float64
+/// tensor on the parameter's device, or in the host int (a state created or
+/// saved under the other setting, or a tensor loaded onto another device).
+/// Changes nothing once converted, so a captured step does no host work
+/// here.
+inline void place_step_count(AdamParamState& s,
+                             const at::Tensor& p,
+                             bool capturable) {
+  const auto& t = s.step_tensor();
+  if (capturable) {
+    if (!t.defined()) {
+      s.step_tensor(at::full(
+          {}, static_cast<double>(s.step()), p.options().dtype(at::kDouble)));
+    } else if (t.device() != p.device() || t.scalar_type() != at::kDouble ||
+               t.dim() != 0) {
+      s.step_tensor(t.reshape({}).to(p.device(), at::kDouble));
+    }
+  } else if (t.defined()) {
+    s.step(s.step_count());
+    s.step_tensor(at::Tensor());
+  }
+}
+
 /// One Adam/AdamW step over all param groups. Returns false when the step
 /// was skipped for non-finite gradients.
 template <typename Options>
@@ -153,12 +185,13 @@ bool adam_family_step(
   if (defaults.skip_nonfinite() && !all_grads_finite(groups)) {
     return false;
   }
-  StepLists<5> lists;
+  StepLists<6> lists;
   auto& params = lists[0];
   auto& grads = lists[1];
   auto& exp_avgs = lists[2];
   auto& exp_avg_sqs = lists[3];
   auto& max_sqs = lists[4];
+  auto& step_tensors = lists[5];            // capturable groups
   thread_local std::vector<int64_t> steps;  // plain numbers: nothing to drop
   for (auto& group : groups) {
     const auto& o = static_cast<const Options&>(group.options());
@@ -191,7 +224,13 @@ bool adam_family_step(
         // amsgrad switched on mid-run: start the max from the current v.
         s.max_exp_avg_sq(s.exp_avg_sq().clone());
       }
-      s.step(s.step() + 1);
+      place_step_count(s, p, o.capturable());
+      if (o.capturable()) {
+        step_tensors.push_back(s.step_tensor());  // the op advances it
+      } else {
+        s.step(s.step() + 1);
+        steps.push_back(s.step());
+      }
       params.push_back(p);
       grads.push_back(grad_like_param(p, p.grad()));
       exp_avgs.push_back(s.exp_avg());
@@ -199,7 +238,6 @@ bool adam_family_step(
       if (o.amsgrad()) {
         max_sqs.push_back(s.max_exp_avg_sq());
       }
-      steps.push_back(s.step());
     }
     if (params.empty()) {
       continue;
@@ -214,7 +252,12 @@ bool adam_family_step(
     so.maximize = o.maximize();
     so.decoupled_weight_decay = decoupled;
     so.keras_epsilon = o.epsilon_mode() == EpsilonMode::kKeras;
-    ops::adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps, so);
+    if (o.capturable()) {
+      ops::adam_step_capturable_(
+          params, grads, exp_avgs, exp_avg_sqs, max_sqs, step_tensors, so);
+    } else {
+      ops::adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps, so);
+    }
   }
   return true;
 }

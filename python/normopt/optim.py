@@ -28,6 +28,15 @@ Beyond torch.optim:
   ``"keras"``: ``alpha = lr * sqrt(1 - b2^t) / (1 - b1^t)``,
   ``p -= alpha * m / (sqrt(v) + eps)``. ``eps=None`` (default) means 1e-8
   in PyTorch's mode and 1e-7, Keras's default, in Keras's.
+- ``capturable`` (Adam, AdamW): as torch.optim's, ``state["step"]`` lives
+  on the parameter's device and ``torch.ops.normopt.adam_step_capturable_``
+  advances it there and computes the bias corrections from it, so ``step()``
+  reads nothing on the host and can be captured in a CUDA graph
+  (``torch.cuda.graph``) with the forward and backward. A captured graph
+  replays the hyper-parameters it was captured with. ``load_state_dict``
+  keeps each group's own ``capturable`` (how this program runs, not what it
+  learned) and moves the loaded counts accordingly. Not with
+  ``skip_nonfinite``, which decides each step on the host.
 - ``skip_nonfinite``: when any gradient holds NaN or Inf, the whole step is
   skipped (no parameter or state changes, step counts not advanced), a
   ``RuntimeWarning`` says so, and ``skipped_steps`` counts it; the count is
@@ -35,8 +44,8 @@ Beyond torch.optim:
 
 Limits: parameters are real floating tensors (float32, float64, float16,
 bfloat16) with dense gradients; ``lr`` and the other hyper-parameters are
-Python numbers (no Tensor lr); there are no ``foreach``, ``fused``,
-``capturable`` or ``differentiable`` flags: the step is always fused. Bad
+Python numbers (no Tensor lr); there are no ``foreach``, ``fused`` or
+``differentiable`` flags: the step is always fused. Bad
 hyper-parameters raise ``ValueError`` (in the constructor and
 ``add_param_group``), a sparse gradient ``RuntimeError`` (in ``step()``).
 
@@ -66,6 +75,7 @@ _library.load()
 __all__ = ["Adam", "AdamW", "SGD"]
 
 _adam_step = torch.ops.normopt.adam_step_.default
+_adam_step_capturable = torch.ops.normopt.adam_step_capturable_.default
 _sgd_step = torch.ops.normopt.sgd_step_.default
 
 _EPSILON_MODES = ("pytorch", "keras")
@@ -93,7 +103,8 @@ class _Bucket:
         self.params = params
         self.lists = ()  # state tensor lists, in the op's argument order
         # Adam: the step counts, a tensor whose scalar views are the states'
-        # "step", and as ints (valid while the tensor's version is `version`).
+        # "step", and as ints (valid while the tensor's version is `version`);
+        # with capturable, the views themselves (the op advances them).
         self.steps = None
         self.counts = None
         self.version = None
@@ -350,13 +361,26 @@ class Adam(_FusedOptimizer):
         skip_nonfinite (bool, optional): skip, warn about and count
             (``skipped_steps``) every step whose gradients hold NaN or Inf,
             for all param groups (default: False: PyTorch's behaviour).
+        capturable (bool, optional): keep ``step`` on the parameter's device
+            and advance it there, so that the step can be captured in a CUDA
+            graph (default: False; see the module's documentation).
 
     State per parameter, as torch.optim.Adam's: ``step`` (a scalar tensor,
-    float32, or float64 when that is torch's default dtype), ``exp_avg``,
-    ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``.
+    float32, or float64 when that is torch's default dtype; on the
+    parameter's device with capturable), ``exp_avg``, ``exp_avg_sq`` and,
+    with amsgrad, ``max_exp_avg_sq``.
     """
 
-    _hyper = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "epsilon_mode")
+    _hyper = (
+        "lr",
+        "betas",
+        "eps",
+        "weight_decay",
+        "amsgrad",
+        "maximize",
+        "epsilon_mode",
+        "capturable",
+    )
     _decoupled_weight_decay = False
 
     def __init__(
@@ -371,7 +395,14 @@ class Adam(_FusedOptimizer):
         maximize=False,
         epsilon_mode="pytorch",
         skip_nonfinite=False,
+        capturable=False,
     ):
+        if capturable is True and skip_nonfinite is True:
+            raise ValueError(
+                f"{self._name()}: capturable=True and skip_nonfinite=True cannot be "
+                "combined: skip_nonfinite reads the gradients on the host to decide "
+                "each step, which a captured CUDA graph cannot do; turn one off"
+            )
         defaults = dict(
             lr=lr,
             betas=betas,
@@ -380,6 +411,7 @@ class Adam(_FusedOptimizer):
             amsgrad=amsgrad,
             maximize=maximize,
             epsilon_mode=epsilon_mode,
+            capturable=capturable,
         )
         super().__init__(params, defaults, skip_nonfinite)
 
@@ -402,6 +434,7 @@ class Adam(_FusedOptimizer):
         self._check_number(group, "weight_decay", where)
         self._check_flag(group, "amsgrad", where)
         self._check_flag(group, "maximize", where)
+        self._check_flag(group, "capturable", where)
         self._check_epsilon_mode(group["epsilon_mode"], where)
 
     def _check_epsilon_mode(self, mode, where):
@@ -413,7 +446,16 @@ class Adam(_FusedOptimizer):
             )
 
     def _plan_flag(self, group):
-        return group["amsgrad"]
+        return group["amsgrad"], group["capturable"]
+
+    def load_state_dict(self, state_dict):
+        """Loads a state_dict (see _FusedOptimizer's); each param group keeps
+        its own ``capturable``, and the next step moves the loaded step
+        counts where it wants them."""
+        capturable = [group["capturable"] for group in self.param_groups]
+        super().load_state_dict(state_dict)
+        for group, flag in zip(self.param_groups, capturable):
+            group["capturable"] = flag
 
     def _prepare(self, group, bucket):
         amsgrad = group["amsgrad"]
@@ -427,12 +469,17 @@ class Adam(_FusedOptimizer):
                 # A fresh state, or amsgrad switched on: the max starts at v.
                 state["max_exp_avg_sq"] = state["exp_avg_sq"].clone()
         # One tensor holds the bucket's step counts and each state["step"] is
-        # a scalar view of it: a step advances them all with one add.
-        bucket.counts = [int(s["step"]) for s in states]
-        bucket.steps = torch.tensor(bucket.counts, dtype=_scalar_dtype())
+        # a scalar view of it: a step advances them all with one add. With
+        # capturable the tensor is on the parameters' device (one host read
+        # here, when the plan is made, and none in the steps).
+        counts = [int(s["step"]) for s in states]
+        device = bucket.params[0].device if group["capturable"] else None
+        bucket.steps = torch.tensor(counts, dtype=_scalar_dtype(), device=device)
         bucket.version = bucket.steps._version
-        for state, step in zip(states, bucket.steps.unbind()):
+        views = bucket.steps.unbind()
+        for state, step in zip(states, views):
             state["step"] = step
+        bucket.counts = list(views) if group["capturable"] else counts
         bucket.lists = (
             [s["exp_avg"] for s in states],
             [s["exp_avg_sq"] for s in states],
@@ -455,6 +502,17 @@ class Adam(_FusedOptimizer):
             decoupled_weight_decay=self._decoupled_weight_decay,
             keras_epsilon=mode == "keras",
         )
+        if group["capturable"]:
+            for bucket in plan.buckets:
+                self._call(
+                    _adam_step_capturable,
+                    bucket.params,
+                    bucket.grads(grads),
+                    *bucket.lists,
+                    bucket.counts,
+                    **options,
+                )
+            return
         for bucket in plan.buckets:
             if bucket.steps._version != bucket.version:
                 # A state["step"] was changed in place (e.g. fill_): reread.
@@ -489,6 +547,7 @@ class AdamW(Adam):
         maximize=False,
         epsilon_mode="pytorch",
         skip_nonfinite=False,
+        capturable=False,
     ):
         super().__init__(
             params,
@@ -500,6 +559,7 @@ class AdamW(Adam):
             maximize=maximize,
             epsilon_mode=epsilon_mode,
             skip_nonfinite=skip_nonfinite,
+            capturable=capturable,
         )
 
 

@@ -167,6 +167,17 @@ def opcheck_samples():
             (p, gr, m, v, amax, [2, 2]),
             adam_kwargs(amsgrad=True, weight_decay=0.1),
         ),
+        # Step counts of both dtypes and both one-element shapes.
+        "adam_step_capturable_": (
+            ops.adam_step_capturable_.default,
+            (p, gr, m, v, [], [torch.tensor(0.0), torch.tensor([2.0])]),
+            adam_kwargs(),
+        ),
+        "adam_step_capturable_amsgrad_keras": (
+            ops.adam_step_capturable_.default,
+            (p, gr, m, v, amax, [torch.tensor(4.0, dtype=F64), torch.tensor(1.0, dtype=F64)]),
+            adam_kwargs(amsgrad=True, weight_decay=0.1, decoupled_weight_decay=True, keras_epsilon=True),
+        ),
         "sgd_step_": (ops.sgd_step_.default, (p, gr, []), sgd_kwargs()),
         "sgd_step_nesterov": (
             ops.sgd_step_.default,
@@ -185,6 +196,8 @@ OPCHECK_SAMPLES = [
     "destandardize",
     "adam_step_",
     "adam_step_amsgrad_decay",
+    "adam_step_capturable_",
+    "adam_step_capturable_amsgrad_keras",
     "sgd_step_",
     "sgd_step_nesterov",
 ]
@@ -269,6 +282,36 @@ def test_adam_step_loop_matches_torch_adam(variant, device):
         torch.testing.assert_close(g, e, rtol=RTOL[device], atol=1e-15)
     # The updates are not trivially zero.
     assert not torch.equal(got[0], params[0])
+
+
+def run_adam_capturable_op(params, grads_per_step, amsgrad=False, step_dtype=torch.float32, **hyper):
+    params = [p.clone() for p in params]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    vmax = [torch.zeros_like(p) for p in params] if amsgrad else []
+    steps = [torch.zeros((), dtype=step_dtype, device=p.device) for p in params]
+    for grads in grads_per_step:
+        ops.adam_step_capturable_(params, grads, m, v, vmax, steps, **adam_kwargs(amsgrad=amsgrad, **hyper))
+    assert all(s.item() == len(grads_per_step) and s.device == p.device for s, p in zip(steps, params))
+    return params
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", ADAM_VARIANTS, ids=str)
+def test_adam_step_capturable_loop_matches_torch_adam(variant, device):
+    # torch.optim refuses capturable=True on the CPU: there the reference is
+    # its plain step, and adam_step_ bit for bit.
+    options = ADAM_VARIANTS[variant]
+    params = on(device, step_lists(SHAPES, n_lists=1))[0]
+    grads = on(device, gradient_stream(100))
+    got = run_adam_capturable_op(params, grads, lr=1e-2, **options)
+    expected = run_torch_optim(torch.optim.Adam, params, grads, lr=1e-2, capturable=device == "cuda", **options)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=RTOL[device], atol=1e-15)
+    assert not torch.equal(got[0], params[0])
+    if device == "cpu":
+        for g, e in zip(got, run_adam_op(params, grads, lr=1e-2, **options)):
+            assert torch.equal(g, e)
 
 
 def test_training_loop_with_adam_step_matches_torch_adam():
@@ -377,7 +420,11 @@ def test_sgd_step_loop_matches_torch_sgd(variant, device):
 
 
 @CUDA
-@pytest.mark.parametrize("name", ["adam_step_", "adam_step_amsgrad_decay", "sgd_step_", "sgd_step_nesterov"])
+@pytest.mark.parametrize(
+    "name",
+    ["adam_step_", "adam_step_amsgrad_decay", "adam_step_capturable_", "adam_step_capturable_amsgrad_keras"]
+    + ["sgd_step_", "sgd_step_nesterov"],
+)
 def test_opcheck_cuda(name):
     op, args, kwargs = opcheck_samples()[name]
     args = tuple([t.cuda() if isinstance(t, torch.Tensor) else t for t in a] for a in args)

@@ -791,3 +791,117 @@ def test_state_cleared_by_assignment_starts_over_like_torch():
     got, _ = trajectory(normopt_opt(no.Adam, lr=1e-2), init, between=reset)
     expected, _ = trajectory(torch_opt(torch.optim.Adam, lr=1e-2), init, between=reset)
     assert_trajectories_close(got, expected)
+
+
+# ---- capturable -------------------------------------------------------------------
+
+CAPTURABLE = {
+    "Adam_amsgrad_decay": (no.Adam, torch.optim.Adam, dict(lr=1e-2, amsgrad=True, weight_decay=0.05)),
+    "Adam_maximize": (no.Adam, torch.optim.Adam, dict(lr=1e-2, maximize=True)),
+    "AdamW_amsgrad": (no.AdamW, torch.optim.AdamW, dict(lr=1e-2, amsgrad=True, weight_decay=0.1)),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", CAPTURABLE, ids=str)
+def test_capturable_matches_torch(variant, device):
+    # torch.optim refuses capturable on the CPU: there the reference is its
+    # plain step (the same arithmetic); on CUDA its capturable one.
+    ours, reference, options = CAPTURABLE[variant]
+    init = make_params(device=device)
+    got, opt = trajectory(normopt_opt(ours, capturable=True, **options), init)
+    expected, _ = trajectory(torch_opt(reference, capturable=device == "cuda", **options), init)
+    assert_trajectories_close(got, expected, rtol=RTOL[device])
+    for p in opt.param_groups[0]["params"]:
+        step = opt.state[p]["step"]
+        assert step.device == p.device and step.dtype == torch.float32 and step.item() == STEPS
+    # Bit for bit normopt's step with host counts, Keras's mode included.
+    if device == "cpu":
+        for extra in ({}, dict(epsilon_mode="keras")):
+            host, _ = trajectory(normopt_opt(ours, **options, **extra), init)
+            captured, _ = trajectory(normopt_opt(ours, capturable=True, **options, **extra), init)
+            for h, c in zip(host[-1], captured[-1]):
+                assert torch.equal(h, c)
+
+
+@pytest.mark.parametrize("saved, loaded", [(False, True), (True, False), (True, True)])
+def test_capturable_state_dict_loads_under_either_setting(saved, loaded):
+    init = make_params()
+    options = dict(lr=1e-2, amsgrad=True)
+    uninterrupted, _ = trajectory(normopt_opt(no.AdamW, **options), init, steps=10)
+    first, opt = trajectory(normopt_opt(no.AdamW, capturable=saved, **options), init, steps=4)
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    second, resumed = trajectory(
+        normopt_opt(no.AdamW, capturable=loaded, **options),
+        first[-1],
+        steps=6,
+        between=loading(lambda: torch.load(buffer)),
+    )
+    for got, expected in zip(first + second, uninterrupted):
+        for g, e in zip(got, expected):
+            assert torch.equal(g, e)
+    # The loading optimizer keeps its own setting.
+    assert resumed.param_groups[0]["capturable"] is loaded
+    assert all(s["step"].item() == 10 for s in resumed.state.values())
+
+
+def test_capturable_switched_mid_run_equals_host_counts():
+    init = make_params()
+
+    def switch(t, opt, params):
+        opt.param_groups[0]["capturable"] = 3 <= t < 7
+
+    switched, _ = trajectory(normopt_opt(no.Adam, lr=1e-2), init, steps=10, between=switch)
+    plain, _ = trajectory(normopt_opt(no.Adam, lr=1e-2), init, steps=10)
+    for g, e in zip(switched[-1], plain[-1]):
+        assert torch.equal(g, e)
+
+
+def test_capturable_bad_arguments_raise():
+    params = leaves(make_params())
+    with pytest.raises(ValueError, match="capturable must be True or False"):
+        no.Adam(params, capturable=1)
+    with pytest.raises(ValueError, match="capturable=True and skip_nonfinite=True cannot be combined"):
+        no.AdamW(params, capturable=True, skip_nonfinite=True)
+
+
+@CUDA
+def test_capturable_step_replays_in_a_cuda_graph():
+    # torch.cuda.graph captures forward, backward and normopt's step; each
+    # replay equals an eager step on the same data.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).cuda().double()
+    eager = copy.deepcopy(model)
+    opt = no.Adam(model.parameters(), lr=1e-2, capturable=True)
+    opt_eager = no.Adam(eager.parameters(), lr=1e-2, capturable=True)
+    data = [(torch.randn(32, 8, device="cuda", dtype=F64), torch.randn(32, 1, device="cuda", dtype=F64)) for _ in range(13)]
+    x_static, y_static = data[0][0].clone(), data[0][1].clone()
+
+    def train_step(m, o, x, y):
+        o.zero_grad(set_to_none=False)
+        torch.nn.functional.mse_loss(m(x), y).backward()
+        o.step()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for x, y in data[:3]:  # warm-up, state created
+            x_static.copy_(x)
+            y_static.copy_(y)
+            train_step(model, opt, x_static, y_static)
+            train_step(eager, opt_eager, x, y)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        train_step(model, opt, x_static, y_static)
+    for x, y in data[3:]:
+        x_static.copy_(x)
+        y_static.copy_(y)
+        graph.replay()
+        train_step(eager, opt_eager, x, y)
+    torch.cuda.synchronize()
+    for p, q in zip(model.parameters(), eager.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    assert all(s["step"].item() == 13 for s in opt.state.values())

@@ -1,18 +1,24 @@
-// CUDA kernels of normopt::adam_step_ and normopt::sgd_step_: multi-tensor
-// launches over the whole list (a small model's step is one launch), the
-// same per-element arithmetic as the CPU kernel (optim_step_impl.cpp), in
-// at::opmath_type (float for float16/bfloat16/float32, double for float64),
-// on the current stream.
+// CUDA kernels of normopt::adam_step_, adam_step_capturable_ and
+// sgd_step_: multi-tensor launches over the whole list (a small model's step
+// is one launch), the same per-element arithmetic as the CPU kernel
+// (optim_step_impl.cpp), in at::opmath_type (float for
+// float16/bfloat16/float32, double for float64), on the current stream.
 //
-// Both ops share one kernel loop (step_kernel) and one host-side launcher
+// The ops share one kernel loop (step_kernel) and one host-side launcher
 // (launch_step); they differ only in their per-element update, a functor
-// (AdamUpdate, SgdUpdate). Each launch carries up to kMaxTensors tensors and
-// kMaxChunks chunks of kChunk elements in its (by-value, < 4 KB) kernel
-// arguments; a block processes one chunk, each thread kILP elements per
-// iteration with all loads issued before any arithmetic, so the loop is
-// bound by memory bandwidth, which is what an optimizer step is (28 bytes
-// per fp32 Adam parameter: param, grad, exp_avg, exp_avg_sq read; three
-// written).
+// (AdamUpdate, AdamCapturableUpdate, SgdUpdate). Each launch carries up to
+// kMaxTensors tensors and kMaxChunks chunks of kChunk elements in its
+// (by-value, < 4 KB) kernel arguments; a block processes one chunk, each
+// thread kILP elements per iteration with all loads issued before any
+// arithmetic, so the loop is bound by memory bandwidth, which is what an
+// optimizer step is (28 bytes per fp32 Adam parameter: param, grad,
+// exp_avg, exp_avg_sq read; three written).
+//
+// adam_step_capturable_ (torch.optim's capturable=True) reads nothing on the
+// host: one _foreach_add_ advances the step counts on the device, then each
+// block reads its tensor's count from device memory and computes the bias
+// corrections itself (adam_bias_correction, the host's formula), so a CUDA
+// graph can capture the step and every replay uses the current count.
 #include "../adam_bias_correction.h"
 #include "../library.h"
 #include "../optim_step_checks.h"
@@ -42,21 +48,27 @@ constexpr int kMaxChunks = 256;
 // grad, exp_avg, exp_avg_sq, max_exp_avg_sq; SGD: param, grad,
 // momentum_buffer); list 0 is the parameter, list 1 the gradient (read
 // only). scalar: two per-tensor constants (Adam: step size and
-// sqrt(1 - beta2^t), which depend on the tensor's own step count).
+// sqrt(1 - beta2^t), which depend on the tensor's own step count). step: the
+// tensor's step count in device memory (capturable Adam; null otherwise),
+// from which the kernel computes the two constants instead.
 template <int Depth>
 struct LaunchArgs {
   void* ptr[Depth][kMaxTensors];
   int64_t numel[kMaxTensors];
   double scalar[2][kMaxTensors];
+  const void* step[kMaxTensors];
   uint8_t chunk_tensor[kMaxChunks];
   int32_t chunk_index[kMaxChunks];
 };
+// The update functor is the kernel's other argument (<= 128 bytes, asserted
+// below each one).
 static_assert(sizeof(LaunchArgs<5>) + 128 < 4096,
               "kernel arguments must stay under CUDA's 4 KB limit");
 
 // The CPU kernel's adam_scalar, operation for operation. Constants that do
 // not depend on the element are computed once, on the host, in double.
 struct AdamUpdate {
+  static constexpr bool kStepOnDevice = false;
   double beta1, one_minus_beta1, beta2, one_minus_beta2, weight_decay, decay,
       eps;
   bool amsgrad, maximize, decoupled;
@@ -87,9 +99,29 @@ struct AdamUpdate {
     p = p + -step_size * m / denom;
   }
 };
+static_assert(sizeof(AdamUpdate) <= 128, "see LaunchArgs");
+
+// AdamUpdate whose two per-tensor constants come from the step count in
+// device memory (float32 or float64, one dtype per call), already advanced
+// for this step.
+struct AdamCapturableUpdate : AdamUpdate {
+  static constexpr bool kStepOnDevice = true;
+  double lr;
+  bool keras_epsilon, step_is_double;
+
+  __device__ __forceinline__ detail::AdamBiasCorrection bias_correction(
+      const void* step) const {
+    const double t =
+        step_is_double ? *static_cast<const double*>(step)
+                       : static_cast<double>(*static_cast<const float*>(step));
+    return detail::adam_bias_correction(lr, beta1, beta2, t, keras_epsilon);
+  }
+};
+static_assert(sizeof(AdamCapturableUpdate) <= 128, "see LaunchArgs");
 
 // The CPU kernel's sgd_scalar, operation for operation.
 struct SgdUpdate {
+  static constexpr bool kStepOnDevice = false;
   double neg_lr, momentum, one_minus_dampening, weight_decay;
   bool with_buffer, nesterov, maximize, first;
 
@@ -108,12 +140,15 @@ struct SgdUpdate {
     p = p + T(neg_lr) * g;
   }
 };
+static_assert(sizeof(SgdUpdate) <= 128, "see LaunchArgs");
 
-// The loop both ops share. Block b updates chunk b of the launch: each
+// The loop the ops share. Block b updates chunk b of the launch: each
 // thread loads kILP elements of every list (all loads before any
 // arithmetic), `update` changes them in opmath_t, and every list but the
 // gradient is stored back. A list without tensors (no momentum buffer, no
-// amsgrad maximum) has null pointers: it is neither loaded nor stored.
+// amsgrad maximum) has null pointers: it is neither loaded nor stored. The
+// two per-tensor constants come from the launch's scalars or, for a step
+// count on the device (Update::kStepOnDevice), from `update`.
 template <typename scalar_t, int Depth, typename Update>
 __global__ void __launch_bounds__(kBlock)
     step_kernel(LaunchArgs<Depth> a, Update update) {
@@ -128,8 +163,15 @@ __global__ void __launch_bounds__(kBlock)
   for (int d = 0; d < Depth; ++d) {
     ptr[d] = static_cast<scalar_t*>(a.ptr[d][slot]);
   }
-  const T s0 = static_cast<T>(a.scalar[0][slot]);
-  const T s1 = static_cast<T>(a.scalar[1][slot]);
+  T s0, s1;
+  if constexpr (Update::kStepOnDevice) {
+    const detail::AdamBiasCorrection bc = update.bias_correction(a.step[slot]);
+    s0 = static_cast<T>(bc.step_size);
+    s1 = static_cast<T>(bc.bc2_sqrt);
+  } else {
+    s0 = static_cast<T>(a.scalar[0][slot]);
+    s1 = static_cast<T>(a.scalar[1][slot]);
+  }
   const int64_t stride = static_cast<int64_t>(blockDim.x) * kILP;
   for (int64_t base = begin + threadIdx.x; base < end; base += stride) {
     T r[kILP][Depth];
@@ -220,12 +262,14 @@ std::vector<std::vector<size_t>> by_dtype(at::TensorList params) {
 
 // Runs `update` over index-aligned lists (lists[0] the parameters; an empty
 // list stands for null pointers) on the parameters' device and current
-// stream. scalars(i) gives tensor i's two per-tensor constants.
+// stream. scalars(i) gives tensor i's two per-tensor constants; `steps`, when
+// given, the step counts an Update with kStepOnDevice reads instead.
 template <int Depth, typename Update, typename Scalars>
 void launch_step(const char* op,
                  const std::array<at::TensorList, Depth>& lists,
                  const Update& update,
-                 const Scalars& scalars) {
+                 const Scalars& scalars,
+                 at::TensorList steps = {}) {
   const at::TensorList params = lists[0];
   if (params.empty()) {
     return;
@@ -253,6 +297,7 @@ void launch_step(const char* op,
     const std::array<double, 2> s = scalars(i);
     a.scalar[0][slot] = s[0];
     a.scalar[1][slot] = s[1];
+    a.step[slot] = steps.empty() ? nullptr : steps[i].const_data_ptr();
   };
   for (const auto& order : by_dtype(params)) {
     AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -308,18 +353,79 @@ void adam_step_cuda(at::TensorList params,
                           amsgrad,
                           maximize,
                           decoupled_weight_decay};
-  launch_step<5>("normopt::adam_step_",
-                 {params,
-                  grads,
-                  exp_avgs,
-                  exp_avg_sqs,
-                  amsgrad ? max_exp_avg_sqs : at::TensorList()},
-                 update,
-                 [&](size_t i) {
-                   const auto bc = detail::adam_bias_correction(
-                       lr, beta1, beta2, steps[i], keras_epsilon);
-                   return std::array<double, 2>{bc.step_size, bc.bc2_sqrt};
-                 });
+  launch_step<5>(
+      "normopt::adam_step_",
+      {params,
+       grads,
+       exp_avgs,
+       exp_avg_sqs,
+       amsgrad ? max_exp_avg_sqs : at::TensorList()},
+      update,
+      [&](size_t i) {
+        const auto bc = detail::adam_bias_correction(
+            lr, beta1, beta2, static_cast<double>(steps[i]), keras_epsilon);
+        return std::array<double, 2>{bc.step_size, bc.bc2_sqrt};
+      });
+}
+
+void adam_step_capturable_cuda(at::TensorList params,
+                               at::TensorList grads,
+                               at::TensorList exp_avgs,
+                               at::TensorList exp_avg_sqs,
+                               at::TensorList max_exp_avg_sqs,
+                               at::TensorList state_steps,
+                               double lr,
+                               double beta1,
+                               double beta2,
+                               double eps,
+                               double weight_decay,
+                               bool amsgrad,
+                               bool maximize,
+                               bool decoupled_weight_decay,
+                               bool keras_epsilon) {
+  detail::check_adam_capturable_args(at::kCUDA,
+                                     params,
+                                     grads,
+                                     exp_avgs,
+                                     exp_avg_sqs,
+                                     max_exp_avg_sqs,
+                                     state_steps,
+                                     lr,
+                                     beta1,
+                                     beta2,
+                                     eps,
+                                     amsgrad);
+  if (params.empty()) {
+    return;
+  }
+  // On the current stream, before the launches that read the counts.
+  at::_foreach_add_(state_steps, at::Scalar(1));
+  const AdamCapturableUpdate update{
+      {beta1,
+       1 - beta1,
+       beta2,
+       1 - beta2,
+       weight_decay,
+       1 - lr * weight_decay,
+       eps,
+       amsgrad,
+       maximize,
+       decoupled_weight_decay},
+      lr,
+      keras_epsilon,
+      state_steps[0].scalar_type() == at::kDouble};
+  launch_step<5>(
+      "normopt::adam_step_capturable_",
+      {params,
+       grads,
+       exp_avgs,
+       exp_avg_sqs,
+       amsgrad ? max_exp_avg_sqs : at::TensorList()},
+      update,
+      [](size_t) {
+        return std::array<double, 2>{0, 0};
+      },
+      state_steps);
 }
 
 void sgd_step_cuda(at::TensorList params,
@@ -362,6 +468,7 @@ void sgd_step_cuda(at::TensorList params,
 
 NORMOPT_LIBRARY_IMPL(CUDA, m) {
   m.impl("adam_step_", &adam_step_cuda);
+  m.impl("adam_step_capturable_", &adam_step_capturable_cuda);
   m.impl("sgd_step_", &sgd_step_cuda);
 }
 

@@ -1,10 +1,11 @@
 #pragma once
-// Internal: the device-generic kernels of normopt::adam_step_ and
-// normopt::sgd_step_, built from ATen's _foreach_ ops. They are registered
-// for CompositeExplicitAutograd, so they serve every device that has no
-// normopt kernel of its own (CUDA when built without the CUDA kernels, MPS,
-// XPU, ...); CPU, CUDA (with the kernels) and Meta keep their own. Exported
-// so that the tests can run them on CPU tensors against the CPU kernel.
+// Internal: the device-generic kernels of normopt::adam_step_,
+// adam_step_capturable_ and sgd_step_, built from ATen's _foreach_ ops. They
+// are registered for CompositeExplicitAutograd, so they serve every device
+// that has no normopt kernel of its own (CUDA when built without the CUDA
+// kernels, MPS, XPU, ...); CPU, CUDA (with the kernels) and Meta keep their
+// own. Exported so that the tests can run them on CPU tensors against the
+// CPU kernel.
 //
 // Same arguments, checks and update as the fused kernels, operation for
 // operation in at::opmath_type; float16/bfloat16 tensors are updated in a
@@ -34,6 +35,25 @@ NORMOPT_API void adam_step_generic(at::TensorList params,
                                    bool maximize,
                                    bool decoupled_weight_decay,
                                    bool keras_epsilon);
+
+/// normopt::adam_step_capturable_ on any device, from ATen ops: the step
+/// counts advanced and the bias corrections computed by tensor ops on the
+/// device, in the step counts' dtype.
+NORMOPT_API void adam_step_capturable_generic(at::TensorList params,
+                                              at::TensorList grads,
+                                              at::TensorList exp_avgs,
+                                              at::TensorList exp_avg_sqs,
+                                              at::TensorList max_exp_avg_sqs,
+                                              at::TensorList state_steps,
+                                              double lr,
+                                              double beta1,
+                                              double beta2,
+                                              double eps,
+                                              double weight_decay,
+                                              bool amsgrad,
+                                              bool maximize,
+                                              bool decoupled_weight_decay,
+                                              bool keras_epsilon);
 
 /// normopt::sgd_step_ on any device, from ATen ops.
 NORMOPT_API void sgd_step_generic(at::TensorList params,

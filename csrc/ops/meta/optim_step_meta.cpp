@@ -43,6 +43,35 @@ void adam_step_meta(at::TensorList params,
                                amsgrad);
 }
 
+void adam_step_capturable_meta(at::TensorList params,
+                               at::TensorList grads,
+                               at::TensorList exp_avgs,
+                               at::TensorList exp_avg_sqs,
+                               at::TensorList max_exp_avg_sqs,
+                               at::TensorList state_steps,
+                               double lr,
+                               double beta1,
+                               double beta2,
+                               double eps,
+                               double /*weight_decay*/,
+                               bool amsgrad,
+                               bool /*maximize*/,
+                               bool /*decoupled_weight_decay*/,
+                               bool /*keras_epsilon*/) {
+  detail::check_adam_capturable_args(at::kMeta,
+                                     params,
+                                     grads,
+                                     exp_avgs,
+                                     exp_avg_sqs,
+                                     max_exp_avg_sqs,
+                                     state_steps,
+                                     lr,
+                                     beta1,
+                                     beta2,
+                                     eps,
+                                     amsgrad);
+}
+
 void sgd_step_meta(at::TensorList params,
                    at::TensorList grads,
                    at::TensorList momentum_buffers,
@@ -67,6 +96,7 @@ void sgd_step_meta(at::TensorList params,
 
 NORMOPT_LIBRARY_IMPL(Meta, m) {
   m.impl("adam_step_", &adam_step_meta);
+  m.impl("adam_step_capturable_", &adam_step_capturable_meta);
   m.impl("sgd_step_", &sgd_step_meta);
 }
 

@@ -12,6 +12,11 @@
 ///   // Keras's Adam, e.g. to replay a Keras run:
 ///   normopt::optim::Adam keras(params, normopt::optim::AdamOptions(1e-3)
 ///       .epsilon_mode(normopt::optim::EpsilonMode::kKeras));
+///   // Step counts on the device, so that forward, backward and step() can
+///   // be captured in one at::cuda::CUDAGraph after a few eager steps
+///   // (tests/cpp/cuda/test_capturable.cpp shows the whole loop):
+///   normopt::optim::Adam cap(params,
+///       normopt::optim::AdamOptions(1e-3).capturable(true));
 /// \endcode
 
 #include <normopt/macros.h>
@@ -57,6 +62,16 @@ struct NORMOPT_API AdamOptions
   TORCH_ARG(bool, maximize) = false;
   /// PyTorch's or Keras's epsilon placement.
   TORCH_ARG(EpsilonMode, epsilon_mode) = EpsilonMode::kPyTorch;
+  /// Keep each parameter's step count in a tensor on its device
+  /// (AdamParamState::step_tensor, float64), advanced by the fused op
+  /// (normopt::ops::adam_step_capturable_), so that step() reads nothing on
+  /// the host and can be captured in a CUDA graph with the forward and
+  /// backward (torch.optim's capturable). Switching it on or off between
+  /// steps converts the state at the next step(). A captured graph replays
+  /// the hyper-parameters it was captured with (a scheduler's new lr needs a
+  /// new capture); skip_nonfinite, which decides on the host, cannot be
+  /// combined with it.
+  TORCH_ARG(bool, capturable) = false;
   /// Skip (and report) a step whose gradients hold NaN or Inf instead of
   /// applying it; read from the optimizer's defaults. Off: PyTorch's
   /// behaviour (the NaN reaches the parameters).
@@ -77,8 +92,12 @@ struct NORMOPT_API AdamOptions
 /// Per-parameter Adam state, created at a parameter's first step.
 struct NORMOPT_API AdamParamState
     : public torch::optim::OptimizerCloneableParamState<AdamParamState> {
-  /// Steps taken by this parameter.
+  /// Steps taken by this parameter (not advanced while step_tensor holds
+  /// the count: read step_count()).
   TORCH_ARG(int64_t, step) = 0;
+  /// With capturable: the step count, a 0-dim float64 tensor on the
+  /// parameter's device that the fused op advances; undefined otherwise.
+  TORCH_ARG(at::Tensor, step_tensor);
   /// First moment average m.
   TORCH_ARG(at::Tensor, exp_avg);
   /// Second moment average v.
@@ -87,6 +106,11 @@ struct NORMOPT_API AdamParamState
   TORCH_ARG(at::Tensor, max_exp_avg_sq);
 
  public:
+  /// Steps taken, wherever the count is held (from step_tensor a read of
+  /// device memory, which waits for the device).
+  int64_t step_count() const;
+  /// Writes "step" (step_count()) and, when defined, "step_tensor"; a state
+  /// saved either way loads under either setting of capturable.
   void serialize(torch::serialize::InputArchive& archive) override;
   void serialize(torch::serialize::OutputArchive& archive) const override;
 };
@@ -109,6 +133,8 @@ class NORMOPT_API AdamFamily : public torch::optim::Optimizer,
 
   at::Tensor step(LossClosure closure = nullptr) override;
   void save(torch::serialize::OutputArchive& archive) const override;
+  /// Loads a saved optimizer; each param group keeps its own capturable
+  /// (the saved step counts are converted at the next step()).
   void load(torch::serialize::InputArchive& archive) override;
   /// Rule kAdaptive, with param group 0's lr and skip_nonfinite.
   StepDescription describe() const override;

@@ -42,6 +42,16 @@ struct NORMOPT_API AdamWOptions
   TORCH_ARG(bool, maximize) = false;
   /// PyTorch's or Keras's epsilon placement.
   TORCH_ARG(EpsilonMode, epsilon_mode) = EpsilonMode::kPyTorch;
+  /// Keep each parameter's step count in a tensor on its device
+  /// (AdamParamState::step_tensor, float64), advanced by the fused op
+  /// (normopt::ops::adam_step_capturable_), so that step() reads nothing on
+  /// the host and can be captured in a CUDA graph with the forward and
+  /// backward (torch.optim's capturable). Switching it on or off between
+  /// steps converts the state at the next step(). A captured graph replays
+  /// the hyper-parameters it was captured with (a scheduler's new lr needs a
+  /// new capture); skip_nonfinite, which decides on the host, cannot be
+  /// combined with it.
+  TORCH_ARG(bool, capturable) = false;
   /// Skip (and report) a step whose gradients hold NaN or Inf instead of
   /// applying it; read from the optimizer's defaults. Off: PyTorch's
   /// behaviour (the NaN reaches the parameters).

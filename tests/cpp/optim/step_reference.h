@@ -126,6 +126,43 @@ using SgdStepFn = std::function<void(TensorVec& params,
                                      TensorVec& momentum_buffers,
                                      const ops::SgdStepOptions& options)>;
 
+/// adam_step_capturable_'s arguments, for an implementation under test.
+using AdamCapturableFn = std::function<void(TensorVec& params,
+                                            const TensorVec& grads,
+                                            TensorVec& exp_avgs,
+                                            TensorVec& exp_avg_sqs,
+                                            TensorVec& max_exp_avg_sqs,
+                                            TensorVec& state_steps,
+                                            const ops::AdamStepOptions&)>;
+
+/// `step`, a capturable implementation, as an AdamStepFn: each call puts
+/// steps[i] - 1 in a one-element `step_dtype` tensor on params[i]'s device
+/// and expects the implementation to have advanced it to steps[i].
+inline AdamStepFn as_adam_step(const AdamCapturableFn& step,
+                               torch::ScalarType step_dtype) {
+  return [=](TensorVec& p,
+             const TensorVec& g,
+             TensorVec& m,
+             TensorVec& v,
+             TensorVec& x,
+             const std::vector<int64_t>& steps,
+             const ops::AdamStepOptions& o) {
+    TensorVec counts;
+    for (size_t i = 0; i < p.size(); ++i) {
+      // Alternately 0-dim and shape [1]: both are one element.
+      counts.push_back(
+          torch::full(i % 2 ? std::vector<int64_t>{1} : std::vector<int64_t>{},
+                      static_cast<double>(steps[i] - 1),
+                      p[i].options().dtype(step_dtype)));
+    }
+    step(p, g, m, v, x, counts, o);
+    for (size_t i = 0; i < p.size(); ++i) {
+      EXPECT_EQ(counts[i].item<double>(), static_cast<double>(steps[i]))
+          << "state_steps[" << i << "] not advanced by one";
+    }
+  };
+}
+
 /// Three Adam steps of every variant and dtype, over tensors of `sizes`
 /// (each with its own step count), by the CPU kernel on CPU tensors and by
 /// `step` on copies on `device`: the results agree within step_tolerance.
