@@ -112,85 +112,58 @@ double lr_or(const detail::OptimizerView& view,
   return std::isnan(lr) ? fallback : lr;
 }
 
-// The forecast, its remedies and every check, for a model given as its
-// module, its forward in loss units and its parameters.
-Diagnosis run_checks(
-    const Problem& problem,
-    torch::nn::Module& module,
-    const std::function<at::Tensor(const at::Tensor&)>& model_forward,
-    const torch::optim::Optimizer& optimizer,
-    const DiagnoseOptions& options) {
-  // Predictions (N) for one target column count as (N, 1).
-  const auto forward = [&](const at::Tensor& z) {
-    auto out = model_forward(z);
-    return out.dim() == 1 && problem.targets == 1 ? out.unsqueeze(1) : out;
-  };
-  const auto view = detail::view_optimizer(optimizer);
-  const auto params = module.parameters();
-  check_parameters(params, optimizer, view);
+detail::Plan plan_of(const Problem& problem, const DiagnoseOptions& options) {
   detail::Plan plan;
   plan.steps = options.planned_steps();
   plan.batch_size = problem.z.defined() ? options.batch_size() : 0;
   plan.shuffle = options.shuffle();
   plan.seed = options.seed();
   plan.horizon = horizon_of(problem, plan.steps, plan.batch_size);
+  return plan;
+}
 
-  at::Tensor initial;
-  if (problem.z.defined()) {
-    at::NoGradGuard no_grad;
-    detail::ModeGuard mode(module);
-    module.eval();
-    const auto& p0 = params[0];
-    initial = forward(problem.z.to(p0.device(), p0.scalar_type()))
-                  .to(at::kCPU, at::kDouble);
-    check_prediction_shape(initial.sizes(), problem);
-    initial = initial.mean(0);
+// The start of an affine model, or of a linear surrogate from zeros for
+// other models (their remedies are the surrogate's).
+void set_affine(Context& c,
+                const at::Tensor& weight,
+                const at::Tensor& bias,
+                double lr_weight,
+                double lr_bias) {
+  const auto& p = c.problem;
+  const auto f64 = [](const at::Tensor& t) {
+    return t.detach().to(at::kCPU, at::kDouble);
+  };
+  c.affine.weight = weight.defined()
+                        ? f64(weight)
+                        : at::zeros({p.targets, p.features}, at::kDouble);
+  c.affine.bias = !weight.defined() ? at::zeros({p.targets}, at::kDouble)
+                  : bias.defined()  ? f64(bias)
+                                    : at::Tensor();
+  c.affine.lr_weight = lr_weight;
+  c.affine.lr_bias = lr_bias;
+  if (!c.initial_prediction.defined()) {
+    c.initial_prediction =
+        at::matmul(p.mean_z, c.affine.weight.t()) +
+        (c.affine.bias.defined() ? c.affine.bias : at::zeros({1}));
   }
-  const auto found = affine_parameters(module);
-  Context c(problem, view, plan);
-  c.model_is_affine = found.has_value();
-  if (found) {
-    c.affine.weight = found->first.detach().to(at::kCPU, at::kDouble);
-    c.affine.bias = found->second.defined()
-                        ? found->second.detach().to(at::kCPU, at::kDouble)
-                        : at::Tensor();
-    c.affine.lr_weight = lr_or(view, found->first, view.step.lr);
-    c.affine.lr_bias = lr_or(view, found->second, view.step.lr);
-    if (!initial.defined()) {
-      initial = at::matmul(problem.mean_z, c.affine.weight.t()) +
-                (c.affine.bias.defined() ? c.affine.bias : at::zeros({1}));
-    }
-  } else {
-    // The remedies of other models are those of a linear surrogate.
-    c.affine.weight =
-        at::zeros({problem.targets, problem.features}, at::kDouble);
-    c.affine.bias = at::zeros({problem.targets}, at::kDouble);
-    c.affine.lr_weight = c.affine.lr_bias = view.step.lr;
-  }
-  c.initial_prediction = initial;
-  const auto rule = view.step.rule;
-  if (rule != optim::StepRule::kUnknown && std::isfinite(view.step.lr)) {
-    if (c.model_is_affine) {
-      c.run = detail::forecast_affine(problem, c.affine, view.step, plan);
-    } else {
-      TORCH_CHECK(problem.z.defined(),
-                  "diagnose: a model that is not affine is forecast by "
-                  "replay, which needs the rows: pass a Table or tensors, "
-                  "not a stream");
-      detail::ModuleStart start{forward, params, {}, &module};
-      for (const auto& p : params) {
-        start.lrs.push_back(lr_or(view, p, view.step.lr));
-      }
-      c.run = detail::forecast_module(problem, start, view.step, plan);
-    }
-    c.verdict = detail::verdict_of(c.run, problem.optimum_mse());
+}
+
+bool forecastable(const Context& c) {
+  const auto& step = c.optimizer.step;
+  return step.rule != optim::StepRule::kUnknown && std::isfinite(step.lr);
+}
+
+// The remedies, every check and the Diagnosis, once c.run is set (or the
+// optimizer is unknown).
+Diagnosis report(Context& c) {
+  if (forecastable(c)) {
+    c.verdict = detail::verdict_of(c.run, c.problem.optimum_mse());
     detail::find_remedies(c);
   }
-
   Diagnosis d;
   d.verdict = c.verdict;
-  d.planned_steps = plan.steps;
-  d.optimum_mse = problem.optimum_mse();
+  d.planned_steps = c.plan.steps;
+  d.optimum_mse = c.problem.optimum_mse();
   if (c.describable()) {
     d.initial_mse = c.run.initial_mse;
     d.forecast_mse = c.run.final_mse;
@@ -217,6 +190,66 @@ Diagnosis run_checks(
          "minibatch noise)."});
   }
   return d;
+}
+
+// The model's mean initial prediction per target column (loss units).
+at::Tensor initial_prediction(const Problem& problem,
+                              torch::nn::Module& module,
+                              const detail::Forward& forward) {
+  at::NoGradGuard no_grad;
+  detail::ModeGuard mode(module);
+  module.eval();
+  const auto p0 = module.parameters()[0];
+  const auto out = forward(problem.z.to(p0.device(), p0.scalar_type()))
+                       .to(at::kCPU, at::kDouble);
+  check_prediction_shape(out.sizes(), problem);
+  return out.mean(0);
+}
+
+// diagnose() of a module given by its forward in loss units.
+Diagnosis run_checks(const Problem& problem,
+                     torch::nn::Module& module,
+                     const detail::Forward& model_forward,
+                     const torch::optim::Optimizer& optimizer,
+                     const DiagnoseOptions& options) {
+  // Predictions (N) for one target column count as (N, 1).
+  const detail::Forward forward = [&](const at::Tensor& z) {
+    auto out = model_forward(z);
+    return out.dim() == 1 && problem.targets == 1 ? out.unsqueeze(1) : out;
+  };
+  const auto view = detail::view_optimizer(optimizer);
+  const auto params = module.parameters();
+  check_parameters(params, optimizer, view);
+  const auto plan = plan_of(problem, options);
+  Context c(problem, view, plan);
+  if (problem.z.defined()) {
+    c.initial_prediction = initial_prediction(problem, module, forward);
+  }
+  const auto found = affine_parameters(module);
+  c.model_is_affine = found.has_value();
+  if (found) {
+    set_affine(c,
+               found->first,
+               found->second,
+               lr_or(view, found->first, view.step.lr),
+               lr_or(view, found->second, view.step.lr));
+  } else {
+    set_affine(c, at::Tensor(), at::Tensor(), view.step.lr, view.step.lr);
+  }
+  if (forecastable(c) && c.model_is_affine) {
+    c.run = detail::forecast_affine(problem, c.affine, view.step, plan);
+  } else if (forecastable(c)) {
+    TORCH_CHECK(problem.z.defined(),
+                "diagnose: a model that is not affine is forecast by "
+                "replay, which needs the rows: pass a Table or tensors, "
+                "not a stream");
+    detail::ModuleStart start{forward, params, {}, &module};
+    for (const auto& p : params) {
+      start.lrs.push_back(lr_or(view, p, view.step.lr));
+    }
+    c.run = detail::forecast_module(problem, start, view.step, plan);
+  }
+  return report(c);
 }
 
 Diagnosis diagnose_regressor(nn::StandardizedRegressor& model,
@@ -361,6 +394,46 @@ Diagnosis diagnose(torch::nn::Module& module,
   detail::check_data(data::Table{x, y, {}, ""}, "diagnose", "training");
   const auto problem = detail::problem_of(x, y);
   return run_checks(problem, module, forward, optimizer, options);
+}
+
+Diagnosis diagnose(const DescribedRun& run, const DiagnoseOptions& options) {
+  check_options(options);
+  detail::check_data(run.raw, "diagnose", "training");
+  const auto problem =
+      detail::problem_of(run.z, run.t, run.unit, run.raw, run.target_scaling);
+  detail::OptimizerView view;
+  view.step = run.step;
+  const auto plan = plan_of(problem, options);
+  Context c(problem, view, plan);
+  c.model_is_affine = run.weight.defined();
+  if (run.initial_prediction.defined()) {
+    c.initial_prediction = run.initial_prediction.to(at::kCPU, at::kDouble);
+  }
+  const double lr = run.step.lr;
+  set_affine(c,
+             run.weight,
+             run.bias,
+             std::isnan(run.lr_weight) ? lr : run.lr_weight,
+             std::isnan(run.lr_bias) ? lr : run.lr_bias);
+  if (forecastable(c) && c.model_is_affine) {
+    TORCH_CHECK(run.weight.dim() == 2 &&
+                    run.weight.size(0) == problem.targets &&
+                    run.weight.size(1) == problem.features,
+                "diagnose: the weight has shape ",
+                run.weight.sizes(),
+                " for ",
+                problem.features,
+                " features and ",
+                problem.targets,
+                " target column(s); expected (targets, features)");
+    c.run = detail::forecast_affine(problem, c.affine, view.step, plan);
+  } else if (forecastable(c)) {
+    TORCH_CHECK(run.replayed.defined(),
+                "diagnose: a model without a weight needs its replayed run");
+    c.run = detail::run_of(
+        run.replayed, plan, problem.optimum_mse(), run.replay_method);
+  }
+  return report(c);
 }
 
 }  // namespace normopt::train

@@ -11,8 +11,10 @@ from normopt import _library
 library_path, build_info = _library.load()
 
 from normopt import nn, optim  # noqa: E402  (they need the library loaded)
+from normopt.forecast import diagnose, watch  # noqa: E402
 
-__all__ = ["library_path", "build_info", "nn", "optim", "export"]
+__all__ = ["library_path", "build_info", "nn", "optim", "export", "forecast",
+           "diagnose", "watch"]
 
 
 def __getattr__(name):

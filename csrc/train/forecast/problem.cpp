@@ -275,6 +275,31 @@ Problem problem_of(nn::StandardizedRegressor& model, data::TableStream& train) {
   return p;
 }
 
+Problem problem_of(const at::Tensor& z,
+                   const at::Tensor& t,
+                   const at::Tensor& unit,
+                   const data::Table& raw,
+                   const std::string& target_scaling) {
+  Problem p;
+  p.z = f64(z);
+  p.t = f64(as_matrix(t));
+  p.unit = f64(unit).reshape(-1);
+  TORCH_CHECK(p.z.dim() == 2 && p.z.size(0) == p.t.size(0) &&
+                  p.unit.numel() == p.t.size(1),
+              "diagnose: z (N, p), t (N, k) and unit (k) do not match: ",
+              p.z.sizes(),
+              ", ",
+              p.t.sizes(),
+              " and ",
+              p.unit.sizes());
+  std::tie(p.raw_mean, p.raw_sd) = mean_sd(f64(raw.features));
+  std::tie(p.target_mean, p.target_sd) = mean_sd(f64(as_matrix(raw.targets)));
+  p.feature_names = raw.feature_names;
+  p.target_scaling = target_scaling;
+  compute_moments(p);
+  return p;
+}
+
 OptimizerView view_optimizer(const torch::optim::Optimizer& optimizer) {
   OptimizerView view;
   view.step = optim::describe(optimizer);

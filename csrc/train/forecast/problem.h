@@ -63,10 +63,12 @@ struct AffineStart {
   double lr_weight = 0, lr_bias = 0;
 };
 
+using Forward = std::function<at::Tensor(const at::Tensor&)>;
+
 /// A model that is not affine: its forward in loss units on the rows of z,
 /// and its parameters with their learning rates.
 struct ModuleStart {
-  std::function<at::Tensor(const at::Tensor&)> forward;
+  Forward forward;
   std::vector<at::Tensor> parameters;
   std::vector<double> lrs;
   torch::nn::Module* module = nullptr;  // for train()/eval() and the RNG
@@ -90,6 +92,14 @@ Problem problem_of(nn::StandardizedRegressor& model, const data::Table& train);
 Problem problem_of(nn::StandardizedRegressor& model, data::TableStream& train);
 /// The problem of a plain module on raw tensors (loss units = original).
 Problem problem_of(const at::Tensor& x, const at::Tensor& y);
+
+/// The problem of data already in loss units (z, t, unit) with the raw
+/// table for the findings.
+Problem problem_of(const at::Tensor& z,
+                   const at::Tensor& t,
+                   const at::Tensor& unit,
+                   const data::Table& raw,
+                   const std::string& target_scaling);
 
 /// Moments and optimum from z and t (N, p), (N, k) float64.
 void compute_moments(Problem& problem);

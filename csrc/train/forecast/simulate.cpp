@@ -487,6 +487,36 @@ Run forecast_module(const Problem& problem,
   return run;
 }
 
+Run run_of(const at::Tensor& replayed,
+           const Plan& plan,
+           double optimum_mse,
+           std::string method) {
+  TORCH_CHECK(
+      replayed.dim() == 2 && replayed.size(1) == 2 && replayed.size(0) >= 1,
+      "diagnose: a replayed run must be (m, 2) rows of (step, MSE), "
+      "got shape ",
+      replayed.sizes());
+  const auto rows = replayed.to(at::kCPU, at::kDouble).contiguous();
+  const double* r = rows.data_ptr<double>();
+  TORCH_CHECK(
+      r[0] == 0 && r[2 * (rows.size(0) - 1)] == static_cast<double>(plan.steps),
+      "diagnose: a replayed run must start at step 0 and end at the "
+      "planned step ",
+      plan.steps);
+  Run run;
+  Plan q = plan;
+  q.horizon = plan.steps;
+  Recorder rec(q, optimum_mse, 1, run);
+  for (int64_t i = 0; i < rows.size(0); ++i) {
+    if (!rec.after(static_cast<int64_t>(r[2 * i]), r[2 * i + 1])) {
+      break;
+    }
+  }
+  rec.finish();
+  run.method = std::move(method);
+  return run;
+}
+
 Verdict verdict_of(const Run& run, double optimum_mse) {
   if (!run.finite) {
     return Verdict::kDiverges;

@@ -69,6 +69,13 @@ Run forecast_module(const Problem& problem,
                     const optim::StepDescription& step,
                     const Plan& plan);
 
+/// A run replayed elsewhere: (m, 2) rows of (step, MSE in original
+/// units).
+Run run_of(const at::Tensor& replayed,
+           const Plan& plan,
+           double optimum_mse,
+           std::string method);
+
 /// The verdict of a run against the problem's optimum.
 Verdict verdict_of(const Run& run, double optimum_mse);
 

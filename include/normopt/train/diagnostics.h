@@ -29,6 +29,7 @@
 #include <normopt/data/table.h>
 #include <normopt/macros.h>
 #include <normopt/nn/standardized_regressor.h>
+#include <normopt/optim/describe.h>
 #include <torch/arg.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
@@ -243,5 +244,34 @@ Diagnosis diagnose(const torch::nn::ModuleHolder<ModuleType>& model,
       y,
       options);
 }
+
+/// A run given as numbers rather than objects, for bindings: Python's
+/// normopt.diagnose() calls diagnose(DescribedRun) through the op
+/// normopt::diagnose, so both languages get the same numbers.
+struct NORMOPT_API DescribedRun {
+  /// Features and targets as the loss sees them, (N, p) and (N, k), and one
+  /// loss unit of each target column in original units (k).
+  at::Tensor z, t, unit;
+  /// The raw features and targets, for the findings about the data.
+  data::Table raw;
+  /// The target scaling's name, for messages.
+  std::string target_scaling = "raw targets";
+  /// The optimizer (its param group 0).
+  optim::StepDescription step;
+  /// An affine model: W (k, p), b (k) or undefined, and their lrs.
+  at::Tensor weight, bias;
+  double lr_weight = Diagnosis::kNaN, lr_bias = Diagnosis::kNaN;
+  /// Any other model (weight undefined): its run replayed by the caller,
+  /// (m, 2) rows of (step, MSE in original units) from step 0 to the
+  /// planned steps, its mean initial prediction per column (k, loss
+  /// units), and how it was replayed.
+  at::Tensor replayed, initial_prediction;
+  std::string replay_method;
+};
+
+/// diagnose() of a DescribedRun; `options.batch_size` and the order apply
+/// to an affine model's replay.
+NORMOPT_API Diagnosis diagnose(const DescribedRun& run,
+                               const DiagnoseOptions& options = {});
 
 }  // namespace normopt::train

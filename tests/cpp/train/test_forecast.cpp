@@ -300,6 +300,69 @@ TEST(Forecast, Stream_EqualsTableFullBatch) {
   EXPECT_EQ(a.verdict, b.verdict);
 }
 
+TEST(Forecast, DescribedRun_SameNumbersAsTheModelCall) {
+  // What Python's normopt.diagnose sends through the op normopt::diagnose.
+  const auto table = income_like_table();
+  torch::manual_seed(0);
+  auto model = make_model(TargetScaling::kNone);
+  model->fit_statistics(table.features, table.targets);
+  normopt::optim::Adam adam(model->parameters(),
+                            normopt::optim::AdamOptions(1e-2));
+  const auto options = DiagnoseOptions().planned_steps(200).batch_size(6);
+  const auto a = normopt::train::diagnose(model, adam, table, options);
+  normopt::train::DescribedRun run;
+  run.z = model->normalization->forward(table.features.to(torch::kFloat64));
+  run.t = table.targets.to(torch::kFloat64);
+  run.unit = torch::ones({1}, torch::kFloat64);
+  run.raw = table;
+  run.target_scaling = "TargetScaling::kNone, raw units";
+  run.step = normopt::optim::describe(adam);
+  const auto* affine = normopt::nn::as_affine(*model->regressor_module());
+  run.weight = affine->affine_weight();
+  run.bias = affine->affine_bias();
+  const auto b = normopt::train::diagnose(run, options);
+  EXPECT_EQ(a.verdict, b.verdict);
+  EXPECT_EQ(a.forecast_mse, b.forecast_mse);
+  EXPECT_EQ(a.optimum_mse, b.optimum_mse);
+  EXPECT_EQ(a.steps_needed, b.steps_needed);
+  ASSERT_EQ(a.findings.size(), b.findings.size());
+  for (size_t i = 0; i < a.findings.size(); ++i) {
+    EXPECT_EQ(a.findings[i].message, b.findings[i].message);
+  }
+}
+
+TEST(ForecastWatch, WarnsOnceWhenFitFallsBehind) {
+  const auto table = income_like_table();
+  const auto options = quiet().epochs(1000).batch_size(0);
+  torch::manual_seed(0);
+  auto model = make_model();
+  normopt::optim::SGD sgd(model->parameters(),
+                          normopt::optim::SGDOptions(1e-2));
+  const auto forecast = normopt::train::diagnose(
+      model, sgd, table, DiagnoseOptions::for_fit(options, 20));
+  // The run that was forecast keeps up.
+  auto watch = std::make_shared<normopt::train::ForecastWatch>(forecast);
+  auto on_time = options;
+  normopt::train::fit(model, sgd, table, on_time.callbacks({watch}));
+  EXPECT_FALSE(watch->warned());
+  // A run with a 100x smaller lr falls behind: one warning, with the fix.
+  torch::manual_seed(0);
+  auto slow_model = make_model();
+  normopt::optim::SGD slow(slow_model->parameters(),
+                           normopt::optim::SGDOptions(1e-4));
+  auto slow_watch = std::make_shared<normopt::train::ForecastWatch>(forecast);
+  auto behind = options;
+  normopt::train::fit(slow_model, slow, table, behind.callbacks({slow_watch}));
+  ASSERT_TRUE(slow_watch->warned());
+  EXPECT_NE(slow_watch->warning().find("after 200 steps"), std::string::npos)
+      << slow_watch->warning();
+  // Plain loop: observe() compares at 200, 400, 800, ... only.
+  normopt::train::ForecastWatch plain(forecast);
+  EXPECT_FALSE(plain.observe(199, 1e30));
+  EXPECT_TRUE(plain.observe(200, 1e30));
+  EXPECT_FALSE(plain.observe(400, 1e30));  // once
+}
+
 TEST(Forecast, BadInput_ClearErrors) {
   const auto table = income_like_table();
   torch::nn::Linear wrong(2, 3);
