@@ -204,12 +204,25 @@ void compute_moments(Problem& p) {
   const double n = static_cast<double>(p.rows);
   p.mean_z = p.z.mean(0);
   p.mean_t = p.t.mean(0);
-  const auto zc = p.z - p.mean_z, tc = p.t - p.mean_t;
-  p.gram = zc.t().mm(zc) / n;
+  const auto tc = p.t - p.mean_t;
+  // Features the model already centers (|mean| at most their standard
+  // deviation, as after a Normalization) need no centered copy: the
+  // correction mean meanᵀ loses no more than a bit. Raw features with an
+  // offset are centered first.
+  const auto raw_gram = p.z.t().mm(p.z) / n;
+  const auto var_z = raw_gram.diagonal() - p.mean_z.square();
+  const bool centered =
+      (p.mean_z.square() <= var_z.clamp_min(0)).all().item<bool>();
+  const auto zc = centered ? p.z : p.z - p.mean_z;
+  p.gram = centered ? raw_gram - p.mean_z.unsqueeze(1) * p.mean_z.unsqueeze(0)
+                    : zc.t().mm(zc) / n;
   p.cross = zc.t().mm(tc) / n;
   p.var_t = tc.square().mean(0);
   const auto w = solve_gram(p.gram, p.cross);
-  finish_optimum(p, (tc - zc.mm(w)).square().mean(0).contiguous());
+  // Residuals at the optimum; with uncentered z, its mean moves into them.
+  const auto offset =
+      centered ? at::matmul(p.mean_z, w) : at::zeros_like(p.mean_t);
+  finish_optimum(p, (tc - zc.mm(w) + offset).square().mean(0).contiguous());
 }
 
 Problem problem_of(const at::Tensor& x, const at::Tensor& y) {
@@ -225,15 +238,32 @@ Problem problem_of(const at::Tensor& x, const at::Tensor& y) {
 }
 
 Problem problem_of(nn::StandardizedRegressor& model, const data::Table& train) {
+  // One float64 copy and one moments pass serve the raw statistics and any
+  // missing scaler statistics (adapt() and fit() compute the same moments).
+  const auto x64 = f64(train.features);
+  const auto y64 = f64(as_matrix(train.targets));
+  const auto [xn, xm, xm2] = ops::moments(x64, {0});
+  const auto [yn, ym, ym2] = ops::moments(y64, {0});
+  const auto& axis = model->normalization->options.axis();
+  const bool per_column =
+      axis == std::vector<int64_t>{-1} || axis == std::vector<int64_t>{1};
+  const bool zscore =
+      model->target->options.method() == nn::TargetScaling::kZScore;
   auto scalers = scalers_of(
       model,
-      [&](nn::Normalization& n) { n->adapt(train.features); },
-      [&](nn::TargetStandardizer& t) { t->fit(train.targets); });
+      [&](nn::Normalization& n) {
+        per_column ? n->merge(xn, xm, xm2) : n->adapt(x64);
+      },
+      [&](nn::TargetStandardizer& t) {
+        zscore ? t->fit_moments(yn, ym, ym2) : t->fit(y64);
+      });
   Problem p;
-  std::tie(p.z, p.t) = loss_units(scalers, train.features, train.targets);
-  p.unit = unit_of(scalers, p.targets ? p.targets : p.t.size(1));
-  std::tie(p.raw_mean, p.raw_sd) = mean_sd(f64(train.features));
-  std::tie(p.target_mean, p.target_sd) = mean_sd(f64(as_matrix(train.targets)));
+  std::tie(p.z, p.t) = loss_units(scalers, x64, y64);
+  p.unit = unit_of(scalers, p.t.size(1));
+  p.raw_mean = xm;
+  p.raw_sd = (xm2 / xn.to(at::kDouble)).sqrt();
+  p.target_mean = ym;
+  p.target_sd = (ym2 / yn.to(at::kDouble)).sqrt();
   p.feature_names = train.feature_names;
   p.target_scaling = scaling_name(model->target->options.method());
   compute_moments(p);
@@ -264,7 +294,7 @@ Problem problem_of(nn::StandardizedRegressor& model, data::TableStream& train) {
   p.targets = m.mt.size(0);
   p.mean_z = m.mz, p.mean_t = m.mt;
   p.gram = m.szz / m.n, p.cross = m.szt / m.n, p.var_t = m.stt / m.n;
-  p.unit = unit_of(scalers, p.targets ? p.targets : p.t.size(1));
+  p.unit = unit_of(scalers, p.targets);
   p.raw_mean = m.raw_mean;
   p.raw_sd = (m.raw_m2 / m.raw_n.to(at::kDouble)).sqrt();
   p.target_mean = m.y_mean;

@@ -158,14 +158,20 @@ class AffineQuadratic {
       const double* c = ptr(cross_t_) + j * p_;
       const double* wo = ptr(w_opt_t_) + j * p_;
       double e = (bias_ ? theta_[k_ * p_ + j] : 0) - ptr(pr_.mean_t)[j];
+      // gw = G w - c, as a sum of G's rows (G is symmetric): each term an
+      // axpy the compiler vectorizes.
+      for (int64_t a = 0; a < p_; ++a) {
+        gw_[a] = -c[a];
+      }
+      for (int64_t b = 0; b < p_; ++b) {
+        const double* row = g + b * p_;
+        const double wb = w[b];
+        for (int64_t a = 0; a < p_; ++a) {
+          gw_[a] += row[a] * wb;
+        }
+      }
       double excess = 0;
       for (int64_t a = 0; a < p_; ++a) {
-        const double* row = g + a * p_;
-        double s = 0;
-        for (int64_t b = 0; b < p_; ++b) {
-          s += row[b] * w[b];
-        }
-        gw_[a] = s - c[a];
         excess += gw_[a] * (w[a] - wo[a]);
         e += mz[a] * w[a];
       }
