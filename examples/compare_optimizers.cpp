@@ -335,14 +335,15 @@ int run(int argc, char** argv) {
                       standardized ? nn::TargetScaling::kZScore
                                    : nn::TargetScaling::kNone)));
           auto opt = make_optimizer(opt_name, model->parameters(), lr);
+          // Under --stream the forecast reads the whole file once (its
+          // full-batch quadratic); otherwise it replays the planned batches.
+          const auto plan = train::DiagnoseOptions()
+                                .planned_steps(args.epochs * steps_per_epoch)
+                                .batch_size(args.batch_size)
+                                .seed(args.seed);
           const auto diagnosis =
-              train::diagnose(model,
-                              *opt,
-                              table,
-                              train::DiagnoseOptions()
-                                  .planned_steps(args.epochs * steps_per_epoch)
-                                  .batch_size(args.stream ? 0 : args.batch_size)
-                                  .seed(args.seed));
+              reader ? train::diagnose(model, *opt, *reader, plan)
+                     : train::diagnose(model, *opt, table, plan);
           if (report) {
             std::cout << name << ": forecast " << diagnosis;
           }

@@ -74,10 +74,16 @@ inline std::optional<size_t> first_nonfinite_tensor(
 /// nullopt when every element is finite.
 inline std::optional<std::vector<int64_t>> first_nonfinite_index(
     const at::Tensor& x) {
-  auto bad = at::logical_not(at::isfinite(x));
-  if (!bad.any().item<bool>()) {
+  // One reading pass for the common case: min and max are finite only when
+  // every element is (NaN propagates through both).
+  if (x.numel() == 0 || !at::isFloatingType(x.scalar_type())) {
     return std::nullopt;
   }
+  const auto [lo, hi] = at::aminmax(x);
+  if (std::isfinite(lo.item<double>()) && std::isfinite(hi.item<double>())) {
+    return std::nullopt;
+  }
+  auto bad = at::logical_not(at::isfinite(x));
   // argmax returns the first maximal element: the first non-finite one.
   auto flat = bad.reshape({-1}).to(at::kByte).argmax().item<int64_t>();
   std::vector<int64_t> index(x.dim());

@@ -358,7 +358,13 @@ Diagnosis diagnose(nn::StandardizedRegressor& model,
   TORCH_CHECK(!model->parameters().empty(),
               "diagnose: the model has no parameters; wrap a regressor with "
               "parameters, e.g. LinearRegressor(n_features)");
-  const auto problem = detail::problem_of(model, train);
+  // The rows are kept only for a replay: minibatches, or a model that is
+  // not affine.
+  const int64_t rows = train.features.size(0);
+  const bool keep_rows =
+      (options.batch_size() > 0 && options.batch_size() < rows) ||
+      !affine_parameters(*model->regressor_module()).has_value();
+  const auto problem = detail::problem_of(model, train, keep_rows);
   return diagnose_regressor(model, optimizer, problem, options);
 }
 

@@ -163,7 +163,8 @@ def train(x, y, optimizer, lr, standardized, epochs, batch_size, seed):
     """One run, as normopt::train::fit: statistics from the training data,
     inputs normalized once, epoch e shuffled with seed + e (a single full
     batch is not), MSE loss in standardized units; after each epoch the
-    losses over the whole set in float64. Returns the history (dicts)."""
+    losses over the whole set in float64. Returns the history (dicts) and
+    normopt.diagnose()'s forecast of the run, made before it."""
     torch.manual_seed(seed)
     model = normopt.nn.StandardizedRegressor(
         torch.nn.Linear(x.shape[1], y.shape[1]),
@@ -171,14 +172,17 @@ def train(x, y, optimizer, lr, standardized, epochs, batch_size, seed):
     )
     model.fit_statistics(x, y)
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
+    n = x.shape[0]
+    batch = n if batch_size == 0 else min(batch_size, n)
+    batches = (n + batch - 1) // batch
+    # The forecast before the run: the same numbers as the C++ job's.
+    forecast = normopt.diagnose(model, opt, x, y, steps=epochs * batches,
+                                batch_size=batch_size, seed=seed)
     with torch.no_grad():
         x_norm = model.normalization(x)
         y_std = model.transform_targets(y)
         y_std64 = model.transform_targets(y.to(torch.float64))
     scale64 = model.target.scale.to(torch.float64)
-    n = x.shape[0]
-    batch = n if batch_size == 0 else min(batch_size, n)
-    batches = (n + batch - 1) // batch
     generator = torch.Generator()
     history = []
     start = time.perf_counter()
@@ -215,7 +219,7 @@ def train(x, y, optimizer, lr, standardized, epochs, batch_size, seed):
                 "wall_seconds": time.perf_counter() - start,
             }
         )
-    return history
+    return history, forecast
 
 
 # ---- Output ----------------------------------------------------------------------
@@ -244,7 +248,7 @@ def plot(path, results, optimum):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(11, 5.5))
-    for name, _, _, standardized, history in results:
+    for name, _, _, standardized, history, _ in results:
         ax.plot(
             [r["epoch"] for r in history],
             [r["train_mse"] for r in history],
@@ -320,25 +324,28 @@ def main(argv=None):
         for optimizer in OPTIMIZERS:
             for lr in (1e-2, 1e-3):
                 name = f"{optimizer}_lr{lr:g}_{'standardized' if standardized else 'raw'}"
-                history = train(x, y, optimizer, lr, standardized, args.epochs,
-                                args.batch_size, args.seed)
-                results.append((name, optimizer, lr, standardized, history))
+                history, forecast = train(x, y, optimizer, lr, standardized,
+                                          args.epochs, args.batch_size, args.seed)
+                print(f"{name}: forecast {forecast}")
+                results.append((name, optimizer, lr, standardized, history, forecast))
     total = time.perf_counter() - started
 
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, _, _, _, history in results:
+    for name, _, _, _, history, _ in results:
         write_history(args.out, name, history, optimum)
     plot_path = args.out / "mse.png"
     plot(plot_path, results, optimum)
 
-    print(f"{'run':<32} {'final MSE':>16} {'vs optimum':>14} {'seconds':>10}")
-    for name, _, _, _, history in results:
+    print(f"\n{'run':<32} {'final MSE':>16} {'vs optimum':>14} {'forecast':>22} "
+          f"{'seconds':>10}")
+    for name, _, _, _, history, forecast in results:
         last = history[-1]
         if exact:
             versus = f"+{last['train_mse'] - optimum:.3g}"
         else:
             versus = f"{last['train_mse'] / optimum:.3g}x"
-        print(f"{name:<32} {last['train_mse']:>16.6g} {versus:>14} "
+        predicted = f"{forecast.forecast_ratio:.3g}x {forecast.verdict}"
+        print(f"{name:<32} {last['train_mse']:>16.6g} {versus:>14} {predicted:>22} "
               f"{last['wall_seconds']:>10.3f}")
     print()
     if exact:
@@ -346,7 +353,8 @@ def main(argv=None):
               "rounding, so a ratio would mean nothing)")
     else:
         print("(vs optimum: final MSE / closed-form optimum MSE; 1x is the best a linear "
-              "model can do)")
+              "model can do; forecast: normopt.diagnose()'s forecast of that ratio and "
+              "its verdict, made before the run)")
     print(f"histories: {args.out}/*.csv, *.json\nplot: {plot_path}\n"
           f"all {len(results)} runs: {total:.3f} s")
     return 0

@@ -163,7 +163,7 @@ def test_stream_equals_reading_the_file_whole(tmp_path):
     assert streamed.returncode == 0, streamed.stderr
     assert "3000 rows" in streamed.stdout and "--stream" in streamed.stdout
     names = sorted(p.name for p in (tmp_path / "whole").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "stream").iterdir()) and len(names) == 16
+    assert names == sorted(p.name for p in (tmp_path / "stream").iterdir()) and len(names) == 24
     for name in names:
         if not name.endswith(".csv"):
             continue

@@ -17,7 +17,8 @@ RUNS = [
     for opt in ("adam", "sgd")
     for lr in ("0.01", "0.001")
 ]
-ROW = re.compile(r"^(\w+_lr[\d.]+_(?:raw|standardized))\s+(\S+)\s+(\S+)\s+(\S+)$")
+ROW = re.compile(
+    r"^(\w+_lr[\d.]+_(?:raw|standardized))\s+(\S+)\s+(\S+)\s+(\S+ \w+)\s+(\S+)$")
 
 
 def env(**changes):
@@ -36,12 +37,12 @@ def env(**changes):
 
 
 def table(stdout):
-    """{run: (final MSE, vs optimum, seconds)} from the printed table."""
+    """{run: (final MSE, vs optimum, seconds, forecast)} from the printed table."""
     rows = {}
     for line in stdout.splitlines():
         match = ROW.match(line.strip())
         if match:
-            rows[match[1]] = (float(match[2]), match[3], float(match[4]))
+            rows[match[1]] = (float(match[2]), match[3], float(match[5]), match[4])
     return rows
 
 
@@ -95,6 +96,9 @@ def test_matches_the_cpp_job_on_the_builtin_data(normopt_library, example, tmp_p
     optimum = re.compile(r"closed-form optimum MSE: \S+")
     assert optimum.search(py.stdout)[0] == optimum.search(cpp.stdout)[0]
     assert list(table(py.stdout)) == list(table(cpp.stdout)) == RUNS
+    # normopt.diagnose and train::diagnose forecast each run alike.
+    forecasts = {name: row[3] for name, row in table(py.stdout).items()}
+    assert forecasts == {name: row[3] for name, row in table(cpp.stdout).items()}
     for name in RUNS:
         ours, theirs = history(tmp_path / "py" / f"{name}.csv"), history(
             tmp_path / "cpp" / f"{name}.csv"

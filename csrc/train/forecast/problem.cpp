@@ -88,9 +88,9 @@ struct Moments {
     mt = mt + dt * (m / total);
     n = total;
   }
-  void add_raw(const data::Table& part) {
-    auto [n1, m1, s1] = ops::moments(f64(part.features), {0});
-    auto [n2, m2, s2] = ops::moments(f64(as_matrix(part.targets)), {0});
+  void add_raw(const at::Tensor& x, const at::Tensor& y) {
+    auto [n1, m1, s1] = ops::moments(x, {0});
+    auto [n2, m2, s2] = ops::moments(y, {0});
     if (!raw_n.defined()) {
       raw_n = n1, raw_mean = m1, raw_m2 = s1, y_n = n2, y_mean = m2, y_m2 = s2;
       return;
@@ -101,6 +101,27 @@ struct Moments {
         ops::merge_moments(y_n, y_mean, y_m2, n2, m2, s2);
   }
 };
+
+// Rows per float64 block when the rows are not kept.
+constexpr int64_t kBlockRows = 8192;
+
+// The problem's moments and optimum (without residuals: from the moments)
+// from merged blocks.
+void set_moments(Problem& p, const Moments& m) {
+  p.rows = static_cast<int64_t>(m.n);
+  p.features = m.mz.size(0);
+  p.targets = m.mt.size(0);
+  p.mean_z = m.mz, p.mean_t = m.mt;
+  p.gram = m.szz / m.n, p.cross = m.szt / m.n, p.var_t = m.stt / m.n;
+  finish_optimum(p, at::Tensor());
+}
+
+void set_raw(Problem& p, const Moments& m) {
+  p.raw_mean = m.raw_mean;
+  p.raw_sd = (m.raw_m2 / m.raw_n.to(at::kDouble)).sqrt();
+  p.target_mean = m.y_mean;
+  p.target_sd = (m.y_m2 / m.y_n.to(at::kDouble)).sqrt();
+}
 
 // The model's input and target scalers, or side copies with the statistics
 // fit() would compute where the model's are missing (`adapt` and `fit`
@@ -237,36 +258,67 @@ Problem problem_of(const at::Tensor& x, const at::Tensor& y) {
   return p;
 }
 
-Problem problem_of(nn::StandardizedRegressor& model, const data::Table& train) {
-  // One float64 copy and one moments pass serve the raw statistics and any
-  // missing scaler statistics (adapt() and fit() compute the same moments).
-  const auto x64 = f64(train.features);
-  const auto y64 = f64(as_matrix(train.targets));
-  const auto [xn, xm, xm2] = ops::moments(x64, {0});
-  const auto [yn, ym, ym2] = ops::moments(y64, {0});
+Problem problem_of(nn::StandardizedRegressor& model,
+                   const data::Table& train,
+                   bool keep_rows) {
   const auto& axis = model->normalization->options.axis();
   const bool per_column =
       axis == std::vector<int64_t>{-1} || axis == std::vector<int64_t>{1};
   const bool zscore =
       model->target->options.method() == nn::TargetScaling::kZScore;
+  // The raw moments serve the findings and any missing scaler statistics
+  // (adapt() and fit() compute the same moments). Without the rows to keep,
+  // everything is computed in float64 blocks of rows, merged (Chan): no copy
+  // of the whole table.
+  Moments raw;
+  const int64_t n = train.features.size(0);
+  const int64_t block = keep_rows ? std::max<int64_t>(n, 1) : kBlockRows;
+  const auto rows_of = [&](const at::Tensor& x, int64_t start) {
+    return f64(x.narrow(0, start, std::min(block, n - start)));
+  };
+  for (int64_t start = 0; start < n; start += block) {
+    raw.add_raw(rows_of(train.features, start),
+                rows_of(as_matrix(train.targets), start));
+  }
   auto scalers = scalers_of(
       model,
-      [&](nn::Normalization& n) {
-        per_column ? n->merge(xn, xm, xm2) : n->adapt(x64);
+      [&](nn::Normalization& norm) {
+        per_column ? norm->merge(raw.raw_n, raw.raw_mean, raw.raw_m2)
+                   : norm->adapt(f64(train.features));
       },
       [&](nn::TargetStandardizer& t) {
-        zscore ? t->fit_moments(yn, ym, ym2) : t->fit(y64);
+        zscore ? t->fit_moments(raw.y_n, raw.y_mean, raw.y_m2)
+               : t->fit(f64(as_matrix(train.targets)));
       });
   Problem p;
-  std::tie(p.z, p.t) = loss_units(scalers, x64, y64);
-  p.unit = unit_of(scalers, p.t.size(1));
-  p.raw_mean = xm;
-  p.raw_sd = (xm2 / xn.to(at::kDouble)).sqrt();
-  p.target_mean = ym;
-  p.target_sd = (ym2 / yn.to(at::kDouble)).sqrt();
+  if (keep_rows) {
+    std::tie(p.z, p.t) = loss_units(scalers, train.features, train.targets);
+    compute_moments(p);
+  } else {
+    Moments m;
+    for (int64_t start = 0; start < n; start += block) {
+      auto [z, t] = loss_units(scalers,
+                               rows_of(train.features, start),
+                               rows_of(train.targets, start));
+      m.add(z, t);
+    }
+    set_moments(p, m);
+    // Residuals at the optimum, block by block (a difference of moments
+    // would lose the digits of a near-exact fit).
+    at::Tensor sum;
+    for (int64_t start = 0; start < n; start += block) {
+      auto [z, t] = loss_units(scalers,
+                               rows_of(train.features, start),
+                               rows_of(train.targets, start));
+      auto r = (t - at::matmul(z, p.w_opt) - p.b_opt).square().sum(0);
+      sum = sum.defined() ? sum + r : r;
+    }
+    p.mse_opt = (sum / static_cast<double>(n)).contiguous();
+  }
+  p.unit = unit_of(scalers, p.targets);
+  set_raw(p, raw);
   p.feature_names = train.feature_names;
   p.target_scaling = scaling_name(model->target->options.method());
-  compute_moments(p);
   return p;
 }
 
@@ -282,26 +334,18 @@ Problem problem_of(nn::StandardizedRegressor& model, data::TableStream& train) {
     check_table(model, *part, "diagnose", "training");
     auto [z, t] = loss_units(scalers, part->features, part->targets);
     m.add(z, t);
-    m.add_raw(*part);
+    m.add_raw(f64(part->features), f64(as_matrix(part->targets)));
     names = part->feature_names;
   }
   TORCH_CHECK(m.n > 0,
               "diagnose: the training stream has no rows; there is nothing "
               "to train on");
   Problem p;
-  p.rows = static_cast<int64_t>(m.n);
-  p.features = m.mz.size(0);
-  p.targets = m.mt.size(0);
-  p.mean_z = m.mz, p.mean_t = m.mt;
-  p.gram = m.szz / m.n, p.cross = m.szt / m.n, p.var_t = m.stt / m.n;
+  set_moments(p, m);
   p.unit = unit_of(scalers, p.targets);
-  p.raw_mean = m.raw_mean;
-  p.raw_sd = (m.raw_m2 / m.raw_n.to(at::kDouble)).sqrt();
-  p.target_mean = m.y_mean;
-  p.target_sd = (m.y_m2 / m.y_n.to(at::kDouble)).sqrt();
+  set_raw(p, m);
   p.feature_names = names;
   p.target_scaling = scaling_name(model->target->options.method());
-  finish_optimum(p, at::Tensor());
   return p;
 }
 

@@ -86,8 +86,12 @@ struct OptimizerView {
 OptimizerView view_optimizer(const torch::optim::Optimizer& optimizer);
 
 /// The problem of a StandardizedRegressor on a table (its statistics, or
-/// those fit() would compute when missing).
-Problem problem_of(nn::StandardizedRegressor& model, const data::Table& train);
+/// those fit() would compute when missing); the rows (z, t) only when
+/// `keep_rows` (a minibatch or module replay needs them): otherwise the
+/// moments come from float64 blocks, without a copy of the table.
+Problem problem_of(nn::StandardizedRegressor& model,
+                   const data::Table& train,
+                   bool keep_rows);
 /// The same in one pass over a stream (no rows kept).
 Problem problem_of(nn::StandardizedRegressor& model, data::TableStream& train);
 /// The problem of a plain module on raw tensors (loss units = original).
