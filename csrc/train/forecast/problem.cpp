@@ -104,6 +104,9 @@ struct Moments {
 
 // Rows per float64 block when the rows are not kept.
 constexpr int64_t kBlockRows = 8192;
+// Below this share of the target variance the optimum's MSE is summed from
+// residuals.
+constexpr double kNearExact = 1e-6;
 
 // The problem's moments and optimum (without residuals: from the moments)
 // from merged blocks.
@@ -153,6 +156,27 @@ std::pair<at::Tensor, at::Tensor> loss_units(Scalers& s,
   auto z = s.normalization->forward(f64(x));
   auto t = s.target->transform(f64(as_matrix(y)));
   return {f64(z), f64(t)};
+}
+
+// The optimum's MSE from the moments loses about 1e-16 / (its share of the
+// variance) of its digits: when that share is under 1e-6 (a near-exact
+// fit), the residuals are summed block by block instead.
+void sum_residuals_if_near_exact(Problem& p,
+                                 Scalers& scalers,
+                                 const data::Table& train) {
+  if (!(p.mse_opt < kNearExact * p.var_t).any().item<bool>()) {
+    return;
+  }
+  at::Tensor sum;
+  for (int64_t start = 0; start < p.rows; start += kBlockRows) {
+    const int64_t len = std::min(kBlockRows, p.rows - start);
+    auto [z, t] = loss_units(scalers,
+                             train.features.narrow(0, start, len),
+                             as_matrix(train.targets).narrow(0, start, len));
+    auto r = (t - at::matmul(z, p.w_opt) - p.b_opt).square().sum(0);
+    sum = sum.defined() ? sum + r : r;
+  }
+  p.mse_opt = (sum / static_cast<double>(p.rows)).contiguous();
 }
 
 at::Tensor unit_of(const Scalers& s, int64_t targets) {
@@ -266,57 +290,53 @@ Problem problem_of(nn::StandardizedRegressor& model,
       axis == std::vector<int64_t>{-1} || axis == std::vector<int64_t>{1};
   const bool zscore =
       model->target->options.method() == nn::TargetScaling::kZScore;
-  // The raw moments serve the findings and any missing scaler statistics
-  // (adapt() and fit() compute the same moments). Without the rows to keep,
-  // everything is computed in float64 blocks of rows, merged (Chan): no copy
-  // of the whole table.
+  // One pass of float64 blocks gives the raw data's centered co-moments
+  // (Chan merge): the raw statistics, any missing scaler statistics (the
+  // moments adapt() and fit() compute) and, as the model's scaling is
+  // affine per column, the moments of what the loss sees.
   Moments raw;
   const int64_t n = train.features.size(0);
-  const int64_t block = keep_rows ? std::max<int64_t>(n, 1) : kBlockRows;
-  const auto rows_of = [&](const at::Tensor& x, int64_t start) {
-    return f64(x.narrow(0, start, std::min(block, n - start)));
-  };
-  for (int64_t start = 0; start < n; start += block) {
-    raw.add_raw(rows_of(train.features, start),
-                rows_of(as_matrix(train.targets), start));
+  for (int64_t start = 0; start < n; start += kBlockRows) {
+    const int64_t len = std::min(kBlockRows, n - start);
+    raw.add(f64(train.features.narrow(0, start, len)),
+            f64(as_matrix(train.targets).narrow(0, start, len)));
   }
+  const auto count = at::scalar_tensor(static_cast<int64_t>(raw.n), at::kLong);
   auto scalers = scalers_of(
       model,
       [&](nn::Normalization& norm) {
-        per_column ? norm->merge(raw.raw_n, raw.raw_mean, raw.raw_m2)
+        per_column ? norm->merge(count, raw.mz, raw.szz.diagonal())
                    : norm->adapt(f64(train.features));
       },
       [&](nn::TargetStandardizer& t) {
-        zscore ? t->fit_moments(raw.y_n, raw.y_mean, raw.y_m2)
+        zscore ? t->fit_moments(count, raw.mt, raw.stt)
                : t->fit(f64(as_matrix(train.targets)));
       });
   Problem p;
-  if (keep_rows) {
+  p.raw_mean = raw.mz;
+  p.raw_sd = (raw.szz.diagonal() / raw.n).sqrt();
+  p.target_mean = raw.mt;
+  p.target_sd = (raw.stt / raw.n).sqrt();
+  p.unit = unit_of(scalers, raw.mt.size(0));
+  if (keep_rows || !per_column) {
     std::tie(p.z, p.t) = loss_units(scalers, train.features, train.targets);
     compute_moments(p);
   } else {
-    Moments m;
-    for (int64_t start = 0; start < n; start += block) {
-      auto [z, t] = loss_units(scalers,
-                               rows_of(train.features, start),
-                               rows_of(train.targets, start));
-      m.add(z, t);
-    }
-    set_moments(p, m);
-    // Residuals at the optimum, block by block (a difference of moments
-    // would lose the digits of a near-exact fit).
-    at::Tensor sum;
-    for (int64_t start = 0; start < n; start += block) {
-      auto [z, t] = loss_units(scalers,
-                               rows_of(train.features, start),
-                               rows_of(train.targets, start));
-      auto r = (t - at::matmul(z, p.w_opt) - p.b_opt).square().sum(0);
-      sum = sum.defined() ? sum + r : r;
-    }
-    p.mse_opt = (sum / static_cast<double>(n)).contiguous();
+    // z = (x - mean) / scale and t = (y - loc) / unit, column by column.
+    const auto mu = f64(scalers.normalization->mean).reshape(-1);
+    const auto a = f64(scalers.normalization->scale()).reshape(-1).reciprocal();
+    const auto loc = f64(scalers.target->loc).reshape(-1);
+    const auto b = p.unit.reciprocal();
+    Moments seen;
+    seen.n = raw.n;
+    seen.mz = (raw.mz - mu) * a;
+    seen.mt = (raw.mt - loc) * b;
+    seen.szz = raw.szz * a.unsqueeze(1) * a.unsqueeze(0);
+    seen.szt = raw.szt * a.unsqueeze(1) * b.unsqueeze(0);
+    seen.stt = raw.stt * b.square();
+    set_moments(p, seen);
+    sum_residuals_if_near_exact(p, scalers, train);
   }
-  p.unit = unit_of(scalers, p.targets);
-  set_raw(p, raw);
   p.feature_names = train.feature_names;
   p.target_scaling = scaling_name(model->target->options.method());
   return p;

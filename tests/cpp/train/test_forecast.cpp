@@ -252,6 +252,48 @@ TEST(Forecast, Mlp_ReplayedOnACopy_AgreesAndChangesNothing) {
   EXPECT_LT(rel(d.forecast_mse, h.epochs.back().train_mse), 1e-3) << d;
 }
 
+TEST(Forecast, ParamGroupsWithTheirOwnLrs_EqualsTheLoop) {
+  const auto table = as_double(income_like_table());
+  torch::manual_seed(2);
+  torch::nn::Linear linear(2, 1);
+  linear->to(torch::kFloat64);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{linear->weight},
+                      std::make_unique<torch::optim::AdamOptions>(0.5));
+  groups.emplace_back(std::vector<torch::Tensor>{linear->bias},
+                      std::make_unique<torch::optim::AdamOptions>(50.0));
+  torch::optim::Adam adam(std::move(groups));
+  const auto d = normopt::train::diagnose(linear,
+                                          adam,
+                                          table.features,
+                                          table.targets,
+                                          DiagnoseOptions().planned_steps(100));
+  const auto* note = d.find("param_groups");
+  ASSERT_NE(note, nullptr);
+  EXPECT_NE(note->message.find("2 param groups"), std::string::npos);
+  for (int step = 0; step < 100; ++step) {
+    adam.zero_grad();
+    torch::mse_loss(linear(table.features), table.targets).backward();
+    adam.step();
+  }
+  const double mse =
+      torch::mse_loss(linear(table.features), table.targets).item<double>();
+  EXPECT_LT(rel(d.forecast_mse, mse), 1e-9);
+}
+
+TEST(Forecast, UnknownOptimizer_ChecksTheDataAndSaysSo) {
+  const auto table = income_like_table();
+  auto model = make_model(TargetScaling::kNone);
+  torch::optim::RMSprop rms(model->parameters(),
+                            torch::optim::RMSpropOptions(1e-2));
+  const auto d = normopt::train::diagnose(model, rms, table);
+  EXPECT_EQ(d.verdict, Verdict::kUnknown);
+  EXPECT_TRUE(std::isnan(d.forecast_mse));
+  ASSERT_NE(d.find("unknown_optimizer"), nullptr);
+  ASSERT_NE(d.find("target_scale"), nullptr);  // the data's checks still run
+  EXPECT_EQ(d.find("forecast"), nullptr);
+}
+
 TEST(Forecast, SequentialInOwnLoop_IsReplayed) {
   const auto table = as_double(income_like_table());
   torch::manual_seed(0);
