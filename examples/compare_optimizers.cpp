@@ -22,7 +22,9 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -104,6 +106,22 @@ CLI::Validator integer_in(T lo, T hi) {
       "");
 }
 
+// A learning rate: a finite number above 0 ("nan", "inf" and "0" are
+// refused here, before anything is written).
+CLI::Validator positive_finite() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        if (!text.empty() && *end == '\0' && std::isfinite(value) &&
+            value > 0) {
+          return "";
+        }
+        return "expects a finite number above 0, got '" + text + "'";
+      },
+      "");
+}
+
 // Parses the command line (CLI11): integers must be integers in range,
 // unknown flags are named, --help is generated. Returns nullopt after
 // printing --help or a parse error (the exit code in *code).
@@ -141,7 +159,7 @@ std::optional<Args> parse(int argc, char** argv, int* code) {
   app.add_option("--lrs", a.lrs, "comma-separated learning rates")
       ->type_name("LIST")
       ->delimiter(',')
-      ->check(CLI::PositiveNumber)
+      ->check(positive_finite())
       ->capture_default_str();
   app.add_option("--seed",
                  a.seed,

@@ -118,6 +118,10 @@ def aoti_package(model, example_inputs, path, *, dynamic_batch=True):
             "aoti_package: example_inputs must be a non-empty tuple of tensors, "
             f"e.g. (x,), got {type(example_inputs).__name__}"
         )
+    # A strided example (a column slice of a table) breaks torch's
+    # decompositions; the package serves contiguous inputs anyway (load_package
+    # and deploy::Predictor make them so), so it is exported from those.
+    example_inputs = tuple(t.contiguous() for t in example_inputs)
     path = pathlib.Path(path)
     if path.suffix != ".pt2":
         raise ValueError(f"aoti_package: the package path must end in .pt2, got '{path}'")

@@ -337,6 +337,12 @@ class _FusedOptimizer(Optimizer):
         increment_version(params)
 
 
+def _resolve_eps(group):
+    """A group's eps of None as the number its epsilon_mode means."""
+    if group.get("eps") is None:
+        group["eps"] = _DEFAULT_EPS[group.get("epsilon_mode", "pytorch")]
+
+
 class Adam(_FusedOptimizer):
     r"""Adam (Kingma & Ba, 2014) with a fused step, torch.optim.Adam's update.
 
@@ -448,14 +454,23 @@ class Adam(_FusedOptimizer):
     def _plan_flag(self, group):
         return group["amsgrad"], group["capturable"]
 
+    def add_param_group(self, param_group):
+        """Adds a param group; an ``eps`` of None becomes the number its
+        ``epsilon_mode`` means (1e-8 or 1e-7), so the group's state_dict loads
+        into torch.optim.Adam too (``epsilon_mode`` stays in its own key)."""
+        super().add_param_group(param_group)
+        _resolve_eps(self.param_groups[-1])
+
     def load_state_dict(self, state_dict):
         """Loads a state_dict (see _FusedOptimizer's); each param group keeps
         its own ``capturable``, and the next step moves the loaded step
-        counts where it wants them."""
+        counts where it wants them. An ``eps`` of None (older files) becomes
+        its mode's number."""
         capturable = [group["capturable"] for group in self.param_groups]
         super().load_state_dict(state_dict)
         for group, flag in zip(self.param_groups, capturable):
             group["capturable"] = flag
+            _resolve_eps(group)
 
     def _prepare(self, group, bucket):
         amsgrad = group["amsgrad"]

@@ -417,6 +417,27 @@ def test_aoti_package_writes_whole_file_with_metadata(export, small_model, monke
     assert torch.equal(seen["program"].module()(x7), model.predict(x7))
 
 
+def test_column_slice_example_input_exports(export, monkeypatch, tmp_path):
+    """An example input that is a column slice of a table (strides (3, 1))
+    exported for any model failed inside run_decompositions; it is exported
+    as its contiguous copy (serving makes inputs contiguous too)."""
+    seen = {}
+
+    def fake(program, package_path, inductor_configs):
+        seen.update(program=program)
+        pathlib.Path(package_path).write_bytes(b"package")
+        return package_path
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", fake)
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(2, 1).double()
+    data = torch.randn(10, 3, dtype=torch.float64)
+    export.aoti_package(linear, (data[:, :2],), tmp_path / "linear.pt2")
+    with torch.no_grad():
+        assert torch.equal(seen["program"].module()(data[:, :2].contiguous()),
+                           linear(data[:, :2]))
+
+
 def test_failed_compile_leaves_the_old_package(export, small_model, monkeypatch, tmp_path):
     model, x = small_model
 

@@ -35,6 +35,16 @@ def test_unknown_column_exits_nonzero_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-0.1", "1e999", "0.01,nan", "x"])
+def test_bad_learning_rates_are_refused_before_anything_is_written(tmp_path, value):
+    out = tmp_path / "out"
+    r = run("--lrs", value, "--epochs", "1", "--out", out)
+    assert r.returncode != 0
+    assert "expects a finite number above 0" in r.stderr, r.stderr
+    assert len(r.stderr) < 300, r.stderr  # no range printed in 300 digits
+    assert not out.exists()
+
+
 def test_unknown_option_and_help():
     r = run("--bogus")
     assert r.returncode != 0 and "not expected: --bogus" in r.stderr

@@ -525,6 +525,42 @@ def test_loads_torch_adam_state_dict_and_continues_like_torch():
     assert_trajectories_close(got, expected)
 
 
+MOVES = {
+    "Adam": (no.Adam, torch.optim.Adam, dict(lr=1e-2, amsgrad=True, weight_decay=0.01)),
+    "AdamW": (no.AdamW, torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.05)),
+    "SGD": (no.SGD, torch.optim.SGD, dict(lr=1e-2, momentum=0.9, nesterov=True)),
+}
+
+
+@pytest.mark.parametrize("name", MOVES)
+@pytest.mark.parametrize("direction", ["normopt_to_torch", "torch_to_normopt"])
+def test_state_dict_moves_between_normopt_and_torch_optim(name, direction):
+    # A checkpoint moves both ways (eps None used to break torch's step): 5
+    # steps under one, then 5 under the other, equal 10 under the first.
+    ours, theirs, options = MOVES[name]
+    first_cls, second_cls = (ours, theirs) if direction == "normopt_to_torch" else (theirs, ours)
+    make = lambda cls: torch_opt(cls, **options) if cls is theirs else normopt_opt(cls, **options)  # noqa: E731
+    init = make_params()
+    first, opt = trajectory(make(first_cls), init, steps=5)
+    saved = copy.deepcopy(opt.state_dict())
+    assert all(group.get("eps", 1.0) is not None for group in saved["param_groups"])
+    load = loading(lambda: copy.deepcopy(saved))
+    got, _ = trajectory(make(second_cls), first[-1], steps=5, between=load)
+    expected, _ = trajectory(make(first_cls), first[-1], steps=5, between=load)
+    assert_trajectories_close(got, expected)
+
+
+def test_eps_none_resolves_per_group_mode_and_in_old_state_dicts():
+    p, q = make_params()[:2]
+    opt = no.Adam([{"params": [p]}, {"params": [q], "epsilon_mode": "keras"}])
+    assert [g["eps"] for g in opt.param_groups] == [1e-8, 1e-7]
+    old = opt.state_dict()
+    for group in old["param_groups"]:
+        group["eps"] = None  # as saved before eps was resolved
+    opt.load_state_dict(old)
+    assert [g["eps"] for g in opt.param_groups] == [1e-8, 1e-7]
+
+
 def test_deepcopy_continues_independently():
     init = make_params()
     _, opt = trajectory(normopt_opt(no.Adam, lr=1e-2, skip_nonfinite=True), init, steps=3)
