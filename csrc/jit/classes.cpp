@@ -19,32 +19,6 @@ namespace {
 // tuples of at most three: IValue stores those inline.)
 constexpr int64_t kStateVersion = 1;
 
-nn::TargetScaling parse_method(const std::string& method) {
-  if (method == "zscore") {
-    return nn::TargetScaling::kZScore;
-  }
-  if (method == "minmax") {
-    return nn::TargetScaling::kMinMax;
-  }
-  TORCH_CHECK(method == "none",
-              "TargetStandardizer: unknown method '",
-              method,
-              "'; use \"zscore\", \"minmax\" or \"none\"");
-  return nn::TargetScaling::kNone;
-}
-
-const char* method_name(nn::TargetScaling method) {
-  switch (method) {
-    case nn::TargetScaling::kZScore:
-      return "zscore";
-    case nn::TargetScaling::kMinMax:
-      return "minmax";
-    case nn::TargetScaling::kNone:
-      return "none";
-  }
-  return "none";
-}
-
 void check_version(const char* cls, int64_t version) {
   TORCH_CHECK(version == kStateVersion,
               cls,
@@ -194,7 +168,7 @@ c10::intrusive_ptr<NormalizationHolder> NormalizationHolder::from_state(
 TargetStandardizerHolder::TargetStandardizerHolder(const std::string& method,
                                                    double eps)
     : module(nn::TargetStandardizerOptions()
-                 .method(parse_method(method))
+                 .method(nn::method_from_name(method, "TargetStandardizer"))
                  .eps(eps)) {}
 
 TargetStandardizerHolder::TargetStandardizerHolder(
@@ -235,7 +209,7 @@ bool TargetStandardizerHolder::is_fitted() const {
 }
 
 std::string TargetStandardizerHolder::method() const {
-  return method_name(module->options.method());
+  return nn::method_name(module->options.method());
 }
 
 double TargetStandardizerHolder::eps() const {

@@ -16,7 +16,8 @@
 namespace normopt::jit {
 namespace {
 
-// settings: lr, momentum, dampening, nesterov, weight_decay,
+// target_scaling: the model's TargetStandardizer method ("zscore",
+// "minmax", "none"), empty for a plain module. settings: lr, momentum, dampening, nesterov, weight_decay,
 // decoupled_weight_decay, beta1, beta2, eps, keras_epsilon, amsgrad,
 // maximize (flags as 0/1).
 constexpr size_t kSettings = 12;
@@ -73,7 +74,10 @@ Result diagnose_op(const at::Tensor& z,
   run.raw.features = raw_x;
   run.raw.targets = raw_y;
   run.raw.feature_names = std::move(feature_names);
-  run.target_scaling = std::move(target_scaling);
+  if (!target_scaling.empty()) {
+    run.target_scaling =
+        nn::method_from_name(target_scaling, "normopt::diagnose");
+  }
   run.step = step_of(rule, settings);
   run.weight = weight.value_or(at::Tensor());
   run.bias = bias.value_or(at::Tensor());

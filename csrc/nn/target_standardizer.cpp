@@ -1,5 +1,8 @@
 #include <normopt/nn/target_standardizer.h>
+
 #include <normopt/ops/moments.h>
+#include <algorithm>
+#include <iterator>
 
 #include "checks.h"
 #include "count_buffer.h"
@@ -195,10 +198,35 @@ void TargetStandardizerImpl::load(torch::serialize::InputArchive& archive) {
 
 void TargetStandardizerImpl::pretty_print(std::ostream& stream) const {
   stream << "normopt::nn::TargetStandardizer(method="
-         << (options.method() == TargetScaling::kZScore   ? "zscore"
-             : options.method() == TargetScaling::kMinMax ? "minmax"
-                                                          : "none")
-         << ", " << (is_fitted() ? "fitted" : "not fitted") << ")";
+         << method_name(options.method()) << ", "
+         << (is_fitted() ? "fitted" : "not fitted") << ")";
+}
+
+const char* method_name(TargetScaling method) {
+  switch (method) {
+    case TargetScaling::kZScore:
+      return "zscore";
+    case TargetScaling::kMinMax:
+      return "minmax";
+    case TargetScaling::kNone:
+      return "none";
+  }
+  return "none";
+}
+
+TargetScaling method_from_name(const std::string& name, const char* where) {
+  const TargetScaling methods[] = {
+      TargetScaling::kZScore, TargetScaling::kMinMax, TargetScaling::kNone};
+  const auto* found = std::find_if(
+      std::begin(methods), std::end(methods), [&](TargetScaling m) {
+        return name == method_name(m);
+      });
+  TORCH_CHECK(found != std::end(methods),
+              where,
+              ": unknown method '",
+              name,
+              "'; use \"zscore\", \"minmax\" or \"none\"");
+  return *found;
 }
 
 void TargetStandardizerImpl::to(torch::Device device,

@@ -124,11 +124,12 @@ def _lr_of(optimizer, param):
 
 
 def _loss_units(model, x, y):
-    """(inner module, z, t, unit, target scaling name) as the loss sees them."""
+    """(inner module, z, t, unit, the TargetStandardizer's method or "") as the
+    loss sees them."""
     y2 = y.reshape(-1, 1) if y.dim() == 1 else y
     x64, y64 = x.detach().double(), y2.detach().double()
     if not isinstance(model, _nn.StandardizedRegressor):
-        return model, x64, y64, torch.ones(y64.shape[1], dtype=torch.float64), "raw targets"
+        return model, x64, y64, torch.ones(y64.shape[1], dtype=torch.float64), ""
     normalization, target = model.normalization, model.target
     if not normalization.is_adapted():  # the statistics fit() would compute
         normalization = copy.deepcopy(normalization).cpu()
@@ -142,9 +143,7 @@ def _loss_units(model, x, y):
     unit = target.scale.detach().double().reshape(-1).cpu()
     if unit.numel() == 1 and t.shape[1] > 1:
         unit = unit.expand(t.shape[1]).contiguous()
-    names = {"zscore": "TargetScaling::kZScore", "minmax": "TargetScaling::kMinMax",
-             "none": "TargetScaling::kNone, raw units"}
-    return model.regressor, z, t, unit, names.get(target.method, target.method)
+    return model.regressor, z, t, unit, target.method
 
 
 def _forward64(module, data):

@@ -66,7 +66,7 @@ def test_reads_model_and_optimizer_into_the_ops_arguments():
     z = model.normalization(x.double())
     out = torch.ops.normopt.diagnose(
         z, y.double(), torch.ones(1, dtype=torch.float64), x.double(), y.double(), [],
-        "TargetScaling::kNone, raw units", "adam",
+        "none", "adam",
         [1e-2, 0, 0, 0, 0, 0, 0.9, 0.999, 1e-8, 0, 0, 0],
         model.regressor.weight.detach(), model.regressor.bias.detach(), 1e-2, 1e-2,
         None, None, "", 200, 0, True, 0)

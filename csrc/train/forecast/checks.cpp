@@ -338,9 +338,8 @@ void check_conditioning(const Context& c, Findings& out) {
   }
   // A ridge term bringing the condition number to about 1e3.
   const double alpha = top / 1e3;
-  const auto gs = p.gram * 1.0;
-  const auto w =
-      at::linalg_solve(gs + alpha * at::eye(p.features, at::kDouble), p.cross);
+  const auto w = at::linalg_solve(
+      p.gram + alpha * at::eye(p.features, at::kDouble), p.cross);
   const auto dw = w - p.w_opt;
   const auto excess = (dw * at::matmul(p.gram, dw)).sum(0);
   const auto ridge_mse = (p.mse_opt + excess).contiguous();

@@ -373,7 +373,7 @@ Problem problem_of(const at::Tensor& z,
                    const at::Tensor& t,
                    const at::Tensor& unit,
                    const data::Table& raw,
-                   const std::string& target_scaling) {
+                   std::optional<nn::TargetScaling> target_scaling) {
   Problem p;
   p.z = f64(z);
   p.t = f64(as_matrix(t));
@@ -389,7 +389,8 @@ Problem problem_of(const at::Tensor& z,
   std::tie(p.raw_mean, p.raw_sd) = mean_sd(f64(raw.features));
   std::tie(p.target_mean, p.target_sd) = mean_sd(f64(as_matrix(raw.targets)));
   p.feature_names = raw.feature_names;
-  p.target_scaling = target_scaling;
+  p.target_scaling =
+      target_scaling ? scaling_name(*target_scaling) : "raw targets";
   compute_moments(p);
   return p;
 }

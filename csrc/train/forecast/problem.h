@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -103,7 +104,7 @@ Problem problem_of(const at::Tensor& z,
                    const at::Tensor& t,
                    const at::Tensor& unit,
                    const data::Table& raw,
-                   const std::string& target_scaling);
+                   std::optional<nn::TargetScaling> target_scaling);
 
 /// Moments and optimum from z and t (N, p), (N, k) float64.
 void compute_moments(Problem& problem);

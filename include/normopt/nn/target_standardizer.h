@@ -18,6 +18,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <ostream>
+#include <string>
 
 namespace normopt::nn {
 
@@ -31,6 +32,15 @@ enum class TargetScaling {
   /// standardizing buys.
   kNone,
 };
+
+/// The method's name, "zscore", "minmax" or "none": in Python, TorchScript,
+/// printouts and messages.
+NORMOPT_API const char* method_name(TargetScaling method);
+
+/// The method named `name` ("zscore", "minmax" or "none"); c10::Error naming
+/// the three otherwise. `where` starts the message.
+NORMOPT_API TargetScaling method_from_name(const std::string& name,
+                                           const char* where);
 
 /// Options for `TargetStandardizer`.
 struct NORMOPT_API TargetStandardizerOptions {

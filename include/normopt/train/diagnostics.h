@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -111,10 +112,13 @@ struct NORMOPT_API Diagnosis {
   /// The planned steps the forecast covers.
   int64_t planned_steps = 0;
   /// The first step at which the forecast MSE is within 1.2x of the
-  /// optimum; -1 when it is not within `steps_searched` (never, at this lr,
-  /// when the forecast diverges or levels off above it).
+  /// optimum (for minibatches, the first epoch end); beyond
+  /// `steps_searched`, extrapolated from the rate at which the excess over
+  /// the optimum shrank in the second half of the search. -1: never at this
+  /// lr (the forecast diverges or levels off above 1.2x).
   int64_t steps_needed = -1;
-  /// How far the forecast looked for steps_needed (at least `steps`).
+  /// How far the forecast simulated (at least planned_steps; up to ten
+  /// times that while it is cheap).
   int64_t steps_searched = 0;
   /// How the trajectory was forecast, e.g. "exact full-batch quadratic".
   std::string method;
@@ -254,8 +258,8 @@ struct NORMOPT_API DescribedRun {
   at::Tensor z, t, unit;
   /// The raw features and targets, for the findings about the data.
   data::Table raw;
-  /// The target scaling's name, for messages.
-  std::string target_scaling = "raw targets";
+  /// The model's target scaling; none for a plain module on raw targets.
+  std::optional<nn::TargetScaling> target_scaling;
   /// The optimizer (its param group 0).
   optim::StepDescription step;
   /// An affine model: W (k, p), b (k) or undefined, and their lrs.

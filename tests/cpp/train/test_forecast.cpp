@@ -357,7 +357,7 @@ TEST(Forecast, DescribedRun_SameNumbersAsTheModelCall) {
   run.t = table.targets.to(torch::kFloat64);
   run.unit = torch::ones({1}, torch::kFloat64);
   run.raw = table;
-  run.target_scaling = "TargetScaling::kNone, raw units";
+  run.target_scaling = TargetScaling::kNone;
   run.step = normopt::optim::describe(adam);
   const auto* affine = normopt::nn::as_affine(*model->regressor_module());
   run.weight = affine->affine_weight();
