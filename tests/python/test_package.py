@@ -54,6 +54,24 @@ def test_installed_package_loads_its_own_library_and_runs_an_op():
     assert same_torch == "True"
 
 
+def test_package_version_is_the_cmake_project_s():
+    # One source: pyproject.toml reads project(normopt VERSION ...) from
+    # CMakeLists.txt, and the library records the same number.
+    installed_package()
+    import re
+
+    cmake = re.search(r"project\(normopt VERSION ([0-9][0-9.]*)", (REPO / "CMakeLists.txt").read_text())
+    proc = run_python(
+        "import importlib.metadata, normopt\n"
+        "print(importlib.metadata.version('normopt'))\n"
+        "print(normopt.build_info['normopt'])\n",
+        cwd="/",
+        env=clean_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [cmake[1], cmake[1]]
+
+
 def test_build_record_names_the_torch_it_was_built_against(normopt_library):
     info = _library.read_build_info(normopt_library)
     assert info is not None, f"no {_library.BUILD_INFO_NAME} beside {normopt_library}"
