@@ -2,9 +2,9 @@
 # Idempotent setup: system packages, a Python venv with LibTorch, configure,
 # build.
 # Usage: scripts/setup.sh [--cuda] [--deps-only | extra cmake -D options...]
-#   --cuda        the CUDA build instead: .venv-cuda (requirements-cuda.txt:
-#                 the CUDA build of torch 2.14.1 and a CUDA 13.0 toolkit from
-#                 the package registry) and build-cuda/ with the CUDA kernels.
+#   --cuda        the CUDA build instead: .venv-cuda (requirements-cuda.txt
+#                 pins the CUDA build of torch and the CUDA toolkit from the
+#                 package registry) and build-cuda/ with the CUDA kernels.
 #                 No GPU is needed to build or to run the suite (the CUDA
 #                 tests then skip).
 #   --deps-only   only the system packages and the venv (no configure, no

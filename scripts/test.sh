@@ -10,9 +10,9 @@
 #               modules are not instrumented, and loading an ASan libnormopt
 #               into them needs the runtime LD_PRELOADed, which tests Python
 #               rather than normopt.
-#   --cuda      instead: the CUDA build (scripts/setup.sh --cuda: torch
-#               2.14.1's CUDA LibTorch, C++20, the CUDA kernels from the
-#               registry's nvcc) with the benchmarks, a check that no binary
+#   --cuda      instead: the CUDA build (scripts/setup.sh --cuda: the CUDA
+#               LibTorch pinned in requirements-cuda.txt, C++20, the CUDA
+#               kernels from the registry's nvcc) with the benchmarks, a check that no binary
 #               needs a GPU driver to start, then ctest and pytest against
 #               it. The CUDA tests run where a GPU is and skip elsewhere.
 # NORMOPT_FUZZ_SECONDS: length of the fuzz smoke (default 60; 0 skips it).
