@@ -1,5 +1,6 @@
 #include <normopt/deploy/predictor.h>
 
+#include "../ops/library.h"
 #include "../util/files.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -8,6 +9,8 @@
 #include <torch/version.h>
 
 #include <sstream>
+#include <string>
+#include <vector>
 
 namespace normopt::deploy {
 namespace {
@@ -18,10 +21,9 @@ std::string release(const std::string& version) {
   return version.substr(0, version.find('+'));  // "2.13.0+cpu" -> "2.13.0"
 }
 
-// The metadata keys normopt.export writes (python/normopt/export.py).
 void check_metadata(const std::string& path,
                     const std::unordered_map<std::string, std::string>& meta) {
-  if (const auto built = meta.find("normopt.torch"); built != meta.end()) {
+  if (const auto built = meta.find(kMetadataTorch); built != meta.end()) {
     TORCH_CHECK(release(built->second) == TORCH_VERSION,
                 kWhere,
                 ": '",
@@ -33,7 +35,7 @@ void check_metadata(const std::string& path,
                 ": compile the package again with the torch whose LibTorch "
                 "this program links (python -m normopt.export ...)");
   }
-  if (const auto ops = meta.find("normopt.ops"); ops != meta.end()) {
+  if (const auto ops = meta.find(kMetadataOps); ops != meta.end()) {
     std::istringstream names(ops->second);
     std::string op;
     while (std::getline(names, op, ',')) {
@@ -118,8 +120,7 @@ at::Tensor Predictor::predict(const at::Tensor& features) {
   // The package is compiled for one dtype and feature count (metadata of
   // normopt.export); say so instead of failing inside the compiled code.
   const auto& meta = impl_->metadata;
-  if (const auto dtype = meta.find("normopt.input_dtype");
-      dtype != meta.end()) {
+  if (const auto dtype = meta.find(kMetadataInputDtype); dtype != meta.end()) {
     const at::ScalarType want = dtype->second == "float64" ? at::kDouble
                                 : dtype->second == "float32"
                                     ? at::kFloat
@@ -134,7 +135,7 @@ at::Tensor Predictor::predict(const at::Tensor& features) {
                 features.scalar_type(),
                 "; convert them with .to()");
   }
-  if (const auto n = meta.find("normopt.input_features"); n != meta.end()) {
+  if (const auto n = meta.find(kMetadataInputFeatures); n != meta.end()) {
     TORCH_CHECK(std::to_string(features.size(1)) == n->second,
                 kWhere,
                 ": '",
@@ -160,6 +161,17 @@ at::Tensor Predictor::predict(const at::Tensor& features) {
 const std::unordered_map<std::string, std::string>& Predictor::metadata()
     const {
   return impl_->metadata;
+}
+
+// The keys for Python (python/normopt/export.py), in the header's order.
+NORMOPT_LIBRARY_FRAGMENT(m) {
+  m.def("package_metadata_keys", []() -> std::vector<std::string> {
+    return {kMetadataTorch,
+            kMetadataVersion,
+            kMetadataOps,
+            kMetadataInputDtype,
+            kMetadataInputFeatures};
+  });
 }
 
 }  // namespace normopt::deploy

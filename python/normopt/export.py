@@ -48,14 +48,17 @@ __all__ = [
     "main",
 ]
 
-# Keys of the metadata every package carries (strings, as AOTInductor wants).
-METADATA_TORCH = "normopt.torch"
-METADATA_VERSION = "normopt.version"
-METADATA_OPS = "normopt.ops"
-# The first input's dtype ("float64") and feature count (its last dimension):
-# normopt::deploy::Predictor checks its input against them.
-METADATA_DTYPE = "normopt.input_dtype"
-METADATA_FEATURES = "normopt.input_features"
+# Keys of the metadata every package carries (strings, as AOTInductor wants),
+# from libnormopt (include/normopt/deploy/predictor.h, which checks them):
+# the torch, the normopt version, the normopt ops the package calls, and the
+# first input's dtype ("float64") and feature count (its last dimension).
+(
+    METADATA_TORCH,
+    METADATA_VERSION,
+    METADATA_OPS,
+    METADATA_DTYPE,
+    METADATA_FEATURES,
+) = torch.ops.normopt.package_metadata_keys()
 
 
 class PredictInOriginalUnits(torch.nn.Module):

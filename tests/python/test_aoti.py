@@ -417,6 +417,15 @@ def test_aoti_package_writes_whole_file_with_metadata(export, small_model, monke
     assert torch.equal(seen["program"].module()(x7), model.predict(x7))
 
 
+def test_metadata_keys_come_from_the_library(export):
+    # One source: the keys normopt.export writes are the ones
+    # normopt::deploy::Predictor checks (predictor.h), read from the op.
+    assert (export.METADATA_TORCH, export.METADATA_VERSION, export.METADATA_OPS,
+            export.METADATA_DTYPE, export.METADATA_FEATURES) == tuple(
+                torch.ops.normopt.package_metadata_keys())
+    assert export.METADATA_TORCH == "normopt.torch"  # what packages already hold
+
+
 def test_column_slice_example_input_exports(export, monkeypatch, tmp_path):
     """An example input that is a column slice of a table (strides (3, 1))
     exported for any model failed inside run_decompositions; it is exported

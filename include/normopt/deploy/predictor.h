@@ -35,6 +35,17 @@
 
 namespace normopt::deploy {
 
+/// The keys of the metadata every package carries, in one place:
+/// normopt.export writes them (Python reads them from the op
+/// `normopt::package_metadata_keys`, which returns them in this order) and
+/// Predictor checks them.
+inline constexpr const char* kMetadataTorch = "normopt.torch";
+inline constexpr const char* kMetadataVersion = "normopt.version";
+inline constexpr const char* kMetadataOps = "normopt.ops";
+/// The first input's dtype ("float64") and feature count (last dimension).
+inline constexpr const char* kMetadataInputDtype = "normopt.input_dtype";
+inline constexpr const char* kMetadataInputFeatures = "normopt.input_features";
+
 class NORMOPT_API Predictor {
  public:
   /// Loads the package at `path` (CPU packages; a CUDA package runs on
