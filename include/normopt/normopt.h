@@ -25,6 +25,6 @@
 #include <normopt/train/callbacks.h>
 #include <normopt/train/closed_form.h>
 #include <normopt/train/diagnostics.h>
-#include <normopt/train/forecast_watch.h>
 #include <normopt/train/fit.h>
+#include <normopt/train/forecast_watch.h>
 #include <normopt/train/history.h>
