@@ -58,7 +58,9 @@ std::string reach_text(const Run& run) {
     return "diverges (the MSE overflows)";
   }
   if (run.steps_needed < 0) {
-    return "levels off above 1.2x of the optimum, so more steps do not help";
+    return "does not reach 1.2x of the optimum at this lr (not in " +
+           count(run.steps_searched) +
+           " steps, and it no longer approaches it), so more steps do not help";
   }
   return std::string("reaches 1.2x of the optimum after ") +
          (run.steps_needed_estimated ? "about " : "") +
@@ -479,14 +481,19 @@ void find_remedies(Context& c) {
   if (minibatch) {
     c.full_batch = rerun(c, p, 1, c.plan, 0);
   }
-  // Smaller lrs for a run that diverges, rattles or is noisy; larger ones
-  // for a run still descending.
-  const bool smaller = !c.run.finite || c.run.late_descent < 1e-3 ||
+  // Smaller lrs for a run that diverges, rattles (its MSE rose on the way)
+  // or is noisy; larger ones for a run still descending, however slowly.
+  double lowest = c.run.initial_mse;
+  for (const auto& point : c.run.trajectory) {
+    lowest = std::min(lowest, point.mse);
+  }
+  const bool smaller = !c.run.finite || c.run.final_mse > 1.001 * lowest ||
                        (c.full_batch && c.ratio(*c.full_batch) <= 1.2);
   for (double f : kLrFactors) {
     const double factor = smaller ? f : 1 / f;
     auto run = rerun(c, p, factor, c.plan, batch);
-    if (verdict_of(run, p.optimum_mse()) == Verdict::kConverges) {
+    // A remedy reaches 1.2x, not only the verdict's middle of the band.
+    if (run.finite && c.ratio(run) <= kConvergedRatio) {
       c.other_lr = LrRemedy{c.optimizer.step.lr * factor, std::move(run)};
       return;
     }

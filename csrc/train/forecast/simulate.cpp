@@ -31,8 +31,8 @@ const double* ptr(const at::Tensor& t) {
   return t.data_ptr<double>();
 }
 
-// Follows a run's MSE, step by step or epoch by epoch: the trajectory, the
-// first step within 1.2x of the optimum, the descent late in the run.
+// Follows a run's MSE, step by step or epoch by epoch: the trajectory and
+// the first step within 1.2x of the optimum.
 class Recorder {
  public:
   Recorder(const Plan& plan, double optimum, int64_t batches, Run& run)
@@ -46,11 +46,14 @@ class Recorder {
   // Records the MSE after `step` steps; false once the run has diverged.
   bool after(int64_t step, double mse) {
     if (!std::isfinite(mse) || mse > kHuge) {
-      run_.finite = false;
-      run_.final_mse = std::numeric_limits<double>::infinity();
+      // Within the plan the run diverges; beyond it (the search for
+      // steps_needed) it only never gets there.
       if (step <= plan_.steps) {
+        run_.finite = false;
+        run_.final_mse = std::numeric_limits<double>::infinity();
         run_.trajectory.push_back({step, run_.final_mse});
       }
+      diverged_ = true;
       return false;
     }
     if (step == 0) {
@@ -64,13 +67,8 @@ class Recorder {
       if (step == 0 || step == plan_.steps || epoch % every_ == 0) {
         run_.trajectory.push_back({step, mse});
       }
-      if (step <= plan_.steps - plan_.steps / 10) {
-        late_start_ = mse;
-      }
       if (step == plan_.steps) {
         run_.final_mse = mse;
-        run_.late_descent =
-            late_start_ > 0 ? (late_start_ - mse) / late_start_ : 0;
       }
     }
     if (step <= plan_.horizon / 2 || half_ == 0) {
@@ -92,7 +90,7 @@ class Recorder {
   // Beyond the horizon: extrapolates steps_needed from the rate at which
   // the excess over the optimum shrank over the horizon's second half.
   void finish() {
-    if (!run_.finite || run_.steps_needed >= 0 || last_step_ <= half_step_) {
+    if (diverged_ || run_.steps_needed >= 0 || last_step_ <= half_step_) {
       return;
     }
     const double excess_half = half_ - optimum_, excess = last_ - optimum_;
@@ -114,8 +112,9 @@ class Recorder {
   double target_, optimum_;
   int64_t every_, batches_;
   Run& run_;
-  double late_start_ = 0, half_ = 0, last_ = 0;
+  double half_ = 0, last_ = 0;
   int64_t half_step_ = 0, last_step_ = 0;
+  bool diverged_ = false;
 };
 
 // The x86-64 baseline has no FMA: the Gram product, most of a forecast's

@@ -50,8 +50,6 @@ struct Run {
   int64_t steps_needed = -1;  // first step <= 1.2x optimum (maybe estimated)
   bool steps_needed_estimated = false;
   int64_t steps_searched = 0;
-  /// Relative decrease of the MSE over the last tenth of the planned steps.
-  double late_descent = 0;
   std::string method;
 };
 
