@@ -271,15 +271,13 @@ void compute_moments(Problem& p) {
 }
 
 Problem problem_of(const at::Tensor& x, const at::Tensor& y) {
-  Problem p;
-  p.z = f64(x);
-  p.t = f64(as_matrix(y));
-  p.unit = at::ones({p.t.size(1)}, at::kDouble);
-  std::tie(p.raw_mean, p.raw_sd) = mean_sd(p.z);
-  std::tie(p.target_mean, p.target_sd) = mean_sd(p.t);
-  p.target_scaling = "raw targets";
-  compute_moments(p);
-  return p;
+  // Loss units are the data's own: one unit per target column.
+  const int64_t k = y.dim() == 1 ? 1 : y.size(1);
+  return problem_of(x,
+                    y,
+                    at::ones({k}, at::kDouble),
+                    data::Table{x, y, {}, ""},
+                    std::nullopt);
 }
 
 Problem problem_of(nn::StandardizedRegressor& model,

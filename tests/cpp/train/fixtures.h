@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -125,6 +126,17 @@ inline StandardizedRegressor make_model(
           TargetStandardizerOptions().method(targets)));
 }
 
+// normopt's Adam (adam) or plain SGD at `lr` on `params`.
+inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(
+    bool adam, std::vector<torch::Tensor> params, double lr) {
+  if (adam) {
+    return std::make_unique<normopt::optim::Adam>(
+        std::move(params), normopt::optim::AdamOptions(lr));
+  }
+  return std::make_unique<normopt::optim::SGD>(std::move(params),
+                                               normopt::optim::SGDOptions(lr));
+}
+
 inline bool same(const std::vector<torch::Tensor>& a,
                  const std::vector<torch::Tensor>& b) {
   if (a.size() != b.size()) {
@@ -193,14 +205,7 @@ class IncomeData : public ::testing::Test {
                 FitOptions options = quiet()) {
     torch::manual_seed(0);
     auto model = make_model(scaling);
-    std::unique_ptr<torch::optim::Optimizer> opt;
-    if (adam) {
-      opt = std::make_unique<normopt::optim::Adam>(
-          model->parameters(), normopt::optim::AdamOptions(lr));
-    } else {
-      opt = std::make_unique<normopt::optim::SGD>(
-          model->parameters(), normopt::optim::SGDOptions(lr));
-    }
+    auto opt = make_optimizer(adam, model->parameters(), lr);
     return normopt::train::fit(
         model,
         *opt,

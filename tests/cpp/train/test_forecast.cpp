@@ -134,14 +134,7 @@ TEST(Forecast, SeedJob_VerdictAgreesWithEveryClearOutcome) {
         for (int64_t epochs : {200, 2000}) {
           torch::manual_seed(0);
           auto model = make_model(scaling);
-          std::unique_ptr<torch::optim::Optimizer> opt;
-          if (adam) {
-            opt = std::make_unique<normopt::optim::Adam>(
-                model->parameters(), normopt::optim::AdamOptions(lr));
-          } else {
-            opt = std::make_unique<normopt::optim::SGD>(
-                model->parameters(), normopt::optim::SGDOptions(lr));
-          }
+          auto opt = make_optimizer(adam, model->parameters(), lr);
           const auto options = quiet().epochs(epochs).batch_size(0);
           const auto d = normopt::train::diagnose(
               model, *opt, table, DiagnoseOptions::for_fit(options, 20));
