@@ -6,6 +6,7 @@
 #include <normopt/optim/adam.h>
 
 #include "../nn/checks.h"
+#include "op_options.h"
 #include "step_lists.h"
 
 #include <ATen/ATen.h>
@@ -242,16 +243,7 @@ bool adam_family_step(
     if (params.empty()) {
       continue;
     }
-    ops::AdamStepOptions so;
-    so.lr = o.lr();
-    so.beta1 = std::get<0>(o.betas());
-    so.beta2 = std::get<1>(o.betas());
-    so.eps = o.effective_eps();
-    so.weight_decay = o.weight_decay();
-    so.amsgrad = o.amsgrad();
-    so.maximize = o.maximize();
-    so.decoupled_weight_decay = decoupled;
-    so.keras_epsilon = o.epsilon_mode() == EpsilonMode::kKeras;
+    const auto so = adam_step_options(o, decoupled);
     if (o.capturable()) {
       ops::adam_step_capturable_(
           params, grads, exp_avgs, exp_avg_sqs, max_sqs, step_tensors, so);

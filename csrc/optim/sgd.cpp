@@ -2,6 +2,7 @@
 #include <normopt/optim/sgd.h>
 
 #include "adam_family.h"
+#include "op_options.h"
 #include "step_lists.h"
 #include "step_rules.h"
 
@@ -134,13 +135,7 @@ at::Tensor SGD::step(LossClosure closure) {
       params[k]->push_back(p);
       grads[k]->push_back(detail::grad_like_param(p, p.grad()));
     }
-    ops::SgdStepOptions so;
-    so.lr = o.lr();
-    so.momentum = o.momentum();
-    so.dampening = o.dampening();
-    so.weight_decay = o.weight_decay();
-    so.nesterov = o.nesterov();
-    so.maximize = o.maximize();
+    auto so = detail::sgd_step_options(o);
     for (int k = 0; k < 2; ++k) {
       if (!params[k]->empty()) {
         so.is_first_step = k == 1;

@@ -24,6 +24,10 @@ void FitState::request_stop() {
   }
 }
 
+void Callback::before_step(FitState& state, int64_t /*rows*/) {
+  ++state.default_before_steps_;
+}
+
 namespace {
 
 class EpochEndFunction final : public Callback {

@@ -58,6 +58,9 @@
 namespace normopt::train {
 
 struct FitOptions;
+namespace detail {
+struct FitStateAccess;
+}
 
 /// What a callback sees of the run in progress.
 struct NORMOPT_API FitState {
@@ -99,7 +102,11 @@ struct NORMOPT_API FitState {
   }
 
  private:
+  friend class Callback;
+  friend struct detail::FitStateAccess;
   bool stop_ = false;
+  // How many calls reached Callback::before_step's own (empty) body.
+  int64_t default_before_steps_ = 0;
 };
 
 /// Base class of fit()'s callbacks; every hook does nothing by default.
@@ -116,8 +123,11 @@ class NORMOPT_API Callback {
   virtual void on_epoch_begin(FitState& /*state*/) {}
   /// For each batch, once its gradients are in .grad() and before
   /// optimizer.step(); `rows` is the batch's row count. The place to
-  /// combine gradients across processes or clip them.
-  virtual void before_step(FitState& /*state*/, int64_t /*rows*/) {}
+  /// combine gradients across processes or clip them. While no callback
+  /// overrides it, fit() may take an affine model's steps in fused runs
+  /// (FitOptions::fuse_steps), without calling it; an override must not
+  /// call this base version, which is how fit() tells.
+  virtual void before_step(FitState& state, int64_t rows);
   /// After each epoch's losses are evaluated, before the History records
   /// the log; the log may be changed (distributed::fit makes its losses the
   /// union's here, so everything after sees the same numbers on every

@@ -1,0 +1,61 @@
+#pragma once
+// Internal: many optimizer steps of an affine model under the MSE in one
+// call, for fit()'s minibatch loop. Per step it does what fit()'s per-step
+// path does with ATen calls (the closed-form gradient of the batch, the
+// finiteness check, the fused optimizer update), on raw pointers: a step of
+// a small model costs what its arithmetic costs, not tens of ATen calls.
+
+#include <normopt/ops/optim_step.h>
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace normopt::ops {
+
+/// One parameter of the affine model (weight (k, p) or bias (k)) and the
+/// optimizer state its steps advance: Adam's (exp_avg defined) or SGD's.
+struct AffineStepParam {
+  /// The parameter and its gradient: contiguous CPU tensors of one shape
+  /// and dtype (float32 or float64). `grad` is the working buffer: it holds
+  /// the last computed batch gradient on return.
+  at::Tensor param;
+  at::Tensor grad;
+  /// Adam and AdamW: the moments, AMSGrad's maximum (undefined without
+  /// amsgrad) and the step count, advanced once per step.
+  at::Tensor exp_avg;
+  at::Tensor exp_avg_sq;
+  at::Tensor max_exp_avg_sq;
+  int64_t* step = nullptr;
+  AdamStepOptions adam;
+  /// SGD: the momentum buffer (undefined without momentum); sgd's
+  /// is_first_step applies to the first step taken, then is cleared.
+  at::Tensor momentum_buffer;
+  SgdStepOptions sgd;
+};
+
+/// The rows the steps train on: inputs (N, p) and targets (N, k), both
+/// contiguous CPU tensors of the parameters' dtype, the order of the rows
+/// (int64 (N), or undefined for 0 .. N-1) and the rows per batch (the last
+/// batch holds the rest).
+struct AffineStepRows {
+  at::Tensor x;
+  at::Tensor y;
+  at::Tensor order;
+  int64_t batch = 0;
+};
+
+/// Takes the optimizer steps of batches [first, end) of `rows` for the
+/// affine model x Wᵀ + b under the mean squared error, in order: the batch
+/// gradient (dL/dW = 2/(B k) (x Wᵀ + b - y)ᵀ x, dL/db its column sums), then
+/// the update of normopt::ops::adam_step_ or sgd_step_ (the same arithmetic,
+/// bit for bit, given the same gradient). Stops before a batch whose loss
+/// or gradient holds NaN or Inf, without taking its step. Returns the first
+/// batch not stepped: `end` when every step was taken. `bias` may be null.
+int64_t affine_mse_steps_(const AffineStepRows& rows,
+                          int64_t first,
+                          int64_t end,
+                          AffineStepParam& weight,
+                          AffineStepParam* bias);
+
+}  // namespace normopt::ops
