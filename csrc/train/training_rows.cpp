@@ -144,7 +144,8 @@ class StreamRows : public TrainingRows {
   }
 
  private:
-  // Steps through the held rows (permuted when shuffling) as one block;
+  // Steps through the held rows (in a permuted order when shuffling) as one
+  // block;
   // keeps the rows of a last incomplete batch, unless `last`.
   void flush(bool last, const BlockFn& fn) {
     if (held_ == 0) {
@@ -154,23 +155,29 @@ class StreamRows : public TrainingRows {
     auto y = ys_.size() == 1 ? ys_[0] : at::cat(ys_);
     xs_.clear();
     ys_.clear();
+    // The rows are visited through the permutation, not copied into its
+    // order: only the rows held back for the next block are gathered.
+    at::Tensor order;
     if (options_.shuffle() && batches > 1) {
-      const auto order =
-          epoch_permutation(
-              generator_, options_.seed(), epoch_, held_, first_draw_)
-              .to(x.device());
+      order = epoch_permutation(
+                  generator_, options_.seed(), epoch_, held_, first_draw_)
+                  .to(x.device());
       first_draw_ = false;
-      x = x.index_select(0, order);
-      y = y.index_select(0, order);
     }
     const int64_t steps = last ? (held_ + batch_ - 1) / batch_ : held_ / batch_;
     if (steps > 0) {
-      fn(BatchBlock{x, y, at::Tensor(), batch_, steps});
+      fn(BatchBlock{x, y, order, batch_, steps});
     }
     const int64_t used = std::min(steps * batch_, held_);
     if (used < held_) {
-      xs_.push_back(x.narrow(0, used, held_ - used));
-      ys_.push_back(y.narrow(0, used, held_ - used));
+      if (order.defined()) {
+        const auto rest = order.narrow(0, used, held_ - used);
+        xs_.push_back(x.index_select(0, rest));
+        ys_.push_back(y.index_select(0, rest));
+      } else {
+        xs_.push_back(x.narrow(0, used, held_ - used));
+        ys_.push_back(y.narrow(0, used, held_ - used));
+      }
     }
     held_ -= used;
   }

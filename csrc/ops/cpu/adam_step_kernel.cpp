@@ -47,9 +47,16 @@ void adam_apply_lists(at::TensorList params,
   // Reused across calls: a step of a small model allocates nothing.
   thread_local std::vector<cpu::AdamTensor> tensors;
   tensors.resize(params.size());
+  // Tensors usually share their step count: its constants are computed
+  // once (two pow() calls) and reused while it repeats.
+  double last_step = -1;
+  detail::AdamBiasCorrection bc{};
   for (size_t i = 0; i < params.size(); ++i) {
-    const auto bc =
-        detail::adam_bias_correction(lr, beta1, beta2, step(i), keras_epsilon);
+    const double t = step(i);
+    if (t != last_step) {
+      bc = detail::adam_bias_correction(lr, beta1, beta2, t, keras_epsilon);
+      last_step = t;
+    }
     tensors[i] =
         cpu::AdamTensor{params[i].scalar_type(),
                         params[i].numel(),

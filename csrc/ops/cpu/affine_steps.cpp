@@ -93,8 +93,17 @@ bool batch_gradient(const T* x,
   std::fill(gw, gw + k * p, T(0));
   std::fill(gb, gb + k, T(0));
   T loss = 0;
+  // Rows visited through `order` are scattered over a block that may be
+  // far larger than the caches: each is fetched a few rows ahead.
+  constexpr int64_t kAhead = 8;
   for (int64_t r = start; r < start + len; ++r) {
     const int64_t row = order ? order[r] : r;
+#if defined(__GNUC__)
+    if (order && r + kAhead < start + len) {
+      __builtin_prefetch(x + order[r + kAhead] * p);
+      __builtin_prefetch(y + order[r + kAhead] * k);
+    }
+#endif
     const T* xr = x + row * p;
     const T* yr = y + row * k;
     for (int64_t j = 0; j < k; ++j) {
