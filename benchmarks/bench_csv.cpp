@@ -24,31 +24,19 @@
 
 #include <normopt/data/csv_reader.h>
 
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace {
-
-const char* const kUsage =
-    "usage: bench_csv FILE [--threads N] [--float64] [--repeat R] "
-    "[--stream ROWS]\n"
-    "  reads the numeric CSV FILE (header row, last column the target) R "
-    "times\n"
-    "  and prints one line of JSON: rows, features, bytes, best_s, "
-    "median_s,\n"
-    "  peak_rss_mb.\n"
-    "  --threads N     at::set_num_threads(N) (default 1)\n"
-    "  --float64       read as float64 (default float32)\n"
-    "  --repeat R      number of reads (default 3)\n"
-    "  --stream ROWS   read with data::CsvReader in chunks of ROWS rows\n"
-    "                  instead of data::read_csv\n";
 
 struct Args {
   std::string file;
@@ -58,72 +46,38 @@ struct Args {
   int64_t stream_rows = 0;  // 0: whole file with read_csv
 };
 
-// A whole decimal integer in [1, max], or -1.
-int64_t parse_positive(const char* text, int64_t max) {
-  errno = 0;
-  char* end = nullptr;
-  const long long value = std::strtoll(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || value < 1 || value > max)
-    return -1;
-  return value;
-}
-
-// Fills `args` from argv; false (after printing why) on bad arguments.
-bool parse_args(int argc, char** argv, Args& args) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const auto value = [&](int64_t max) -> int64_t {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_csv: %s needs a value\n", arg.c_str());
-        return -1;
-      }
-      const int64_t v = parse_positive(argv[++i], max);
-      if (v < 0)
-        std::fprintf(stderr,
-                     "bench_csv: %s wants a whole number from 1 to %lld, "
-                     "not '%s'\n",
-                     arg.c_str(),
-                     static_cast<long long>(max),
-                     argv[i]);
-      return v;
-    };
-    if (arg == "--threads") {
-      const int64_t v = value(4096);
-      if (v < 0)
-        return false;
-      args.threads = static_cast<int>(v);
-    } else if (arg == "--repeat") {
-      const int64_t v = value(1'000'000);
-      if (v < 0)
-        return false;
-      args.repeat = static_cast<int>(v);
-    } else if (arg == "--stream") {
-      const int64_t v = value(INT64_C(1) << 40);
-      if (v < 0)
-        return false;
-      args.stream_rows = v;
-    } else if (arg == "--float64") {
-      args.float64 = true;
-    } else if (arg == "-h" || arg == "--help") {
-      return false;
-    } else if (!arg.empty() && arg[0] == '-') {
-      std::fprintf(stderr, "bench_csv: unknown option '%s'\n", arg.c_str());
-      return false;
-    } else if (!args.file.empty()) {
-      std::fprintf(stderr,
-                   "bench_csv: one FILE only ('%s', then '%s')\n",
-                   args.file.c_str(),
-                   arg.c_str());
-      return false;
-    } else {
-      args.file = arg;
-    }
+// Parses the command line (CLI11). Returns nullopt after printing --help or
+// a parse error (the exit code in *code).
+std::optional<Args> parse_args(int argc, char** argv, int* code) {
+  Args a;
+  CLI::App app{
+      "Reads the numeric CSV FILE (header row, last column the "
+      "target) R times and prints one line of JSON: rows, "
+      "features, bytes, best_s, median_s, peak_rss_mb.",
+      "bench_csv"};
+  app.add_option("file", a.file, "the CSV file")->required()->type_name("FILE");
+  app.add_option("--threads", a.threads, "at::set_num_threads(N)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_flag("--float64", a.float64, "read as float64 (default float32)");
+  app.add_option("--repeat", a.repeat, "number of reads")
+      ->type_name("R")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
+  app.add_option("--stream",
+                 a.stream_rows,
+                 "read with data::CsvReader in chunks of ROWS rows instead "
+                 "of data::read_csv")
+      ->type_name("ROWS")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    *code = app.exit(e);  // --help on stdout, errors on stderr
+    return std::nullopt;
   }
-  if (args.file.empty()) {
-    std::fprintf(stderr, "bench_csv: no FILE given\n");
-    return false;
-  }
-  return true;
+  return a;
 }
 
 // The process's peak resident set so far, in MiB (ru_maxrss is in KiB).
@@ -159,11 +113,12 @@ Read read_stream(const std::string& file,
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args args;
-  if (!parse_args(argc, argv, args)) {
-    std::fprintf(stderr, "%s", kUsage);
-    return 2;
+  int code = 0;
+  const auto parsed = parse_args(argc, argv, &code);
+  if (!parsed) {
+    return code;
   }
+  const Args& args = *parsed;
   struct stat st {};
   if (::stat(args.file.c_str(), &st) != 0) {
     std::fprintf(stderr,

@@ -9,38 +9,38 @@
 #include <normopt/deploy/predictor.h>
 
 #include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <cstdio>
-#include <cstdlib>
+#include <limits>
 #include <string>
 #include <vector>
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr,
-                 "usage: deploy_predict model.pt2 [--cols F] [v1 ...]\n");
-    return 2;
-  }
+  std::string path;
   int64_t cols = 2;
   std::vector<double> values;
-  for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--cols" && i + 1 < argc) {
-      cols = std::strtoll(argv[++i], nullptr, 10);
-      continue;
-    }
-    char* end = nullptr;
-    values.push_back(std::strtod(arg.c_str(), &end));
-    if (end == arg.c_str() || *end != '\0') {
-      std::fprintf(
-          stderr, "deploy_predict: '%s' is not a number\n", arg.c_str());
-      return 2;
-    }
-  }
+  CLI::App app{
+      "Serves an AOTInductor package (normopt::deploy::Predictor) "
+      "and prints one prediction per row, with 17 significant "
+      "digits.",
+      "deploy_predict"};
+  app.add_option("package", path, "the .pt2 package")
+      ->required()
+      ->type_name("FILE");
+  app.add_option("--cols", cols, "values per row")
+      ->type_name("F")
+      ->check(CLI::Range(int64_t{1}, std::numeric_limits<int64_t>::max()))
+      ->capture_default_str();
+  app.add_option("values",
+                 values,
+                 "the input, row by row (default: 25 1 32 5 47 12 58 20)");
+  CLI11_PARSE(app, argc, argv);
   if (values.empty()) {
     values = {25, 1, 32, 5, 47, 12, 58, 20};
   }
-  if (cols <= 0 || values.size() % static_cast<size_t>(cols) != 0) {
+  if (values.size() % static_cast<size_t>(cols) != 0) {
     std::fprintf(
         stderr,
         "deploy_predict: %zu values do not fill rows of %lld columns\n",
@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    normopt::deploy::Predictor predictor(argv[1]);
+    normopt::deploy::Predictor predictor(path);
     // In the dtype the package was compiled for (its metadata says).
     const auto& meta = predictor.metadata();
     const auto dtype = meta.find("normopt.input_dtype");

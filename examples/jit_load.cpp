@@ -8,41 +8,39 @@
 #include <normopt/jit/export.h>
 
 #include <torch/torch.h>
+#include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <cstdio>
-#include <cstdlib>
+#include <limits>
 #include <string>
 #include <vector>
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(
-        stderr,
-        "usage: jit_load model.pt [--float64] [--cols F] [v1 v2 ...]\n");
-    return 2;
-  }
-  auto dtype = torch::kFloat32;
+  std::string path;
+  bool float64 = false;
   int64_t cols = 2;
   std::vector<double> values;
-  for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--float64") {
-      dtype = torch::kFloat64;
-    } else if (arg == "--cols" && i + 1 < argc) {
-      cols = std::strtoll(argv[++i], nullptr, 10);
-    } else {
-      char* end = nullptr;
-      values.push_back(std::strtod(arg.c_str(), &end));
-      if (end == arg.c_str() || *end != '\0') {
-        std::fprintf(stderr, "jit_load: '%s' is not a number\n", arg.c_str());
-        return 2;
-      }
-    }
-  }
+  CLI::App app{
+      "Loads a TorchScript file and prints forward(x), one row per "
+      "line, with 17 significant digits.",
+      "jit_load"};
+  app.add_option("model", path, "TorchScript file")
+      ->required()
+      ->type_name("FILE");
+  app.add_flag("--float64", float64, "float64 input (default float32)");
+  app.add_option("--cols", cols, "values per row")
+      ->type_name("F")
+      ->check(CLI::Range(int64_t{1}, std::numeric_limits<int64_t>::max()))
+      ->capture_default_str();
+  app.add_option("values",
+                 values,
+                 "the input, row by row (default: 25 1 32 5 47 12 58 20)");
+  CLI11_PARSE(app, argc, argv);
   if (values.empty()) {
     values = {25, 1, 32, 5, 47, 12, 58, 20};
   }
-  if (cols <= 0 || values.size() % static_cast<size_t>(cols) != 0) {
+  if (values.size() % static_cast<size_t>(cols) != 0) {
     std::fprintf(stderr,
                  "jit_load: %zu values do not fill rows of %lld columns\n",
                  values.size(),
@@ -50,10 +48,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    auto module = normopt::jit::load_pipeline(argv[1]);
+    auto module = normopt::jit::load_pipeline(path);
     module.eval();
-    auto x =
-        torch::tensor(values, torch::kFloat64).reshape({-1, cols}).to(dtype);
+    auto x = torch::tensor(values, torch::kFloat64)
+                 .reshape({-1, cols})
+                 .to(float64 ? torch::kFloat64 : torch::kFloat32);
     torch::NoGradGuard no_grad;
     auto y = module.forward({x}).toTensor().to(torch::kFloat64);
     // One line per row: a vector prints as a column, higher ranks flatten.

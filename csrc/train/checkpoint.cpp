@@ -21,9 +21,26 @@ namespace {
 
 constexpr const char* kRecord = "normopt_fit";
 constexpr const char* kFormat = "normopt.fit_checkpoint";
-constexpr int64_t kVersion = 2;
+// The record's layout. Version 3 names its History columns in the file
+// (history_columns); a change to kEpochLogFields changes them, and a file
+// whose columns differ from this build's is refused by name (bump kVersion
+// with it: tests/cpp/train/test_checkpoint.cpp pins the pair).
+constexpr int64_t kVersion = 3;
+// The columns of versions 1 and 2, which did not name them in the file:
+// their files read while this build's columns are the same.
+constexpr const char* kVersion1And2Columns =
+    "epoch,train_loss,train_mse,val_loss,val_mse,lr,wall_seconds";
 // The History tensor's columns: the epoch, then kEpochLogFields.
 constexpr int64_t kLogFields = 1 + static_cast<int64_t>(kEpochLogFields.size());
+
+// "epoch", then kEpochLogFields' names, comma-separated.
+std::string history_columns() {
+  std::string out = "epoch";
+  for (const auto& field : kEpochLogFields) {
+    out += std::string(",") + field.name;
+  }
+  return out;
+}
 
 std::string optimizer_type(const torch::optim::Optimizer& optimizer) {
   return c10::demangle(typeid(optimizer).name());
@@ -62,19 +79,42 @@ at::Tensor history_tensor(const History& history) {
   return out;
 }
 
-// The checkpoint record's values besides the model's tensors.
+// The checkpoint record's entries after format, version and history_columns
+// (each read and written through for_each_entry, in this order).
 struct Record {
   int64_t epoch = 0;
   bool stopped_early = false;
+  // [epochs, kLogFields] float64: the epoch, then kEpochLogFields in order.
   at::Tensor history;
+  // Settings a resumed run must share.
   int64_t batch_size = 0;
   bool shuffle = false;
-  int64_t seed = 0;
+  int64_t seed = 0;  // the uint64 seed's bits
   bool validation = false;
+  // Which optimizer, its param groups' shapes and the model's dtype, checked
+  // before anything loads.
   std::string optimizer_type, param_layout, dtype;
   at::Tensor optimizer;  // the optimizer's archive, as bytes
-  at::Tensor cpu_rng;
+  at::Tensor cpu_rng;    // torch's global CPU generator state
 };
+
+// Calls f(key, member) for each of the record's entries: the one list that
+// save_checkpoint writes and read_checkpoint reads.
+template <typename R, typename F>
+void for_each_entry(R& r, F&& f) {
+  f("epoch", r.epoch);
+  f("stopped_early", r.stopped_early);
+  f("history", r.history);
+  f("batch_size", r.batch_size);
+  f("shuffle", r.shuffle);
+  f("seed", r.seed);
+  f("validation", r.validation);
+  f("optimizer_type", r.optimizer_type);
+  f("param_layout", r.param_layout);
+  f("dtype", r.dtype);
+  f("optimizer", r.optimizer);
+  f("cpu_rng", r.cpu_rng);
+}
 
 std::string model_dtype(const nn::StandardizedRegressorImpl& model) {
   const auto params = model.parameters();
@@ -108,6 +148,39 @@ void check_finite(const nn::StandardizedRegressor& model,
   }
 }
 
+// An archive's bytes.
+std::string bytes_of(torch::serialize::OutputArchive& archive) {
+  std::string bytes;
+  archive.save_to([&bytes](const void* data, size_t size) -> size_t {
+    bytes.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  return bytes;
+}
+
+// The optimizer's archive as a byte tensor.
+at::Tensor optimizer_bytes(const torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  const std::string bytes = bytes_of(archive);
+  auto out = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
+  std::memcpy(out.data_ptr(), bytes.data(), bytes.size());
+  return out;
+}
+
+void write_entry(torch::serialize::OutputArchive& record,
+                 const char* key,
+                 const at::Tensor& value) {
+  record.write(key, value);
+}
+
+template <typename T>
+void write_entry(torch::serialize::OutputArchive& record,
+                 const char* key,
+                 const T& value) {
+  record.write(key, c10::IValue(value));
+}
+
 // An exception's message without c10's backtrace. TorchScript's
 // deserializer throws its own types on damaged archives.
 std::string reason_of(const std::exception& e) {
@@ -135,47 +208,58 @@ c10::IValue read_field(torch::serialize::InputArchive& record,
   return value;
 }
 
-int64_t read_int(torch::serialize::InputArchive& record,
-                 const std::string& path,
-                 const char* key) {
+void read_entry(torch::serialize::InputArchive& record,
+                const std::string& path,
+                const char* key,
+                int64_t& out) {
   auto v = read_field(record, path, key);
   if (!v.isInt()) {
     refuse(path, std::string("its '") + key + "' entry is not an integer");
   }
-  return v.toInt();
+  out = v.toInt();
 }
 
-bool read_bool(torch::serialize::InputArchive& record,
-               const std::string& path,
-               const char* key) {
+void read_entry(torch::serialize::InputArchive& record,
+                const std::string& path,
+                const char* key,
+                bool& out) {
   auto v = read_field(record, path, key);
   if (!v.isBool()) {
     refuse(path, std::string("its '") + key + "' entry is not a bool");
   }
-  return v.toBool();
+  out = v.toBool();
 }
 
-std::string read_string(torch::serialize::InputArchive& record,
-                        const std::string& path,
-                        const char* key) {
+void read_entry(torch::serialize::InputArchive& record,
+                const std::string& path,
+                const char* key,
+                std::string& out) {
   auto v = read_field(record, path, key);
   if (!v.isString()) {
     refuse(path, std::string("its '") + key + "' entry is not a string");
   }
-  return v.toStringRef();
+  out = v.toStringRef();
 }
 
-at::Tensor read_tensor(torch::serialize::InputArchive& record,
-                       const std::string& path,
-                       const char* key) {
-  at::Tensor t;
-  if (!record.try_read(key, t)) {
+void read_entry(torch::serialize::InputArchive& record,
+                const std::string& path,
+                const char* key,
+                at::Tensor& out) {
+  if (!record.try_read(key, out)) {
     refuse(path,
            std::string("its checkpoint record has no '") + key +
                "' tensor: the file is corrupted or was written by another "
                "program");
   }
-  return t;
+}
+
+template <typename T>
+T read_value(torch::serialize::InputArchive& record,
+             const std::string& path,
+             const char* key) {
+  T value{};
+  read_entry(record, path, key, value);
+  return value;
 }
 
 // The saved value of a setting the resumed run must share.
@@ -214,17 +298,7 @@ void save_checkpoint(const std::string& path, const CheckpointContent& what) {
   r.optimizer_type = optimizer_type(*what.optimizer);
   r.param_layout = param_layout(*what.optimizer);
   r.dtype = model_dtype(*what.model);
-  {
-    torch::serialize::OutputArchive optimizer;
-    what.optimizer->save(optimizer);
-    std::string bytes;
-    optimizer.save_to([&bytes](const void* data, size_t size) -> size_t {
-      bytes.append(static_cast<const char*>(data), size);
-      return size;
-    });
-    r.optimizer = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
-    std::memcpy(r.optimizer.data_ptr(), bytes.data(), bytes.size());
-  }
+  r.optimizer = optimizer_bytes(*what.optimizer);
   r.cpu_rng = cpu_rng_state();
 
   torch::serialize::OutputArchive archive;
@@ -232,35 +306,19 @@ void save_checkpoint(const std::string& path, const CheckpointContent& what) {
   torch::serialize::OutputArchive record;
   record.write("format", c10::IValue(std::string(kFormat)));
   record.write("version", c10::IValue(kVersion));
-  record.write("epoch", c10::IValue(r.epoch));
-  record.write("stopped_early", c10::IValue(r.stopped_early));
-  record.write("history", r.history);
-  record.write("batch_size", c10::IValue(r.batch_size));
-  record.write("shuffle", c10::IValue(r.shuffle));
-  record.write("seed", c10::IValue(r.seed));
-  record.write("validation", c10::IValue(r.validation));
-  record.write("optimizer_type", c10::IValue(r.optimizer_type));
-  record.write("param_layout", c10::IValue(r.param_layout));
-  record.write("dtype", c10::IValue(r.dtype));
-  record.write("optimizer", r.optimizer);
-  record.write("cpu_rng", r.cpu_rng);
-  archive.write(kRecord, record);
-
-  std::string bytes;
-  archive.save_to([&bytes](const void* data, size_t size) -> size_t {
-    bytes.append(static_cast<const char*>(data), size);
-    return size;
+  record.write("history_columns", c10::IValue(history_columns()));
+  for_each_entry(r, [&record](const char* key, const auto& value) {
+    write_entry(record, key, value);
   });
-  util::write_atomically(path, bytes, "fit: saving a checkpoint");
+  archive.write(kRecord, record);
+  util::write_atomically(path, bytes_of(archive), "fit: saving a checkpoint");
 }
 
 namespace {
 
-ResumePoint read_checkpoint_unguarded(const std::string& path,
-                                      nn::StandardizedRegressor& model,
-                                      torch::optim::Optimizer& optimizer,
-                                      const FitOptions& options,
-                                      bool has_validation) {
+// The file's bytes, checked against the zip's CRCs before LibTorch's reader
+// sees them (see util::check_zip).
+std::string read_intact_bytes(const std::string& path) {
   const util::PathKind kind = util::path_kind(path);
   if (kind != util::PathKind::kFile) {
     refuse(path,
@@ -268,14 +326,17 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
                ? "it is not a regular file"
                : "no such file; give the checkpoint_path of an earlier run");
   }
-  // Read whole and checked against the zip's CRCs before LibTorch's reader
-  // sees it (see util::check_zip).
-  const std::string bytes = util::read_file(path, "fit: cannot resume");
+  std::string bytes = util::read_file(path, "fit: cannot resume");
   if (auto damage = util::check_zip(bytes)) {
     refuse(path,
            "the file is truncated, corrupted or not a checkpoint (" + *damage +
                ")");
   }
+  return bytes;
+}
+
+torch::serialize::InputArchive open_archive(const std::string& path,
+                                            const std::string& bytes) {
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(bytes.data(), bytes.size(), at::Device(at::kCPU));
@@ -284,53 +345,70 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
            "the file is truncated, corrupted or not a checkpoint (" +
                reason_of(e) + ")");
   }
+  return archive;
+}
+
+// The "normopt_fit" record, once it says it is one of fit()'s checkpoints.
+torch::serialize::InputArchive open_record(
+    const std::string& path, torch::serialize::InputArchive& archive) {
   torch::serialize::InputArchive record;
   if (!archive.try_read(kRecord, record)) {
     refuse(path,
            "it is not a fit() checkpoint (no 'normopt_fit' record); a model "
            "saved with torch::save is loaded with torch::load instead");
   }
-  const auto format = read_string(record, path, "format");
+  const auto format = read_value<std::string>(record, path, "format");
   if (format != kFormat) {
     refuse(path, "its format is '" + format + "', expected '" + kFormat + "'");
   }
-  const auto version = read_int(record, path, "version");
-  // Version 1 also held a digest of the values, now ignored: the CRC
-  // check above covers every byte of every entry.
-  if (version != kVersion && version != 1) {
-    refuse(path,
-           "it has format version " + std::to_string(version) +
-               "; this normopt reads versions 1 to " +
-               std::to_string(kVersion));
-  }
+  return record;
+}
 
-  // The model first: a foreign model's error names its tensors. Its saved
-  // values are read, not loaded: nothing of the caller's changes until every
-  // check has passed.
-  try {
-    nn::detail::read_checked(*model, archive);
-  } catch (const c10::Error& e) {
-    refuse(path, e.what_without_backtrace());
+// Refuses, by version and History columns, a file of another layout than
+// this build's. Version 1 also held a digest of the values, now ignored:
+// the CRC check covers every byte of every entry.
+void check_layout(const std::string& path,
+                  torch::serialize::InputArchive& record) {
+  const auto version = read_value<int64_t>(record, path, "version");
+  std::string columns = "unknown";
+  if (version == 1 || version == 2) {
+    columns = kVersion1And2Columns;
+  } else if (version >= 3) {
+    columns = read_value<std::string>(record, path, "history_columns");
   }
-  // Then the whole record, checked field by field below.
+  if (version <= kVersion && columns == history_columns()) {
+    return;
+  }
+  refuse(path,
+         "it was written by checkpoint format version " +
+             std::to_string(version) + " (history columns " + columns +
+             "); this build reads format versions 1 to " +
+             std::to_string(kVersion) + " with history columns " +
+             history_columns() +
+             ": resume it with the normopt that wrote it, or torch::load its "
+             "model and start a new run");
+}
+
+Record read_entries(const std::string& path,
+                    torch::serialize::InputArchive& record) {
   Record r;
-  r.epoch = read_int(record, path, "epoch");
-  r.stopped_early = read_bool(record, path, "stopped_early");
-  r.history = read_tensor(record, path, "history");
-  r.batch_size = read_int(record, path, "batch_size");
-  r.shuffle = read_bool(record, path, "shuffle");
-  r.seed = read_int(record, path, "seed");
-  r.validation = read_bool(record, path, "validation");
-  r.optimizer_type = read_string(record, path, "optimizer_type");
-  r.param_layout = read_string(record, path, "param_layout");
-  r.dtype = read_string(record, path, "dtype");
-  r.optimizer = read_tensor(record, path, "optimizer");
-  r.cpu_rng = read_tensor(record, path, "cpu_rng");
+  for_each_entry(r, [&](const char* key, auto& value) {
+    read_entry(record, path, key, value);
+  });
+  return r;
+}
 
-  if (r.dtype != model_dtype(*model)) {
+// The saved model, optimizer and settings against this run's.
+void check_against_run(const std::string& path,
+                       const Record& r,
+                       const nn::StandardizedRegressorImpl& model,
+                       const torch::optim::Optimizer& optimizer,
+                       const FitOptions& options,
+                       bool has_validation) {
+  if (r.dtype != model_dtype(model)) {
     refuse(path,
            "it was saved from a " + r.dtype + " model, this one is " +
-               model_dtype(*model) +
+               model_dtype(model) +
                "; convert the model (model->to(...)) before resuming");
   }
   if (r.optimizer_type != optimizer_type(optimizer)) {
@@ -360,6 +438,12 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
                std::to_string(options.epochs()) + "; ask for at least " +
                std::to_string(r.epoch));
   }
+}
+
+// The History the record holds, its epochs numbered 1, 2, ... r.epoch.
+History read_history(const std::string& path,
+                     const Record& r,
+                     const FitOptions& options) {
   const auto& table = r.history;
   if (table.scalar_type() != at::kDouble || table.dim() != 2 ||
       table.size(0) != r.epoch || table.size(1) != kLogFields) {
@@ -369,10 +453,9 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
          << kLogFields << "] float64: the file is corrupted";
     refuse(path, what.str());
   }
-  ResumePoint point;
-  point.path = path;
-  point.history.optimum_mse = options.optimum_mse();
-  point.history.stopped_early = r.stopped_early;
+  History history;
+  history.optimum_mse = options.optimum_mse();
+  history.stopped_early = r.stopped_early;
   const auto values = table.contiguous();
   const double* v = values.const_data_ptr<double>();
   for (int64_t e = 0; e < r.epoch; ++e, v += kLogFields) {
@@ -390,38 +473,48 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
     for (size_t f = 0; f < kEpochLogFields.size(); ++f) {
       log.*kEpochLogFields[f].member = v[1 + f];
     }
-    point.history.epochs.push_back(log);
+    history.epochs.push_back(log);
   }
+  return history;
+}
+
+at::Tensor read_rng_state(const std::string& path, const Record& r) {
   const auto rng_now = cpu_rng_state();
   if (r.cpu_rng.scalar_type() != rng_now.scalar_type() ||
       !r.cpu_rng.sizes().equals(rng_now.sizes())) {
     refuse(path, "its RNG state has the wrong size: the file is corrupted");
   }
-  point.cpu_rng = r.cpu_rng;
+  return r.cpu_rng;
+}
+
+// The optimizer's saved archive, its tensors read onto `device`.
+torch::serialize::InputArchive read_optimizer_state(const std::string& path,
+                                                    const Record& r,
+                                                    at::Device device) {
   if (r.optimizer.scalar_type() != at::kByte || r.optimizer.dim() != 1) {
     refuse(path,
            "its optimizer state is not a byte string: the file is "
            "corrupted");
   }
-  // Checkpoints hold CPU tensors and resume on any device: the optimizer
-  // state is read straight onto the parameters' device, and the model,
-  // whose parameters LibTorch's reader swaps for the file's CPU tensors, is
-  // moved back below (Module::to keeps each parameter's identity, so the
-  // optimizer's references stay valid).
-  const auto parameters = model->parameters();
-  const auto device =
-      parameters.empty() ? at::Device(at::kCPU) : parameters.front().device();
+  torch::serialize::InputArchive state;
   try {
     const auto bytes = r.optimizer.contiguous();
-    point.optimizer.load_from(static_cast<const char*>(bytes.const_data_ptr()),
-                              static_cast<size_t>(bytes.numel()),
-                              device);
+    state.load_from(static_cast<const char*>(bytes.const_data_ptr()),
+                    static_cast<size_t>(bytes.numel()),
+                    device);
   } catch (const std::exception& e) {
     refuse(path, "its optimizer state does not read (" + reason_of(e) + ")");
   }
-  // The optimizer's state must load before anything changes: a trial load,
-  // undone from an in-memory copy of the optimizer's current state (restore
-  // loads it again after the schedulers' replay).
+  return state;
+}
+
+// The optimizer's state must load before anything changes: a trial load,
+// undone from an in-memory copy of the optimizer's current state (restore
+// loads it again after the schedulers' replay).
+void trial_load(const std::string& path,
+                torch::optim::Optimizer& optimizer,
+                torch::serialize::InputArchive& state,
+                at::Device device) {
   std::string current;
   {
     torch::serialize::OutputArchive out;
@@ -439,7 +532,7 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
     optimizer.load(in);
   };
   try {
-    optimizer.load(point.optimizer);
+    optimizer.load(state);
   } catch (const std::exception& e) {
     put_back();
     refuse(path,
@@ -447,13 +540,55 @@ ResumePoint read_checkpoint_unguarded(const std::string& path,
                reason_of(e) + ")");
   }
   put_back();
-  // Last, because it is the step that changes something: all or nothing.
+}
+
+// Last, because it is the step that changes something: all or nothing.
+void load_model(const std::string& path,
+                nn::StandardizedRegressor& model,
+                torch::serialize::InputArchive& archive,
+                at::Device device) {
   try {
     model->load(archive);
   } catch (const c10::Error& e) {
     refuse(path, e.what_without_backtrace());
   }
   model->to(device);
+}
+
+ResumePoint read_checkpoint_unguarded(const std::string& path,
+                                      nn::StandardizedRegressor& model,
+                                      torch::optim::Optimizer& optimizer,
+                                      const FitOptions& options,
+                                      bool has_validation) {
+  const std::string bytes = read_intact_bytes(path);
+  auto archive = open_archive(path, bytes);
+  auto record = open_record(path, archive);
+  check_layout(path, record);
+  // The model first: a foreign model's error names its tensors. Its saved
+  // values are read, not loaded: nothing of the caller's changes until every
+  // check has passed.
+  try {
+    nn::detail::read_checked(*model, archive);
+  } catch (const c10::Error& e) {
+    refuse(path, e.what_without_backtrace());
+  }
+  const Record r = read_entries(path, record);
+  check_against_run(path, r, *model, optimizer, options, has_validation);
+  ResumePoint point;
+  point.path = path;
+  point.history = read_history(path, r, options);
+  point.cpu_rng = read_rng_state(path, r);
+  // Checkpoints hold CPU tensors and resume on any device: the optimizer
+  // state is read straight onto the parameters' device, and the model,
+  // whose parameters LibTorch's reader swaps for the file's CPU tensors, is
+  // moved back (Module::to keeps each parameter's identity, so the
+  // optimizer's references stay valid).
+  const auto parameters = model->parameters();
+  const auto device =
+      parameters.empty() ? at::Device(at::kCPU) : parameters.front().device();
+  point.optimizer = read_optimizer_state(path, r, device);
+  trial_load(path, optimizer, point.optimizer, device);
+  load_model(path, model, archive, device);
   return point;
 }
 

@@ -4,18 +4,11 @@
 //
 // Layout: the root of the archive is the model's own archive (so
 // torch::load(model, path) reads a checkpoint like a model file) plus one
-// record, "normopt_fit", holding everything else:
-//   format, version                   what the file is
-//   epoch, stopped_early, history     the run so far (history: [epochs,
-//                                     1 + kEpochLogFields] float64: epoch,
-//                                     then the fields in the table's order)
-//   batch_size, shuffle, seed,        settings a resumed run must share
-//   validation
-//   optimizer_type, param_layout,     which optimizer, its param groups'
-//   dtype                             shapes and the model's dtype, checked
-//                                     before anything loads
-//   optimizer                         the optimizer's own archive, as bytes
-//   cpu_rng                           torch's global CPU generator state
+// record, "normopt_fit": its format ("normopt.fit_checkpoint"), version and
+// History columns (history_columns, e.g. "epoch,train_loss,..."), then the
+// run so far, the settings a resumed run must share, the optimizer's state
+// and torch's CPU RNG state (the entries: Record in checkpoint.cpp). A file
+// of another version or other History columns is refused, naming both.
 //
 // Integrity: before LibTorch's reader (which verifies no CRC) sees the
 // file, every zip entry is checked against its CRC-32 (util::check_zip), so

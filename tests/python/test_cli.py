@@ -1,5 +1,6 @@
-"""The main job's command line: bad input fails cleanly, good input writes
-every run's history."""
+"""The programs' command lines (CLI11). The main job: bad input fails
+cleanly, good input writes every run's history. The serving programs
+(jit_load, deploy_predict): a bad flag is named before anything loads."""
 import json
 import os
 import pathlib
@@ -193,3 +194,33 @@ def test_stream_refuses_full_batch_and_missing_data(tmp_path):
     r = run("--data", data, "--stream", "--batch-size", "0", "--out", tmp_path / "out")
     assert r.returncode != 0 and "--stream needs --batch-size >= 1" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("program", ["jit_load", "deploy_predict"])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["m.pt", "--cols", "0"], "--cols: Value 0 not in range 1 to 9223372036854775807"),
+        (["m.pt", "--cols", "2.5"], "--cols: Value 2.5 not in range 1 to 9223372036854775807"),
+        (["m.pt", "1", "x"], "Could not convert: values = 1,x"),
+        (["m.pt", "--bogus"], "The following argument was not expected: --bogus"),
+        ([], "is required"),
+    ],
+)
+def test_serving_programs_refuse_bad_flags_before_loading(example, program, args, says):
+    """jit_load and deploy_predict parse with CLI11 as compare_optimizers
+    does: a bad flag is named before the (here missing) model is opened."""
+    r = subprocess.run([str(example(program)), *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode not in (0, 1)  # 1 is a model that does not load
+    assert says in r.stderr
+    assert "m.pt" not in r.stderr
+
+
+@pytest.mark.parametrize("program", ["jit_load", "deploy_predict"])
+def test_serving_programs_help_lists_their_flags(example, program):
+    r = subprocess.run(
+        [str(example(program)), "--help"], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0
+    assert "--cols" in r.stdout and "values" in r.stdout
+    assert ("--float64" in r.stdout) == (program == "jit_load")

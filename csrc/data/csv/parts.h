@@ -1,8 +1,18 @@
 #pragma once
-// Internal to the CSV reader: parse_csv (csrc/data/csv.cpp) in its four
-// jobs, each in its own file: the header (header.cpp), the selection of the
-// target and feature columns (columns.cpp), the data rows, parsed whole
-// before anything is made of them (rows.cpp), and the tensors (tensors.cpp).
+// Internal to the CSV reader: the parts that read_csv and parse_csv
+// (csrc/data/csv.cpp), data::CsvReader (csrc/data/csv_reader.cpp) and
+// distributed::read_csv_shard are made of, one job per file:
+//   header.cpp   the header row (read_header)
+//   columns.cpp  the target and feature columns the options select
+//                (select_columns)
+//   rows.cpp     the data rows of a text, serially or in blocks on the
+//                intra-op threads (parse_records, read_rows, parse_in_blocks)
+//   ranges.cpp   the rows of a byte range of a file, parsed as they are
+//                read; ranges in parallel, or one per rank (parse_windows,
+//                parse_in_ranges, read_csv_range)
+//   tensors.cpp  the Table made of the parsed values (make_table)
+// check_options is defined in csv.cpp, read_file_header in csv_reader.cpp;
+// scanner.h splits a text into records and fields.
 
 #include <normopt/data/csv.h>
 #include <normopt/macros.h>

@@ -71,6 +71,45 @@ std::atomic<size_t> g_forced_blocks{0};
   __builtin_unreachable();
 }
 
+// Appends the selected cells of `fields`, a record the fast path did not
+// take, to `values`, or throws naming the row or the cell. `to_float`: the
+// values must not overflow float32 (be below `float_limit`).
+void append_checked(const Scanner& scanner,
+                    const std::vector<Field>& fields,
+                    const Columns& columns,
+                    size_t n_columns,
+                    char delim,
+                    bool to_float,
+                    double float_limit,
+                    Values& values) {
+  if (C10_UNLIKELY(fields.size() != n_columns)) {
+    throw_ragged(scanner, fields, n_columns, delim);
+  }
+  auto& feature_values = values.features;
+  const size_t base = feature_values.size();
+  feature_values.resize(base + columns.features.size());
+  for (const auto& [c, slot] : columns.selected) {
+    const Field& f = fields[c];
+    double v = 0.0;
+    const NumberStatus status = parse_number(f, v);
+    if (C10_UNLIKELY(status != NumberStatus::kOk)) {
+      throw_cell_error(scanner, f, c, status);
+    }
+    TORCH_CHECK(
+        !to_float || std::abs(v) < float_limit,
+        scanner.where(f.line, c),
+        ": value ",
+        quote(std::string_view(f.begin, f.size), 40),
+        " overflows float32. Read with CsvOptions().dtype(at::kDouble) or "
+        "rescale the column.");
+    if (slot == Columns::kTarget) {
+      values.targets.push_back(v);
+    } else {
+      feature_values[base + static_cast<size_t>(slot)] = v;
+    }
+  }
+}
+
 }  // namespace
 
 void parse_records(Scanner& scanner,
@@ -119,7 +158,7 @@ void parse_records(Scanner& scanner,
 
   for (;;) {
     // Plain records (nearly all) on the fast path; any other, and any
-    // record with a bad value, on the checked path below.
+    // record with a bad value, on the checked path.
     const auto plain = scanner.next_plain_record(n_columns, cell);
     if (plain == Scanner::Plain::kRead) {
       feature_values.insert(feature_values.end(), row.begin(), row.end() - 1);
@@ -129,31 +168,14 @@ void parse_records(Scanner& scanner,
     if (plain == Scanner::Plain::kEnd || !scanner.next_record(fields)) {
       break;
     }
-    if (C10_UNLIKELY(fields.size() != n_columns)) {
-      throw_ragged(scanner, fields, n_columns, delim);
-    }
-    const size_t base = feature_values.size();
-    feature_values.resize(base + n_features);
-    for (const auto& [c, slot] : columns.selected) {
-      const Field& f = fields[c];
-      double v = 0.0;
-      const NumberStatus status = parse_number(f, v);
-      if (C10_UNLIKELY(status != NumberStatus::kOk)) {
-        throw_cell_error(scanner, f, c, status);
-      }
-      TORCH_CHECK(
-          !to_float || std::abs(v) < kFloatRoundsToInf,
-          scanner.where(f.line, c),
-          ": value ",
-          quote(std::string_view(f.begin, f.size), 40),
-          " overflows float32. Read with CsvOptions().dtype(at::kDouble) or "
-          "rescale the column.");
-      if (slot == Columns::kTarget) {
-        target_values.push_back(v);
-      } else {
-        feature_values[base + static_cast<size_t>(slot)] = v;
-      }
-    }
+    append_checked(scanner,
+                   fields,
+                   columns,
+                   n_columns,
+                   delim,
+                   to_float,
+                   kFloatRoundsToInf,
+                   values);
   }
 }
 

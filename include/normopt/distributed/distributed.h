@@ -77,11 +77,12 @@ NORMOPT_API data::Table read_csv_shard(const std::string& path,
                                        const data::CsvOptions& options,
                                        c10d::ProcessGroup& group);
 
-/// Adapts `norm` to the union of every rank's `shard` (which may be empty on
-/// some ranks): each rank's count, mean and M2 are gathered and merged in
-/// rank order with the same Chan formula as Normalization::update, so every
-/// rank ends with identical statistics, equal to one process adapting on
-/// the concatenation. Collective: every rank must call it.
+/// Adapts `norm` to the union of every rank's `shard` (at least one row on
+/// every rank; an empty one throws c10::Error on its rank): each rank's
+/// count, mean and M2 are gathered and merged in rank order with the same
+/// Chan formula as Normalization::update, so every rank ends with identical
+/// statistics, equal to one process adapting on the concatenation.
+/// Collective: every rank must call it.
 NORMOPT_API void adapt(nn::Normalization& norm,
                        const at::Tensor& shard,
                        c10d::ProcessGroup& group);

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -589,6 +590,211 @@ TEST(Checkpoint, FlippedBytes_RefusedOrHarmless) {
   }
   EXPECT_GT(refused, 3 * harmless)
       << refused << " refused, " << harmless << " harmless";
+}
+
+// ---- Format: its version and History columns, other layouts refused ---------
+
+namespace {
+
+// The record's entries by key, as read from a checkpoint.
+using Entries = std::map<std::string, c10::IValue>;
+
+// Copies the checkpoint `from` (a LinearRegressor(2) run) to `to` with its
+// record's entries passed through `edit`: a file as another format version
+// would have written it.
+void write_edited(const std::string& from,
+                  const std::string& to,
+                  const std::function<void(Entries&)>& edit) {
+  torch::serialize::InputArchive in, in_record;
+  in.load_from(from);
+  ASSERT_TRUE(in.try_read("normopt_fit", in_record));
+  Entries entries;
+  for (const auto& key : in_record.keys()) {
+    if (key != "training") {  // the archive module's own attribute
+      ASSERT_TRUE(in_record.try_read(key, entries[key]));
+    }
+  }
+  edit(entries);
+  auto model = StandardizedRegressor(LinearRegressor(2));
+  torch::load(model, from);
+  torch::serialize::OutputArchive out, out_record;
+  model->save(out);
+  for (const auto& [key, value] : entries) {
+    if (value.isTensor()) {
+      out_record.write(key, value.toTensor());
+    } else {
+      out_record.write(key, value);
+    }
+  }
+  out.write("normopt_fit", out_record);
+  out.save_to(to);
+}
+
+// The columns this build writes, spelled out: the reference the file is
+// checked against.
+constexpr const char* kColumns =
+    "epoch,train_loss,train_mse,val_loss,val_mse,lr,wall_seconds";
+
+// A 4-epoch Adam run's checkpoint at `path`; returns its History.
+History write_checkpoint(const std::string& path) {
+  torch::manual_seed(0);
+  auto model = StandardizedRegressor(LinearRegressor(2));
+  normopt::optim::Adam adam(model->parameters(),
+                            normopt::optim::AdamOptions(1e-2));
+  return normopt::train::fit(
+      model,
+      adam,
+      train_table(),
+      quiet().epochs(4).batch_size(16).checkpoint_path(path));
+}
+
+// Resumes a 6-epoch run from `path`; the History and the model's state.
+std::pair<History, std::vector<torch::Tensor>> resume_from(
+    const std::string& path) {
+  torch::manual_seed(3);
+  auto model = StandardizedRegressor(LinearRegressor(2));
+  normopt::optim::Adam adam(model->parameters(),
+                            normopt::optim::AdamOptions(1e-2));
+  auto h =
+      normopt::train::fit(model,
+                          adam,
+                          train_table(),
+                          quiet().epochs(6).batch_size(16).resume_from(path));
+  return {h, snapshot(*model)};
+}
+
+}  // namespace
+
+// When this fails because EpochLog gained or lost a field: bump kVersion in
+// csrc/train/checkpoint.cpp (files of the old layout are then refused by
+// name) and update the version and columns here.
+TEST(Checkpoint, Format_Version3NamesItsHistoryColumns) {
+  TempDir dir;
+  const auto path = dir.file("run.pt");
+  const auto history = write_checkpoint(path);
+  torch::serialize::InputArchive archive, record;
+  archive.load_from(path);
+  ASSERT_TRUE(archive.try_read("normopt_fit", record));
+  c10::IValue format, version, columns;
+  record.read("format", format);
+  record.read("version", version);
+  record.read("history_columns", columns);
+  EXPECT_EQ(format.toStringRef(), "normopt.fit_checkpoint");
+  EXPECT_EQ(version.toInt(), 3);
+  EXPECT_EQ(columns.toStringRef(), kColumns);
+  torch::Tensor table;
+  record.read("history", table);
+  ASSERT_EQ(table.sizes(), torch::IntArrayRef({4, 7}));
+  for (int64_t e = 0; e < 4; ++e) {
+    const auto& log = history.epochs[e];
+    const double row[] = {static_cast<double>(log.epoch),
+                          log.train_loss,
+                          log.train_mse,
+                          log.val_loss,
+                          log.val_mse,
+                          log.lr,
+                          log.wall_seconds};
+    for (int64_t c = 0; c < 7; ++c) {
+      EXPECT_TRUE(same_bits(table[e][c].item<double>(), row[c]))
+          << "epoch " << e + 1 << " column " << c;
+    }
+  }
+}
+
+// Versions 1 and 2 wrote the same History columns without naming them (1
+// also a digest): their files resume like this version's.
+TEST(Checkpoint, Version1And2Files_StillResume) {
+  TempDir dir;
+  const auto path = dir.file("v3.pt");
+  write_checkpoint(path);
+  const auto [expected_history, expected_state] = resume_from(path);
+  for (int64_t version : {1, 2}) {
+    SCOPED_TRACE("version " + std::to_string(version));
+    const auto old = dir.file("v" + std::to_string(version) + ".pt");
+    write_edited(path, old, [version](Entries& e) {
+      e["version"] = c10::IValue(version);
+      e.erase("history_columns");
+      if (version == 1) {
+        e["digest"] = c10::IValue(int64_t{12345});
+      }
+    });
+    const auto [history, state] = resume_from(old);
+    expect_same_history(expected_history, history);
+    expect_bit_equal(expected_state, state);
+  }
+}
+
+TEST(Checkpoint, OtherVersionOrHistoryColumns_RefusedByName) {
+  TempDir dir;
+  const auto good = dir.file("good.pt");
+  write_checkpoint(good);
+  const std::string reads =
+      "this build reads format versions 1 to 3 with history columns " +
+      std::string(kColumns) +
+      ": resume it with the normopt that wrote it, or torch::load its model "
+      "and start a new run";
+  // A column added (a newer build), one removed without a version bump, a
+  // version that never existed.
+  const auto wider = [](Entries& e) {
+    const auto h = e["history"].toTensor();
+    e["history"] = c10::IValue(
+        torch::cat({h, torch::zeros({h.size(0), 1}, h.options())}, 1));
+    e["history_columns"] = c10::IValue(std::string(kColumns) + ",grad_norm");
+  };
+  struct Case {
+    std::string name;
+    std::function<void(Entries&)> edit;
+    std::string written;
+  };
+  const std::vector<Case> cases = {
+      {"v4_wider.pt",
+       [&](Entries& e) {
+         wider(e);
+         e["version"] = c10::IValue(int64_t{4});
+       },
+       "version 4 (history columns " + std::string(kColumns) + ",grad_norm)"},
+      {"v3_wider.pt",
+       wider,
+       "version 3 (history columns " + std::string(kColumns) + ",grad_norm)"},
+      {"v3_narrower.pt",
+       [](Entries& e) {
+         e["history"] = c10::IValue(e["history"].toTensor().narrow(1, 0, 6));
+         e["history_columns"] = c10::IValue(
+             std::string("epoch,train_loss,train_mse,val_loss,val_mse,lr"));
+       },
+       "version 3 (history columns "
+       "epoch,train_loss,train_mse,val_loss,val_mse,lr)"},
+      {"v0.pt",
+       [](Entries& e) { e["version"] = c10::IValue(int64_t{0}); },
+       "version 0 (history columns unknown)"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto path = dir.file(c.name);
+    write_edited(good, path, c.edit);
+    const auto before = read_bytes(path);
+    torch::manual_seed(1);
+    auto model = StandardizedRegressor(LinearRegressor(2));
+    normopt::optim::Adam adam(model->parameters(),
+                              normopt::optim::AdamOptions(1e-2));
+    const auto state = snapshot(*model);
+    std::string error;
+    try {
+      normopt::train::fit(model,
+                          adam,
+                          train_table(),
+                          quiet().epochs(6).batch_size(16).resume_from(path));
+    } catch (const c10::Error& e) {
+      error = e.what_without_backtrace();
+    }
+    EXPECT_EQ(error,
+              "fit: cannot resume from '" + path +
+                  "': it was written by checkpoint format " + c.written + "; " +
+                  reads);
+    expect_bit_equal(state, snapshot(*model));
+    EXPECT_TRUE(adam.state().empty());
+    EXPECT_EQ(read_bytes(path), before);
+  }
 }
 
 // ---- Saving: never half a file, never non-finite values ---------------------
