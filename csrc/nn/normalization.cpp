@@ -1,7 +1,7 @@
 #include <normopt/nn/normalization.h>
 #include <normopt/ops/moments.h>
 
-#include "checks.h"
+#include "../util/finite.h"
 #include "count_buffer.h"
 #include "serialize.h"
 #include "stream_statistics.h"
@@ -133,7 +133,7 @@ void NormalizationImpl::check_adapt_input(const at::Tensor& x,
       "would overwrite; remove them from NormalizationOptions to learn the "
       "statistics from data");
   auto dims = feature_dims(x.dim(), where);
-  if (auto index = detail::first_nonfinite_index(x)) {
+  if (auto index = util::first_nonfinite_index(x)) {
     std::vector<int64_t> feature;
     for (auto d : dims) {
       feature.push_back((*index)[d]);

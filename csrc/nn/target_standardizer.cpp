@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <iterator>
 
-#include "checks.h"
+#include "../util/finite.h"
 #include "count_buffer.h"
 #include "serialize.h"
 #include "stream_statistics.h"
@@ -48,7 +48,7 @@ void check_targets(const at::Tensor& y, const char* where) {
               ": got no targets (shape ",
               y.sizes(),
               ")");
-  if (auto index = first_nonfinite_index(y)) {
+  if (auto index = util::first_nonfinite_index(y)) {
     TORCH_CHECK(false,
                 where,
                 ": target ",

@@ -5,7 +5,7 @@
 #include <normopt/ops/optim_step.h>
 #include <normopt/optim/adam.h>
 
-#include "../nn/checks.h"
+#include "../util/finite.h"
 #include "op_options.h"
 #include "step_lists.h"
 
@@ -136,7 +136,7 @@ inline bool all_grads_finite(
       }
     }
   }
-  return !nn::detail::first_nonfinite_tensor(grads);
+  return !util::first_nonfinite_tensor(grads);
 }
 
 /// Densifies a gradient to the parameter's strides when they differ (rare:

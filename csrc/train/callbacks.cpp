@@ -1,7 +1,7 @@
 #include <normopt/train/callbacks.h>
 #include <normopt/train/fit.h>
 
-#include "builtin_callbacks.h"
+#include "callbacks.h"
 #include "checkpoint.h"
 
 #include <cstdio>

@@ -1,8 +1,8 @@
 #include "checkpoint.h"
 
-#include "../nn/checks.h"
 #include "../nn/serialize.h"
 #include "../util/files.h"
+#include "../util/finite.h"
 #include "../util/zip_check.h"
 
 #include <ATen/ATen.h>
@@ -140,10 +140,10 @@ void check_finite(const nn::StandardizedRegressor& model,
                 " is NaN or Inf; the previous checkpoint was left as it "
                 "was. Lower the learning rate or standardize the targets");
   };
-  if (auto bad = nn::detail::first_nonfinite_named(model->named_parameters())) {
+  if (auto bad = util::first_nonfinite_named(model->named_parameters())) {
     refuse_save("parameter", *bad);
   }
-  if (auto bad = nn::detail::first_nonfinite_named(model->named_buffers())) {
+  if (auto bad = util::first_nonfinite_named(model->named_buffers())) {
     refuse_save("statistic", *bad);
   }
 }

@@ -2,7 +2,7 @@
 
 #include "../util/files.h"
 
-#include "../nn/checks.h"
+#include "../util/finite.h"
 
 #include <normopt/nn/affine.h>
 
@@ -104,7 +104,7 @@ void check_data(const data::Table& table, const char* where, const char* what) {
               " table has no target columns (shape ",
               y.sizes(),
               ")");
-  if (auto index = nn::detail::first_nonfinite_index(x)) {
+  if (auto index = util::first_nonfinite_index(x)) {
     const auto column = static_cast<size_t>(index->back());
     TORCH_CHECK(false,
                 where,
@@ -117,7 +117,7 @@ void check_data(const data::Table& table, const char* where, const char* what) {
                     : std::string(),
                 " is NaN or Inf; remove or impute it first");
   }
-  if (auto index = nn::detail::first_nonfinite_index(y)) {
+  if (auto index = util::first_nonfinite_index(y)) {
     TORCH_CHECK(false,
                 where,
                 ": ",

@@ -1,6 +1,6 @@
 #include <normopt/train/closed_form.h>
 
-#include "../nn/checks.h"
+#include "../util/finite.h"
 
 #include <ATen/ATen.h>
 
@@ -17,7 +17,7 @@ at::Tensor checked_double(const at::Tensor& t, const char* name) {
               " must hold real numbers, got ",
               t.scalar_type());
   auto d = t.to(at::kCPU, at::kDouble);
-  if (auto index = nn::detail::first_nonfinite_index(d)) {
+  if (auto index = util::first_nonfinite_index(d)) {
     TORCH_CHECK(false,
                 "solve_least_squares: ",
                 name,

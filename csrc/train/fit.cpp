@@ -1,8 +1,8 @@
 #include <normopt/train/fit.h>
 
-#include "../nn/checks.h"
+#include "../util/finite.h"
 #include "batches.h"
-#include "builtin_callbacks.h"
+#include "callbacks.h"
 #include "checkpoint.h"
 #include "checks.h"
 #include "fused_steps.h"
@@ -33,7 +33,7 @@ namespace {
 // (variance beyond the dtype's range) or when they were set by hand; either
 // way nothing can train.
 void check_statistics(const nn::StandardizedRegressor& model) {
-  if (auto bad = nn::detail::first_nonfinite_named(model->named_buffers())) {
+  if (auto bad = util::first_nonfinite_named(model->named_buffers())) {
     TORCH_CHECK(false,
                 "fit: the model's statistic '",
                 bad->first,

@@ -1,6 +1,6 @@
 #include "objective.h"
 
-#include "../nn/checks.h"
+#include "../util/finite.h"
 
 #include <ATen/ATen.h>
 
@@ -27,7 +27,7 @@ std::optional<std::string> first_nonfinite_gradient(
       names.push_back(&name);
     }
   }
-  if (auto i = nn::detail::first_nonfinite_tensor(grads)) {
+  if (auto i = util::first_nonfinite_tensor(grads)) {
     return *names[*i];
   }
   return std::nullopt;

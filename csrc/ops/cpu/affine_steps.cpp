@@ -1,11 +1,11 @@
 // normopt::ops::affine_mse_steps_ on the CPU: each batch's gradient in plain
 // loops over the rows (a few hundred operations for a small model), then the
 // optimizer update through the same fused pass as adam_step_ and sgd_step_
-// (optim_step_impl.cpp), so an update equals the per-step op's bit for bit.
+// (optim_step_kernel.cpp), so an update equals the per-step op's bit for bit.
 #include "../affine_steps.h"
 
 #include "../adam_bias_correction.h"
-#include "optim_step_impl.h"
+#include "optim_step_kernel.h"
 
 #include <ATen/Dispatch.h>
 #include <c10/util/Exception.h>

@@ -1,5 +1,5 @@
-// Picks the optimizer-step build for this CPU (see optim_step_impl.h).
-#include "optim_step_impl.h"
+// Picks the optimizer-step build for this CPU (see optim_step_kernel.h).
+#include "optim_step_kernel.h"
 
 #include <c10/util/Exception.h>
 

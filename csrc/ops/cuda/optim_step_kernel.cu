@@ -1,7 +1,7 @@
 // CUDA kernels of normopt::adam_step_, adam_step_capturable_ and
 // sgd_step_: multi-tensor launches over the whole list (a small model's step
 // is one launch), the same per-element arithmetic as the CPU kernel
-// (optim_step_impl.cpp), in at::opmath_type (float for
+// (optim_step_kernel.cpp), in at::opmath_type (float for
 // float16/bfloat16/float32, double for float64), on the current stream.
 //
 // The ops share one kernel loop (step_kernel) and one host-side launcher

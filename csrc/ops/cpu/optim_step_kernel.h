@@ -1,6 +1,6 @@
 #pragma once
 // Internal: the arithmetic of the fused optimizer steps on raw pointers.
-// optim_step_impl.cpp is compiled once per CPU capability (DEFAULT, AVX2,
+// optim_step_kernel.cpp is compiled once per CPU capability (DEFAULT, AVX2,
 // AVX512 on x86-64, as ATen does for its own kernels) so at::vec::Vectorized
 // uses the widest instructions the machine has; the op files validate
 // tensors, gather pointers and call the entry points below, which pick the

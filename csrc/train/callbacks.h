@@ -1,6 +1,6 @@
 #pragma once
-// Internal: fit()'s own features as callbacks (see callbacks.h for the
-// order in which fit() calls them).
+// Internal: fit()'s own features as callbacks (see the public
+// <normopt/train/callbacks.h> for the order in which fit() calls them).
 
 #include <normopt/train/callbacks.h>
 #include <normopt/train/fit.h>

@@ -1,5 +1,6 @@
 #pragma once
-// Internal: input checks shared by the normopt modules.
+// Internal: finiteness scans of tensors, shared by every module (data
+// checks in nn and train, the non-finite guards of optim and fit()).
 
 #include <ATen/ATen.h>
 
@@ -9,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-namespace normopt::nn::detail {
+namespace normopt::util {
 
 /// Whether every element of `x` is finite when `x` is a small contiguous
 /// float32/float64 CPU tensor, scanned in place (nanoseconds, where a
@@ -110,4 +111,4 @@ first_nonfinite_named(const NamedTensors& named) {
   return std::nullopt;
 }
 
-}  // namespace normopt::nn::detail
+}  // namespace normopt::util

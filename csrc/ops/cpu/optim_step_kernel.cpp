@@ -1,7 +1,7 @@
 // The arithmetic of the fused optimizer steps, compiled once per CPU
-// capability (see optim_step_impl.h and CMakeLists.txt). Everything here
+// capability (see optim_step_kernel.h and CMakeLists.txt). Everything here
 // lives in a capability-named inline namespace so the builds never collide.
-#include "optim_step_impl.h"
+#include "optim_step_kernel.h"
 #include "multi_tensor.h"
 
 #include <ATen/Dispatch.h>

@@ -1,12 +1,12 @@
-// CPU kernels of normopt::adam_step_ and adam_step_capturable_: validate
+// The CPU entries of normopt::adam_step_ and adam_step_capturable_: validate
 // the lists, compute each tensor's bias corrections and hand raw pointers to
-// the fused pass (optim_step_impl.cpp, one build per CPU capability). The
+// the fused pass (optim_step_kernel.cpp, one build per CPU capability). The
 // capturable op reads and advances its step counts in their tensors: on the
 // CPU that is a memory access like any other, and the same double step gives
 // the same constants, so both ops update bit for bit alike.
 #include "../adam_bias_correction.h"
 #include "../optim_step_checks.h"
-#include "optim_step_impl.h"
+#include "optim_step_kernel.h"
 
 #include <ATen/ATen.h>
 #include <torch/library.h>

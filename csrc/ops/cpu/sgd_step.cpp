@@ -1,7 +1,7 @@
-// CPU kernel of normopt::sgd_step_: validates the lists and hands raw
-// pointers to the fused pass (optim_step_impl.cpp).
+// The CPU entry of normopt::sgd_step_: validates the lists and hands raw
+// pointers to the fused pass (optim_step_kernel.cpp).
 #include "../optim_step_checks.h"
-#include "optim_step_impl.h"
+#include "optim_step_kernel.h"
 
 #include <ATen/ATen.h>
 #include <torch/library.h>
