@@ -22,25 +22,12 @@ inline bool has_symbolic_shape(at::TensorList list) {
   return false;
 }
 
-/// Checks index-aligned tensor lists for one fused step: equal lengths; every
-/// tensor defined, dense, on `device`; the tensors of one index share shape,
-/// strides and dtype (floating) and do not overlap each other. `optional`
-/// lists may be empty. Fake tensors with symbolic shapes (torch.compile
-/// dynamic=True) have no concrete sizes: their symbolic sizes are compared
-/// and the density and overlap tests, which need real memory, are left to
-/// the real kernel.
-inline void check_step_lists(const char* op,
-                             at::DeviceType device,
-                             at::TensorList params,
-                             std::initializer_list<NamedList> required,
-                             std::initializer_list<NamedList> optional = {}) {
-  const size_t n = params.size();
-  bool symbolic = has_symbolic_shape(params);
-  for (const auto& lists : {required, optional}) {
-    for (const auto& l : lists) {
-      symbolic = symbolic || has_symbolic_shape(l.second);
-    }
-  }
+/// Each list of `lists` holds as many tensors as `params` (n); an optional
+/// list may instead be empty.
+inline void check_lengths(const char* op,
+                          size_t n,
+                          std::initializer_list<NamedList> required,
+                          std::initializer_list<NamedList> optional) {
   auto check_length = [&](const NamedList& list) {
     TORCH_CHECK(list.second.size() == n,
                 op,
@@ -59,115 +46,160 @@ inline void check_step_lists(const char* op,
       check_length(l);
     }
   }
-  for (size_t i = 0; i < n; ++i) {
-    const auto& p = params[i];
-    TORCH_CHECK(p.defined(), op, ": params[", i, "] is undefined");
-    TORCH_CHECK(p.device().type() == device,
+}
+
+/// params[i]: defined, on `device`, floating, dense (unless symbolic).
+inline void check_param(const char* op,
+                        at::DeviceType device,
+                        const at::Tensor& p,
+                        size_t i,
+                        bool symbolic) {
+  TORCH_CHECK(p.defined(), op, ": params[", i, "] is undefined");
+  TORCH_CHECK(p.device().type() == device,
+              op,
+              ": params[",
+              i,
+              "] is on ",
+              p.device(),
+              " but this kernel runs on ",
+              device,
+              "; keep every tensor of a step on one device");
+  TORCH_CHECK(at::isFloatingType(p.scalar_type()),
+              op,
+              ": params[",
+              i,
+              "] has dtype ",
+              p.scalar_type(),
+              "; expected float32, float64, float16 or bfloat16");
+  TORCH_CHECK(symbolic || p.is_non_overlapping_and_dense(),
+              op,
+              ": params[",
+              i,
+              "] (shape ",
+              p.sizes(),
+              ", strides ",
+              p.strides(),
+              ") is not dense or overlaps itself; pass a contiguous tensor "
+              "(e.g. p.contiguous())");
+}
+
+/// `name`[i] (t) has params[i]'s (p) shape and strides (symbolic: its
+/// symbolic shape).
+inline void check_same_shape(const char* op,
+                             const char* name,
+                             const at::Tensor& t,
+                             const at::Tensor& p,
+                             size_t i,
+                             bool symbolic) {
+  if (symbolic) {
+    TORCH_CHECK(t.sym_sizes() == p.sym_sizes(),
                 op,
-                ": params[",
+                ": ",
+                name,
+                "[",
                 i,
-                "] is on ",
-                p.device(),
-                " but this kernel runs on ",
-                device,
-                "; keep every tensor of a step on one device");
-    TORCH_CHECK(at::isFloatingType(p.scalar_type()),
-                op,
-                ": params[",
+                "] has shape ",
+                t.sym_sizes(),
+                " but params[",
                 i,
-                "] has dtype ",
-                p.scalar_type(),
-                "; expected float32, float64, float16 or bfloat16");
-    TORCH_CHECK(symbolic || p.is_non_overlapping_and_dense(),
-                op,
-                ": params[",
-                i,
-                "] (shape ",
-                p.sizes(),
-                ", strides ",
-                p.strides(),
-                ") is not dense or overlaps itself; pass a contiguous tensor "
-                "(e.g. p.contiguous())");
-    auto check_peer = [&](const NamedList& list) {
-      if (list.second.empty()) {
-        return;
-      }
-      const auto& t = list.second[i];
-      TORCH_CHECK(t.defined(), op, ": ", list.first, "[", i, "] is undefined");
-      TORCH_CHECK(t.layout() == at::kStrided,
-                  op,
-                  ": ",
-                  list.first,
-                  "[",
-                  i,
-                  "] is sparse; normopt optimizers need dense gradients");
-      if (symbolic) {
-        TORCH_CHECK(t.sym_sizes() == p.sym_sizes(),
-                    op,
-                    ": ",
-                    list.first,
-                    "[",
-                    i,
-                    "] has shape ",
-                    t.sym_sizes(),
-                    " but params[",
-                    i,
-                    "] has ",
-                    p.sym_sizes(),
-                    "; they must match");
-      } else {
-        TORCH_CHECK(t.sizes() == p.sizes() && t.strides() == p.strides(),
-                    op,
-                    ": ",
-                    list.first,
-                    "[",
-                    i,
-                    "] has shape ",
-                    t.sizes(),
-                    " and strides ",
-                    t.strides(),
-                    " but params[",
-                    i,
-                    "] has ",
-                    p.sizes(),
-                    " and ",
-                    p.strides(),
-                    "; they must match");
-      }
-      TORCH_CHECK(
-          t.scalar_type() == p.scalar_type() && t.device() == p.device(),
-          op,
-          ": ",
-          list.first,
-          "[",
-          i,
-          "] is ",
-          t.scalar_type(),
-          " on ",
-          t.device(),
-          " but params[",
-          i,
-          "] is ",
-          p.scalar_type(),
-          " on ",
-          p.device(),
-          "; they must match");
-      TORCH_CHECK(
-          symbolic || at::get_overlap_status(p, t) == at::MemOverlapStatus::No,
-          op,
-          ": ",
-          list.first,
-          "[",
-          i,
-          "] shares memory with params[",
-          i,
-          "]; pass separate tensors");
-    };
-    for (const auto& l : required) {
-      check_peer(l);
+                "] has ",
+                p.sym_sizes(),
+                "; they must match");
+    return;
+  }
+  TORCH_CHECK(t.sizes() == p.sizes() && t.strides() == p.strides(),
+              op,
+              ": ",
+              name,
+              "[",
+              i,
+              "] has shape ",
+              t.sizes(),
+              " and strides ",
+              t.strides(),
+              " but params[",
+              i,
+              "] has ",
+              p.sizes(),
+              " and ",
+              p.strides(),
+              "; they must match");
+}
+
+/// `list`[i] fits params[i] (p): defined, dense, the same shape, strides,
+/// dtype and device, and no memory shared with it. An empty list passes.
+inline void check_peer(const char* op,
+                       const NamedList& list,
+                       const at::Tensor& p,
+                       size_t i,
+                       bool symbolic) {
+  if (list.second.empty()) {
+    return;
+  }
+  const auto& t = list.second[i];
+  TORCH_CHECK(t.defined(), op, ": ", list.first, "[", i, "] is undefined");
+  TORCH_CHECK(t.layout() == at::kStrided,
+              op,
+              ": ",
+              list.first,
+              "[",
+              i,
+              "] is sparse; normopt optimizers need dense gradients");
+  check_same_shape(op, list.first, t, p, i, symbolic);
+  TORCH_CHECK(t.scalar_type() == p.scalar_type() && t.device() == p.device(),
+              op,
+              ": ",
+              list.first,
+              "[",
+              i,
+              "] is ",
+              t.scalar_type(),
+              " on ",
+              t.device(),
+              " but params[",
+              i,
+              "] is ",
+              p.scalar_type(),
+              " on ",
+              p.device(),
+              "; they must match");
+  TORCH_CHECK(
+      symbolic || at::get_overlap_status(p, t) == at::MemOverlapStatus::No,
+      op,
+      ": ",
+      list.first,
+      "[",
+      i,
+      "] shares memory with params[",
+      i,
+      "]; pass separate tensors");
+}
+
+/// Checks index-aligned tensor lists for one fused step: equal lengths; every
+/// tensor defined, dense, on `device`; the tensors of one index share shape,
+/// strides and dtype (floating) and do not overlap each other. `optional`
+/// lists may be empty. Fake tensors with symbolic shapes (torch.compile
+/// dynamic=True) have no concrete sizes: their symbolic sizes are compared
+/// and the density and overlap tests, which need real memory, are left to
+/// the real kernel.
+inline void check_step_lists(const char* op,
+                             at::DeviceType device,
+                             at::TensorList params,
+                             std::initializer_list<NamedList> required,
+                             std::initializer_list<NamedList> optional = {}) {
+  bool symbolic = has_symbolic_shape(params);
+  for (const auto& lists : {required, optional}) {
+    for (const auto& l : lists) {
+      symbolic = symbolic || has_symbolic_shape(l.second);
     }
-    for (const auto& l : optional) {
-      check_peer(l);
+  }
+  check_lengths(op, params.size(), required, optional);
+  for (size_t i = 0; i < params.size(); ++i) {
+    check_param(op, device, params[i], i, symbolic);
+    for (const auto& lists : {required, optional}) {
+      for (const auto& l : lists) {
+        check_peer(op, l, params[i], i, symbolic);
+      }
     }
   }
 }
