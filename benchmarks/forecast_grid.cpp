@@ -111,6 +111,94 @@ const char* clear_outcome(double final_mse,
   return r >= train::kStalledRatio ? "stalls" : nullptr;
 }
 
+// One run of the grid.
+struct Cell {
+  const DataSet* set;
+  const char* optimizer;
+  bool standardized;
+  double lr;
+  int64_t batch;
+  int64_t epochs;
+  int64_t steps;  // epochs x batches per epoch
+};
+
+// The grid's runs: each data set (the MLP's only up to 20,000 rows) with
+// each optimizer, target scaling, lr, batch size and length.
+std::vector<Cell> cells(const std::vector<DataSet>& sets, bool mlp) {
+  std::vector<Cell> out;
+  for (const auto& set : sets) {
+    const int64_t n = set.table.features.size(0);
+    if (mlp && n > 20000) {
+      continue;
+    }
+    for (const char* opt : {"adam", "adamw", "sgd", "sgd_momentum"}) {
+      for (bool standardized : {false, true}) {
+        for (double lr : {1e-4, 1e-3, 1e-2, 1e-1}) {
+          for (int64_t batch : {int64_t{0}, int64_t{32}}) {
+            for (int64_t steps : {int64_t{200}, int64_t{2000}}) {
+              const int64_t per_epoch =
+                  batch == 0 ? 1 : (n + batch - 1) / batch;
+              const int64_t epochs = std::max<int64_t>(1, steps / per_epoch);
+              if (batch > 0 && n * epochs > 400000) {
+                continue;  // keep the grid's wall time in minutes
+              }
+              out.push_back({&set,
+                             opt,
+                             standardized,
+                             lr,
+                             batch,
+                             epochs,
+                             epochs * per_epoch});
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+struct Outcome {
+  const char* forecast;
+  const char* actual;  // null: between 1.2x and 2x, not scored
+  double forecast_ratio;
+  double actual_ratio;
+};
+
+// Forecasts the cell's run, then trains it.
+Outcome run(const Cell& c, bool mlp, double optimum) {
+  const auto& table = c.set->table;
+  const int64_t features = table.features.size(1);
+  torch::manual_seed(0);
+  const auto targets = nn::StandardizedRegressorOptions().targets(
+      nn::TargetStandardizerOptions().method(c.standardized
+                                                 ? nn::TargetScaling::kZScore
+                                                 : nn::TargetScaling::kNone));
+  nn::StandardizedRegressor model =
+      mlp ? nn::StandardizedRegressor(Mlp(features), targets)
+          : nn::StandardizedRegressor(nn::LinearRegressor(features), targets);
+  auto opt = make_optimizer(c.optimizer, model->parameters(), c.lr);
+  const auto options =
+      train::FitOptions().epochs(c.epochs).batch_size(c.batch).progress(
+          train::Progress::kOff);
+  const auto d = train::diagnose(
+      model,
+      *opt,
+      table,
+      train::DiagnoseOptions::for_fit(options, table.features.size(0)));
+  double final_mse = NAN;
+  bool overflow = false;
+  try {
+    final_mse = train::fit(model, *opt, table, options).epochs.back().train_mse;
+  } catch (const c10::Error&) {
+    overflow = true;
+  }
+  return {train::verdict_name(d.verdict),
+          clear_outcome(final_mse, d.initial_mse, optimum, overflow),
+          d.forecast_ratio,
+          final_mse / optimum};
+}
+
 void grid(bool mlp) {
   int scored = 0, agree = 0, skipped = 0;
   std::printf("%-18s %-8s %-6s %8s %6s %5s %10s %10s %s\n",
@@ -123,85 +211,35 @@ void grid(bool mlp) {
               "forecast",
               "actual",
               "");
-  for (const auto& set : data_sets()) {
-    const int64_t n = set.table.features.size(0);
-    if (mlp && n > 20000) {
-      continue;  // the MLP grid keeps to the smaller sets
+  const auto sets = data_sets();
+  std::vector<double> optimum;
+  for (const auto& set : sets) {
+    optimum.push_back(
+        train::solve_least_squares(set.table.features, set.table.targets).mse);
+  }
+  for (const auto& c : cells(sets, mlp)) {
+    const auto o = run(c, mlp, optimum[c.set - sets.data()]);
+    if (o.actual == nullptr) {
+      ++skipped;
+      continue;
     }
-    const double optimum =
-        train::solve_least_squares(set.table.features, set.table.targets).mse;
-    for (const char* opt_name : {"adam", "adamw", "sgd", "sgd_momentum"}) {
-      for (bool standardized : {false, true}) {
-        for (double lr : {1e-4, 1e-3, 1e-2, 1e-1}) {
-          for (int64_t batch : {int64_t{0}, int64_t{32}}) {
-            for (int64_t steps : {int64_t{200}, int64_t{2000}}) {
-              const int64_t per_epoch =
-                  batch == 0 ? 1 : (n + batch - 1) / batch;
-              const int64_t epochs = std::max<int64_t>(1, steps / per_epoch);
-              if (batch > 0 && n * epochs > 400000) {
-                continue;  // keep the grid's wall time in minutes
-              }
-              torch::manual_seed(0);
-              nn::StandardizedRegressor model =
-                  mlp ? nn::StandardizedRegressor(
-                            Mlp(set.table.features.size(1)),
-                            nn::StandardizedRegressorOptions().targets(
-                                nn::TargetStandardizerOptions().method(
-                                    standardized ? nn::TargetScaling::kZScore
-                                                 : nn::TargetScaling::kNone)))
-                      : nn::StandardizedRegressor(
-                            nn::LinearRegressor(set.table.features.size(1)),
-                            nn::StandardizedRegressorOptions().targets(
-                                nn::TargetStandardizerOptions().method(
-                                    standardized ? nn::TargetScaling::kZScore
-                                                 : nn::TargetScaling::kNone)));
-              auto opt = make_optimizer(opt_name, model->parameters(), lr);
-              const auto options =
-                  train::FitOptions().epochs(epochs).batch_size(batch).progress(
-                      train::Progress::kOff);
-              const auto d =
-                  train::diagnose(model,
-                                  *opt,
-                                  set.table,
-                                  train::DiagnoseOptions::for_fit(options, n));
-              double final_mse = NAN, initial = NAN;
-              bool overflow = false;
-              try {
-                const auto h = train::fit(model, *opt, set.table, options);
-                final_mse = h.epochs.back().train_mse;
-                initial = d.initial_mse;
-              } catch (const c10::Error&) {
-                overflow = true;
-              }
-              const char* actual =
-                  clear_outcome(final_mse, initial, optimum, overflow);
-              const char* forecast = train::verdict_name(d.verdict);
-              if (actual == nullptr) {
-                ++skipped;
-                continue;
-              }
-              ++scored;
-              const bool ok = std::strcmp(actual, forecast) == 0;
-              agree += ok;
-              if (!ok) {
-                std::printf(
-                    "%-18s %-8s %-6s %8.0e %6lld %5lld %10s %10s "
-                    "MISS (forecast %.3gx, actual %.3gx)\n",
-                    set.name.c_str(),
-                    opt_name,
-                    standardized ? "zscore" : "raw",
-                    lr,
-                    static_cast<long long>(epochs * per_epoch),
-                    static_cast<long long>(batch),
-                    forecast,
-                    actual,
-                    d.forecast_ratio,
-                    final_mse / optimum);
-              }
-            }
-          }
-        }
-      }
+    ++scored;
+    const bool ok = std::strcmp(o.actual, o.forecast) == 0;
+    agree += ok;
+    if (!ok) {
+      std::printf(
+          "%-18s %-8s %-6s %8.0e %6lld %5lld %10s %10s "
+          "MISS (forecast %.3gx, actual %.3gx)\n",
+          c.set->name.c_str(),
+          c.optimizer,
+          c.standardized ? "zscore" : "raw",
+          c.lr,
+          static_cast<long long>(c.steps),
+          static_cast<long long>(c.batch),
+          o.forecast,
+          o.actual,
+          o.forecast_ratio,
+          o.actual_ratio);
     }
   }
   std::printf(
