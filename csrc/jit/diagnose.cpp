@@ -16,10 +16,10 @@
 namespace normopt::jit {
 namespace {
 
-// target_scaling: the model's TargetStandardizer method ("zscore",
-// "minmax", "none"), empty for a plain module. settings: lr, momentum, dampening, nesterov, weight_decay,
-// decoupled_weight_decay, beta1, beta2, eps, keras_epsilon, amsgrad,
-// maximize (flags as 0/1).
+// target_scaling: the model's TargetStandardizer method ("zscore", "minmax",
+// "none"), empty for a plain module. settings: lr, momentum, dampening,
+// nesterov, weight_decay, decoupled_weight_decay, beta1, beta2, eps,
+// keras_epsilon, amsgrad, maximize (flags as 0/1).
 constexpr size_t kSettings = 12;
 
 optim::StepDescription step_of(const std::string& rule,

@@ -12,12 +12,12 @@
 
 namespace normopt::optim::detail {
 
-/// `param`'s share of ops::affine_mse_steps_ (its .grad() the working
-/// buffer), or nullopt when `optimizer` cannot lend it: it is not
-/// normopt's Adam, AdamW or SGD itself (a subclass may step otherwise), holds no such parameter, or its step is
-/// capturable; or the parameter has no gradient or state yet (before the
-/// optimizer's first step), or tensors that are not contiguous and on the
-/// CPU.
+/// `param`'s share of ops::affine_mse_steps_ (its .grad() the working buffer),
+/// or nullopt when `optimizer` cannot lend it: it is not normopt's Adam, AdamW
+/// or SGD itself (a subclass may step otherwise), holds no such parameter, or
+/// its step is capturable; or the parameter has no gradient or state yet
+/// (before the optimizer's first step), or tensors that are not contiguous and
+/// on the CPU.
 std::optional<ops::AffineStepParam> lend_state(
     torch::optim::Optimizer& optimizer, const at::Tensor& param);
 

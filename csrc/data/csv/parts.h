@@ -224,9 +224,9 @@ std::optional<Table> read_csv_range(const std::string& path,
 /// Counts one more read parsed in blocks (or byte ranges), for tests.
 void count_read_in_blocks();
 
-/// For tests: how many reads were parsed in blocks (or ranges) so far, and a way
-/// to force blocks on small texts (min_bytes, blocks; 0 blocks restores the
-/// default: from 1 MiB of rows, 4 blocks per intra-op thread).
+/// For tests: how many reads were parsed in blocks (or ranges) so far, and a
+/// way to force blocks on small texts (min_bytes, blocks; 0 blocks restores
+/// the default: from 1 MiB of rows, 4 blocks per intra-op thread).
 NORMOPT_API int64_t reads_in_blocks();
 NORMOPT_API void set_block_parsing_for_testing(size_t min_bytes, size_t blocks);
 

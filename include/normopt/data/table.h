@@ -10,7 +10,8 @@
 ///   table.targets = table.features.sum(1, /*keepdim=*/true);
 ///   table.feature_names = {"a", "b"};
 ///   table.target_name = "y";
-///   auto [train, valid] = normopt::data::train_validation_split(table, 0.2, 42);
+///   auto [train, valid] =
+///       normopt::data::train_validation_split(table, 0.2, 42);
 /// \endcode
 
 #include <ATen/core/Tensor.h>

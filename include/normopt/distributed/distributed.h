@@ -1,8 +1,9 @@
 #pragma once
 
 /// Multi-process normopt on PyTorch's own distributed engine (c10d: Gloo on
-/// CPU, NCCL on CUDA): statistics of the union of all ranks' shards, and data-parallel
-/// training with gradients all-reduced before the fused optimizer step.
+/// CPU, NCCL on CUDA): statistics of the union of all ranks' shards, and
+/// data-parallel training with gradients all-reduced before the fused
+/// optimizer step.
 ///
 /// \code
 ///   // torchrun --no-python --standalone --nproc-per-node 2 ./my_program
@@ -52,8 +53,9 @@ struct NORMOPT_API InitOptions {
 /// A process group (Gloo unless `options.backend`) from the usual
 /// environment, as torchrun sets it: RANK, WORLD_SIZE, MASTER_ADDR and
 /// MASTER_PORT (the TCPStore there is torchrun's own when
-/// TORCHELASTIC_USE_AGENT_STORE=True, else rank 0 hosts it). Throws a c10::Error naming a missing or malformed
-/// variable, an unknown backend, or "nccl" where it is not available.
+/// TORCHELASTIC_USE_AGENT_STORE=True, else rank 0 hosts it). Throws a
+/// c10::Error naming a missing or malformed variable, an unknown backend,
+/// or "nccl" where it is not available.
 NORMOPT_API c10::intrusive_ptr<c10d::ProcessGroup> init_process_group(
     const InitOptions& options = {});
 

@@ -8,7 +8,8 @@
 /// elsewhere.
 ///
 /// \code
-///   if (const auto* affine = normopt::nn::as_affine(*model->regressor_module())) {
+///   const auto* affine = normopt::nn::as_affine(*model->regressor_module());
+///   if (affine) {
 ///     std::cout << affine->affine_weight().sizes() << "\n";  // [out, in]
 ///   }
 /// \endcode

@@ -1,10 +1,11 @@
 #pragma once
 
 /// Fused optimizer steps as dispatcher ops (`normopt::adam_step_`,
-/// `normopt::adam_step_capturable_`, `normopt::sgd_step_`). Each updates a list of parameters and their state
-/// in place in one pass: every element of param, grad and state is read once
-/// and written once. normopt::optim::{Adam, AdamW, SGD} call these; the same
-/// ops are reachable from Python as `torch.ops.normopt.adam_step_`.
+/// `normopt::adam_step_capturable_`, `normopt::sgd_step_`). Each updates a list
+/// of parameters and their state in place in one pass: every element of param,
+/// grad and state is read once and written once. normopt::optim::{Adam, AdamW,
+/// SGD} call these; the same ops are reachable from Python as
+/// `torch.ops.normopt.adam_step_`.
 ///
 /// All lists are index-aligned; tensors at one index share shape, dtype and
 /// device. Supported: float32 and float64 (vectorized), float16/bfloat16

@@ -4,8 +4,9 @@
 /// kernel as normopt::optim::Adam.
 ///
 /// \code
-///   normopt::optim::AdamW opt(model->parameters(),
-///                             normopt::optim::AdamWOptions(1e-3).weight_decay(1e-2));
+///   normopt::optim::AdamW opt(
+///       model->parameters(),
+///       normopt::optim::AdamWOptions(1e-3).weight_decay(1e-2));
 /// \endcode
 
 #include <normopt/macros.h>

@@ -8,7 +8,8 @@
 ///   auto history = normopt::train::fit(model, adam, table, options);
 ///   history.write_csv("history.csv");
 ///   for (const auto& field : normopt::train::kEpochLogFields) {
-///     std::printf("%s = %g\n", field.name, history.epochs.back().*field.member);
+///     std::printf("%s = %g\n", field.name,
+///                 history.epochs.back().*field.member);
 ///   }
 /// \endcode
 

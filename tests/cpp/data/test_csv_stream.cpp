@@ -275,7 +275,7 @@ TEST_F(CsvBlocks, MoreRangesThanRows) {
   EXPECT_EQ(serial.targets[0].item<double>(), 4.9e-324);
 }
 
-// --- CsvReader ----------------------------------------------------------------
+// --- CsvReader ---------------------------------------------------------------
 
 class CsvStream : public ::testing::Test {
  protected:
@@ -450,7 +450,7 @@ TEST_F(CsvStream, PeakMemoryDoesNotGrowWithTheFile) {
 }
 #endif
 
-// --- Statistics from a stream ---------------------------------------------------
+// --- Statistics from a stream ------------------------------------------------
 
 // Rows whose mean is far from zero relative to their spread (incomes), where
 // a one-pass sum of squares would lose digits.
@@ -624,7 +624,7 @@ TEST(CsvNumbers, FastPathEqualsFromChars) {
 
 }  // namespace
 
-// --- fit() from a stream ------------------------------------------------------
+// --- fit() from a stream -----------------------------------------------------
 
 #include <normopt/optim/adam.h>
 #include <normopt/train/fit.h>

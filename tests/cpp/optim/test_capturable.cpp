@@ -146,7 +146,7 @@ void expect_capturable_equals_host_steps(
 
 }  // namespace
 
-// ---- The op ------------------------------------------------------------------
+// ---- The op -----------------------------------------------------------------
 
 TEST(AdamCapturableOp, MatchesAdamStep_AllDtypesAndOptions) {
   for (auto step_dtype : {torch::kFloat, torch::kDouble}) {
@@ -272,7 +272,7 @@ TEST(AdamCapturableOp, MixedStepDtypes_Refused) {
       {"state_steps[1] has dtype Double", "one dtype for the list"});
 }
 
-// ---- The optimizers ------------------------------------------------------------
+// ---- The optimizers ---------------------------------------------------------
 
 TEST(AdamCapturable, TrajectoryEqualsHostSteps_20Steps) {
   expect_capturable_equals_host_steps<Adam, AdamOptions>({

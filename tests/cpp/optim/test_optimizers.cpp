@@ -541,7 +541,7 @@ TEST(AdamStepOp, BadInput_ClearErrors) {
                {"amsgrad needs one max_exp_avg_sqs"});
 }
 
-// ---- describe(): what train:: asks of an optimizer ---------------------------
+// ---- describe(): what train:: asks of an optimizer --------------------------
 
 TEST(Describe, NormoptAndLibTorchOptimizers_RuleAndSettings) {
   auto w = torch::zeros({3}, torch::requires_grad());
