@@ -10,9 +10,8 @@
 
 namespace normopt::train::detail {
 
-/// The callbacks of one fit() run, in calling order: the progress bar (when
-/// drawn), `options.callbacks()`, then those the options ask for: the
-/// LRScheduler, ReduceLROnPlateau, early stopping and checkpointing.
+/// The callbacks of one fit() run, in the calling order that
+/// <normopt/train/callbacks.h> documents (the one place that says it).
 std::vector<std::shared_ptr<Callback>> fit_callbacks(const FitOptions& options);
 
 }  // namespace normopt::train::detail

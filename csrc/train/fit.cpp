@@ -254,10 +254,9 @@ Validation prepare_validation(nn::StandardizedRegressor& model,
   Validation v;
   v.scale64 = model->target->scale.to(eval_options);
   if (const auto& validation = options.validation()) {
-    at::NoGradGuard no_grad;
-    v.x = model->normalization->forward(validation->features.to(data_options));
-    v.y_std64 = model->transform_targets(
-        detail::as_matrix(validation->targets).to(eval_options));
+    v.x = detail::prepared_inputs(model, validation->features, data_options);
+    v.y_std64 =
+        detail::prepared_targets(model, validation->targets, eval_options);
   }
   return v;
 }

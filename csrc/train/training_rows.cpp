@@ -22,6 +22,20 @@ std::pair<at::Tensor, at::Tensor> BatchBlock::batch_at(int64_t b) const {
   return {x.narrow(0, start, len), y.narrow(0, start, len)};
 }
 
+at::Tensor prepared_inputs(nn::StandardizedRegressor& model,
+                           const at::Tensor& features,
+                           const at::TensorOptions& options) {
+  at::NoGradGuard no_grad;
+  return model->normalization->forward(features.to(options));
+}
+
+at::Tensor prepared_targets(nn::StandardizedRegressor& model,
+                            const at::Tensor& targets,
+                            const at::TensorOptions& options) {
+  at::NoGradGuard no_grad;
+  return model->transform_targets(as_matrix(targets).to(options));
+}
+
 at::TensorOptions data_options_of(const nn::StandardizedRegressor& model) {
   const auto params = model->parameters();
   return at::TensorOptions()
@@ -30,21 +44,6 @@ at::TensorOptions data_options_of(const nn::StandardizedRegressor& model) {
 }
 
 namespace {
-
-// Inputs through the model's Normalization and targets through its
-// TargetStandardizer, as (N, k), converted to `options`.
-at::Tensor prepared_inputs(nn::StandardizedRegressor& model,
-                           const at::Tensor& features,
-                           const at::TensorOptions& options) {
-  at::NoGradGuard no_grad;
-  return model->normalization->forward(features.to(options));
-}
-at::Tensor prepared_targets(nn::StandardizedRegressor& model,
-                            const at::Tensor& targets,
-                            const at::TensorOptions& options) {
-  at::NoGradGuard no_grad;
-  return model->transform_targets(as_matrix(targets).to(options));
-}
 
 class TableRows : public TrainingRows {
  public:

@@ -49,6 +49,16 @@ class TrainingRows {
   virtual std::pair<double, double> evaluate() = 0;
 };
 
+/// What the regressor trains on: inputs through the model's Normalization,
+/// targets (N) or (N, k) as (N, k) through its TargetStandardizer, both
+/// converted to `options` first.
+at::Tensor prepared_inputs(nn::StandardizedRegressor& model,
+                           const at::Tensor& features,
+                           const at::TensorOptions& options);
+at::Tensor prepared_targets(nn::StandardizedRegressor& model,
+                            const at::Tensor& targets,
+                            const at::TensorOptions& options);
+
 /// The dtype and device of the model's parameters.
 at::TensorOptions data_options_of(const nn::StandardizedRegressor& model);
 
