@@ -92,8 +92,7 @@ inline std::string column_list(const std::vector<std::string>& names) {
   return os.str();
 }
 
-// --- Scanner
-// ------------------------------------------------------------------
+// --- Scanner -----------------------------------------------------------------
 
 // One field of a record, pointing into the input text.
 struct Field {
@@ -388,8 +387,7 @@ class Scanner {
   bool plain_stop_[256];  // stop_ and '"'
 };
 
-// --- Number parsing
-// ------------------------------------------------------------
+// --- Number parsing ----------------------------------------------------------
 
 enum class NumberStatus { kOk, kEmpty, kNotNumber, kNonFinite, kOutOfRange };
 

@@ -65,8 +65,7 @@ const char* const kPlain =
     "-3,4.5e1,20\n"
     "0.125,-0,1e-3\n";
 
-// --- Values
-// ---------------------------------------------------------------------
+// --- Values ------------------------------------------------------------------
 
 TEST(Csv, Parse_EveryElementExact_Float32) {
   const Table t = parse_csv(kPlain);
@@ -129,8 +128,7 @@ TEST(Csv, Numbers_SignsExponentsAndLeadingDot) {
   EXPECT_TRUE(at::equal(t.targets, doubles({1000.0, 0.02}, {2, 1})));
 }
 
-// --- Column selection
-// --------------------------------------------------------------
+// --- Column selection --------------------------------------------------------
 
 TEST(Csv, Target_Default_IsLastColumn) {
   const Table t = parse_csv("a,b,c\n1,2,3\n4,5,6\n");
@@ -165,8 +163,7 @@ TEST(Csv, Features_UnselectedColumns_MayHoldText) {
   EXPECT_TRUE(at::equal(t.targets, doubles({2, 4}, {2, 1})));
 }
 
-// --- Dialect
-// --------------------------------------------------------------------
+// --- Dialect -----------------------------------------------------------------
 
 TEST(Csv, Dialect_CrlfBomQuotedSpaces_SameAsPlain) {
   const std::string fancy =
@@ -221,8 +218,7 @@ TEST(Csv, Dialect_SemicolonAndTabDelimiters) {
   EXPECT_TRUE(at::equal(tab.targets, semi.targets));
 }
 
-// --- Errors: each names source, line and column
-// ------------------------------------
+// --- Errors: each names source, line and column ------------------------------
 
 TEST(Csv, MissingCell_NamesLineAndColumn) {
   const std::string m =
@@ -514,8 +510,7 @@ TEST(Csv, ManyRows_AllValuesExact) {
   EXPECT_TRUE(at::equal(t.targets, (-i).unsqueeze(1)));
 }
 
-// --- Files
-// ------------------------------------------------------------------------
+// --- Files -------------------------------------------------------------------
 
 class ReadCsv : public ::testing::Test {
  protected:
@@ -563,8 +558,7 @@ TEST_F(ReadCsv, EmptyFile_Errors) {
   EXPECT_CONTAINS(m, path + " at line 1, column 1: the input is empty");
 }
 
-// --- Split
-// ----------------------------------------------------------------------
+// --- Split -------------------------------------------------------------------
 
 // A table whose feature column 0 is the row id, the target 10 * id.
 Table numbered(int64_t n) {
@@ -658,8 +652,7 @@ TEST(Split, EitherSideEmpty_Errors) {
                   "leaves 2 validation and 0 training rows");
 }
 
-// --- TableDataset
-// -------------------------------------------------------------------
+// --- TableDataset ------------------------------------------------------------
 
 TEST(TableDataset, Get_ReturnsFeatureRowAndTarget) {
   const Table t = parse_csv(kPlain, CsvOptions().dtype(at::kDouble));

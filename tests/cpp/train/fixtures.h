@@ -16,8 +16,14 @@
 
 namespace normopt::test::train {
 
+// The names every train test uses: a test file's
+// `using namespace normopt::test::train;` brings them all.
 using namespace normopt::nn;
 using normopt::data::Table;
+using normopt::test::expect_error;
+using normopt::test::quiet;
+using normopt::test::snapshot;
+using normopt::test::TempDir;
 using normopt::train::FitOptions;
 using normopt::train::History;
 
@@ -179,8 +185,7 @@ inline std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-// ---- The seed data set
-// ---------------------------------------------------------
+// ---- The seed data set ------------------------------------------------------
 
 // The seed data set: skipped (with the reason) when NORMOPT_DATA_DIR does
 // not hold it. Two suite names so the usual filters (ClosedForm*, Fit*)

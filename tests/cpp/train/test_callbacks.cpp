@@ -5,16 +5,7 @@
 
 #include <normopt/normopt.h>
 
-#include <fstream>
-#include <sstream>
-#include <string>
-#include <vector>
-
 using namespace normopt::test::train;
-using normopt::test::expect_error;
-using normopt::test::quiet;
-using normopt::test::snapshot;
-using normopt::test::TempDir;
 using normopt::train::Callback;
 using normopt::train::EpochLog;
 using normopt::train::FitState;

@@ -2,27 +2,13 @@
 
 #include <normopt/normopt.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <limits>
-#include <sstream>
-#include <string>
 #include <thread>
-#include <vector>
 
-using namespace normopt::nn;
 using namespace normopt::test::train;
-using normopt::data::Table;
-using normopt::test::expect_error;
-using normopt::test::quiet;
-using normopt::test::snapshot;
-using normopt::train::FitOptions;
-using normopt::train::History;
 
-// ---- Closed form
-// --------------------------------------------------------------
+// ---- Closed form ------------------------------------------------------------
 
 TEST(ClosedForm, NoiseFree_RecoversExactCoefficients) {
   torch::manual_seed(0);

@@ -80,8 +80,7 @@ TEST_F(FitIncome, AdamStandardized_Within1PercentOfOptimum) {
   EXPECT_GT(first, 0);
 }
 
-// ---- fit() mechanics
-// -------------------------------------------------------------
+// ---- fit() mechanics --------------------------------------------------------
 
 TEST(Fit, SameSeed_BitIdenticalDifferentSeedDiffers) {
   const auto table = income_like_table();

@@ -4,15 +4,7 @@
 
 #include <normopt/normopt.h>
 
-#include <cmath>
-#include <string>
-#include <vector>
-
-using namespace normopt::nn;
 using namespace normopt::test::train;
-using normopt::data::Table;
-using normopt::test::expect_error;
-using normopt::test::quiet;
 using normopt::train::DiagnoseOptions;
 using normopt::train::Verdict;
 
