@@ -387,9 +387,8 @@ struct Setup {
 };
 
 int64_t steps_per_epoch(const Args& args, const Data& d, const Ranks& ranks) {
-  const int64_t n = args.stream ? d.total_rows : ranks.mine.size();
-  const int64_t bs = args.batch_size == 0 ? n : std::min(args.batch_size, n);
-  return (n + bs - 1) / bs;
+  return train::batches_per_epoch(
+      args.stream ? d.total_rows : ranks.mine.size(), args.batch_size);
 }
 
 // A run's result: its History and diagnose()'s forecast made before it.

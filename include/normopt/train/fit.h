@@ -161,6 +161,11 @@ struct NORMOPT_API FitOptions {
   TORCH_ARG(std::optional<double>, optimum_mse) = std::nullopt;
 };
 
+/// Optimizer steps in an epoch of `rows` rows: ceil(rows / batch_size), the
+/// last batch holding the rest; batch_size 0 (or above `rows`) is one full
+/// batch, and no rows take no steps. Throws c10::Error for a negative value.
+NORMOPT_API int64_t batches_per_epoch(int64_t rows, int64_t batch_size);
+
 /// Trains `model` with `optimizer` on `train` by minibatch gradient descent
 /// on torch::mse_loss(model->forward(xb), model->transform_targets(yb)) and
 /// returns the per-epoch History.
