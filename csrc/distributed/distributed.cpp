@@ -5,7 +5,7 @@
 #include <normopt/distributed/distributed.h>
 #include <normopt/ops/moments.h>
 
-#include "../data/csv/parts.h"
+#include "../data/csv_range.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
