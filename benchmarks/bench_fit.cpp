@@ -67,7 +67,7 @@ void BM_FitStep(benchmark::State& state) {
   // Epochs for at least 5,000 steps a fit(), so its setup (preparing the
   // rows) is spread as in a real run; each epoch's loss evaluation over
   // every row is counted.
-  const int64_t per_epoch = (rows + batch - 1) / batch;
+  const int64_t per_epoch = tr::batches_per_epoch(rows, batch);
   const int64_t epochs = (5000 + per_epoch - 1) / per_epoch;
   const auto options = tr::FitOptions()
                            .epochs(epochs)
@@ -121,7 +121,7 @@ void BM_MlpStep(benchmark::State& state) {
   torch::NoGradGuard no_grad;
   const auto x = model->normalization->forward(table.features);
   const auto y = model->transform_targets(table.targets);
-  const int64_t steps = (rows + batch - 1) / batch;
+  const int64_t steps = tr::batches_per_epoch(rows, batch);
   for (auto _ : state) {
     if (through_fit) {
       tr::fit(model, adam, table, options);

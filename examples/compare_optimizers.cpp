@@ -122,18 +122,9 @@ CLI::Validator positive_finite() {
       "");
 }
 
-// Parses the command line (CLI11): integers must be integers in range,
-// unknown flags are named, --help is generated. Returns nullopt after
-// printing --help or a parse error (the exit code in *code).
-std::optional<Args> parse(int argc, char** argv, int* code) {
-  Args a;
-  CLI::App app{
-      "The main job: trains a linear model with each optimizer and learning "
-      "rate on raw and on standardized targets, prints the final MSE and the "
-      "gap to the closed-form optimum, and writes each run's history.",
-      "compare_optimizers"};
-  app.get_formatter()->column_width(30);
-  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+// The flags, in --help's order: what to train on, how to train, where the
+// results go, and reading in parts.
+void add_data_options(CLI::App& app, Args& a) {
   app.add_option("--data",
                  a.data,
                  "numeric CSV with a header row (default: built-in "
@@ -142,6 +133,10 @@ std::optional<Args> parse(int argc, char** argv, int* code) {
   app.add_option(
          "--target", a.target, "target column of --data (default: the last)")
       ->type_name("COL");
+}
+
+void add_training_options(CLI::App& app, Args& a) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   app.add_option("--epochs", a.epochs, "epochs per run")
       ->type_name("N")
       ->check(integer_in<int64_t>(1, kMax))
@@ -167,6 +162,9 @@ std::optional<Args> parse(int argc, char** argv, int* code) {
       ->type_name("S")
       ->check(integer_in<uint64_t>(0, std::numeric_limits<uint64_t>::max()))
       ->capture_default_str();
+}
+
+void add_output_options(CLI::App& app, Args& a) {
   app.add_option("--out", a.out, "output folder")
       ->type_name("DIR")
       ->capture_default_str();
@@ -178,13 +176,16 @@ std::optional<Args> parse(int argc, char** argv, int* code) {
                  a.checkpoint_every,
                  "epochs between checkpoints (the last epoch is always saved)")
       ->type_name("N")
-      ->check(integer_in<int64_t>(1, kMax))
+      ->check(integer_in<int64_t>(1, std::numeric_limits<int64_t>::max()))
       ->capture_default_str();
   app.add_flag("--resume",
                a.resume,
                "continue each run from its checkpoint in --checkpoint-dir "
                "(runs without one start afresh; the result equals an "
                "uninterrupted run)");
+}
+
+void add_stream_options(CLI::App& app, Args& a) {
   app.add_flag("--stream",
                a.stream,
                "read --data in parts (data::CsvReader) each epoch instead of "
@@ -194,14 +195,12 @@ std::optional<Args> parse(int argc, char** argv, int* code) {
                  a.shuffle_buffer,
                  "with --stream: rows shuffled together")
       ->type_name("N")
-      ->check(integer_in<int64_t>(1, kMax))
+      ->check(integer_in<int64_t>(1, std::numeric_limits<int64_t>::max()))
       ->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    *code = app.exit(e);  // --help on stdout, errors on stderr
-    return std::nullopt;
-  }
+}
+
+// The flags that only make sense together; throws naming the missing one.
+void check_combinations(const Args& a) {
   TORCH_CHECK(!a.resume || !a.checkpoint_dir.empty(),
               "--resume needs --checkpoint-dir (the folder of the checkpoints "
               "to continue from)");
@@ -217,6 +216,30 @@ std::optional<Args> parse(int argc, char** argv, int* code) {
   TORCH_CHECK(!a.stream || std::getenv("WORLD_SIZE") == nullptr,
               "--stream runs in one process; under torchrun, each rank reads "
               "its share of --data without it");
+}
+
+// Parses the command line (CLI11): integers must be integers in range,
+// unknown flags are named, --help is generated. Returns nullopt after
+// printing --help or a parse error (the exit code in *code).
+std::optional<Args> parse(int argc, char** argv, int* code) {
+  Args a;
+  CLI::App app{
+      "The main job: trains a linear model with each optimizer and learning "
+      "rate on raw and on standardized targets, prints the final MSE and the "
+      "gap to the closed-form optimum, and writes each run's history.",
+      "compare_optimizers"};
+  app.get_formatter()->column_width(30);
+  add_data_options(app, a);
+  add_training_options(app, a);
+  add_output_options(app, a);
+  add_stream_options(app, a);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    *code = app.exit(e);  // --help on stdout, errors on stderr
+    return std::nullopt;
+  }
+  check_combinations(a);
   return a;
 }
 
@@ -252,231 +275,359 @@ std::string lr_text(double lr) {
   return buf;
 }
 
-int run(int argc, char** argv) {
-  int code = 0;
-  const auto parsed = parse(argc, argv, &code);
-  if (!parsed) {
-    return code;
-  }
-  const Args& args = *parsed;
-  // Everything that can fail on the user's input happens before any file is
-  // written: a bad path or column leaves no output behind.
-  // Under --stream, `table` is the first part (for the diagnostics), and
-  // the runs read the file again each epoch.
+// The data every run trains on. Under --stream, `table` is the first part
+// (for the diagnostics), the runs read the file again each epoch, and there
+// is no closed-form optimum.
+struct Data {
   std::optional<data::CsvReader> reader;
   data::Table table;
   int64_t total_rows = 0;
+  train::LeastSquares optimum;
+};
+
+Data load_data(const Args& args) {
+  Data d;
   if (args.stream) {
-    reader.emplace(args.data, data::CsvOptions().target(args.target));
-    table = *reader->next();  // a file without rows throws here
-    total_rows = table.size();
-    while (auto part = reader->next()) {
-      total_rows += part->size();
+    d.reader.emplace(args.data, data::CsvOptions().target(args.target));
+    d.table = *d.reader->next();  // a file without rows throws here
+    d.total_rows = d.table.size();
+    while (auto part = d.reader->next()) {
+      d.total_rows += part->size();
     }
-  } else {
-    table =
-        args.data.empty()
-            ? data::synthetic_income(20, 0)
-            : data::read_csv(args.data, data::CsvOptions().target(args.target));
-    total_rows = table.size();
+    return d;
   }
-  const auto optimum =
-      args.stream ? train::LeastSquares{}
-                  : train::solve_least_squares(table.features, table.targets);
-  // Under torchrun (WORLD_SIZE set) every run is data-parallel:
-  // each rank trains on its shard, rank 0 reports and writes the files.
+  d.table =
+      args.data.empty()
+          ? data::synthetic_income(20, 0)
+          : data::read_csv(args.data, data::CsvOptions().target(args.target));
+  d.total_rows = d.table.size();
+  d.optimum = train::solve_least_squares(d.table.features, d.table.targets);
+  return d;
+}
+
+// Under torchrun (WORLD_SIZE set) every run is data-parallel: each rank
+// trains on its shard, rank 0 reports and writes the files.
+struct Ranks {
   int rank = 0;
-  data::Table mine = table;
+  data::Table mine;  // this rank's rows (all of them in one process)
 #if NORMOPT_HAVE_DISTRIBUTED
   c10::intrusive_ptr<c10d::ProcessGroup> group;
-  if (std::getenv("WORLD_SIZE") != nullptr) {
-    group = distributed::init_process_group();
-    rank = group->getRank();
-    mine = distributed::shard(table, rank, group->getSize());
-  }
 #endif
-  const bool report = rank == 0;  // one report and one set of files
-  if (report) {
-    std::printf(
-        "data: %s, %lld rows, features [",
-        args.data.empty() ? "built-in synthetic incomes" : args.data.c_str(),
-        static_cast<long long>(total_rows));
-    for (size_t i = 0; i < table.feature_names.size(); ++i) {
-      std::printf("%s%s", i ? ", " : "", table.feature_names[i].c_str());
-    }
-    if (args.stream) {
-      std::printf(
-          "], target %s (read in parts: --stream)\nclosed-form "
-          "optimum MSE: not computed under --stream\n\n",
-          table.target_name.c_str());
-    } else {
-      std::printf("], target %s\nclosed-form optimum MSE: %.6g\n\n",
-                  table.target_name.c_str(),
-                  optimum.mse);
-    }
+  bool report() const {  // one report and one set of files
+    return rank == 0;
   }
+};
 
-  const int64_t n = args.stream ? total_rows : mine.size();
-  const int64_t bs = args.batch_size == 0 ? n : std::min(args.batch_size, n);
-  const int64_t steps_per_epoch = (n + bs - 1) / bs;
-
-  const std::string staging =
-      args.out + "/.staging-" + std::to_string(::getpid());
-  std::vector<std::string> staged;  // the files written into `staging`
-  if (report) {
-    make_folders(staging);
-    if (!args.checkpoint_dir.empty()) {
-      make_folders(args.checkpoint_dir);
-    }
-  }
-  struct Row {
-    std::string run;
-    std::string optimizer;
-    double lr;
-    bool standardized;
-    train::History history;
-    train::Diagnosis forecast;
-  };
-  std::vector<Row> rows;
-  const auto started = std::chrono::steady_clock::now();
-  try {
-    for (bool standardized : {false, true}) {
-      for (const auto& opt_name : args.optimizers) {
-        for (double lr : args.lrs) {
-          const std::string name = opt_name + "_lr" + lr_text(lr) +
-                                   (standardized ? "_standardized" : "_raw");
-          torch::manual_seed(args.seed);
-          nn::StandardizedRegressor model(
-              nn::LinearRegressor(table.features.size(1)),
-              nn::StandardizedRegressorOptions().targets(
-                  nn::TargetStandardizerOptions().method(
-                      standardized ? nn::TargetScaling::kZScore
-                                   : nn::TargetScaling::kNone)));
-          auto opt = make_optimizer(opt_name, model->parameters(), lr);
-          // Under --stream the forecast reads the whole file once (its
-          // full-batch quadratic); otherwise it replays the planned batches.
-          const auto plan = train::DiagnoseOptions()
-                                .planned_steps(args.epochs * steps_per_epoch)
-                                .batch_size(args.batch_size)
-                                .seed(args.seed);
-          const auto diagnosis =
-              reader ? train::diagnose(model, *opt, *reader, plan)
-                     : train::diagnose(model, *opt, table, plan);
-          if (report) {
-            std::cout << name << ": forecast " << diagnosis;
-          }
-          auto fit_options = train::FitOptions()
-                                 .epochs(args.epochs)
-                                 .batch_size(args.batch_size)
-                                 .seed(args.seed)
-                                 .shuffle_buffer(args.shuffle_buffer)
-                                 .progress(train::Progress::kOff);
-          if (!args.stream) {
-            fit_options.optimum_mse(optimum.mse);
-          }
-          if (!args.checkpoint_dir.empty()) {
-            // Rank 0 writes it (distributed::fit), every rank resumes from it.
-            const auto checkpoint = args.checkpoint_dir + "/" + name + ".pt";
-            fit_options.checkpoint_path(checkpoint)
-                .checkpoint_every(args.checkpoint_every);
-            if (args.resume && exists(checkpoint)) {
-              fit_options.resume_from(checkpoint);
-              if (report) {
-                std::printf(
-                    "%s: resuming from %s\n", name.c_str(), checkpoint.c_str());
-              }
-            }
-          }
+Ranks join_ranks(const data::Table& table) {
+  Ranks ranks;
+  ranks.mine = table;
 #if NORMOPT_HAVE_DISTRIBUTED
-          auto history =
-              group ? distributed::fit(model, *opt, mine, fit_options, *group)
-              : reader ? train::fit(model, *opt, *reader, fit_options)
-                       : train::fit(model, *opt, mine, fit_options);
-#else
-          auto history = reader ? train::fit(model, *opt, *reader, fit_options)
-                                : train::fit(model, *opt, mine, fit_options);
+  if (std::getenv("WORLD_SIZE") != nullptr) {
+    ranks.group = distributed::init_process_group();
+    ranks.rank = ranks.group->getRank();
+    ranks.mine = distributed::shard(table, ranks.rank, ranks.group->getSize());
+  }
 #endif
-          if (report) {
-            history.write_csv(staging + "/" + name + ".csv");
-            staged.push_back(name + ".csv");
-            history.write_json(staging + "/" + name + ".json", name);
-            staged.push_back(name + ".json");
-            write_forecast(
-                staging + "/" + name + ".forecast", diagnosis, steps_per_epoch);
-            staged.push_back(name + ".forecast");
-          }
-          rows.push_back({name,
-                          opt_name,
-                          lr,
-                          standardized,
-                          std::move(history),
-                          diagnosis});
-        }
+  return ranks;
+}
+
+void print_data(const Args& args, const Data& d) {
+  std::printf(
+      "data: %s, %lld rows, features [",
+      args.data.empty() ? "built-in synthetic incomes" : args.data.c_str(),
+      static_cast<long long>(d.total_rows));
+  for (size_t i = 0; i < d.table.feature_names.size(); ++i) {
+    std::printf("%s%s", i ? ", " : "", d.table.feature_names[i].c_str());
+  }
+  if (args.stream) {
+    std::printf(
+        "], target %s (read in parts: --stream)\nclosed-form "
+        "optimum MSE: not computed under --stream\n\n",
+        d.table.target_name.c_str());
+  } else {
+    std::printf("], target %s\nclosed-form optimum MSE: %.6g\n\n",
+                d.table.target_name.c_str(),
+                d.optimum.mse);
+  }
+}
+
+// One run of the plan: an optimizer at a learning rate, on raw or on
+// standardized targets.
+struct RunSpec {
+  std::string name;  // e.g. adam_lr0.01_raw: its files' names
+  std::string optimizer;
+  double lr;
+  bool standardized;
+};
+
+// Every optimizer at every learning rate, on raw targets, then on
+// standardized ones.
+std::vector<RunSpec> plan_runs(const Args& args) {
+  std::vector<RunSpec> plan;
+  for (bool standardized : {false, true}) {
+    for (const auto& optimizer : args.optimizers) {
+      for (double lr : args.lrs) {
+        plan.push_back({optimizer + "_lr" + lr_text(lr) +
+                            (standardized ? "_standardized" : "_raw"),
+                        optimizer,
+                        lr,
+                        standardized});
+      }
+    }
+  }
+  return plan;
+}
+
+// What every run shares.
+struct Setup {
+  const Args& args;
+  Data& data;
+  const Ranks& ranks;
+  int64_t steps_per_epoch;  // on this rank's rows (all of them under --stream)
+};
+
+int64_t steps_per_epoch(const Args& args, const Data& d, const Ranks& ranks) {
+  return train::batches_per_epoch(
+      args.stream ? d.total_rows : ranks.mine.size(), args.batch_size);
+}
+
+// A run's result: its History and diagnose()'s forecast made before it.
+struct Result {
+  RunSpec spec;
+  train::History history;
+  train::Diagnosis forecast;
+};
+
+nn::StandardizedRegressor make_model(int64_t features, bool standardized) {
+  return nn::StandardizedRegressor(
+      nn::LinearRegressor(features),
+      nn::StandardizedRegressorOptions().targets(
+          nn::TargetStandardizerOptions().method(
+              standardized ? nn::TargetScaling::kZScore
+                           : nn::TargetScaling::kNone)));
+}
+
+// Under --stream the forecast reads the whole file once (its full-batch
+// quadratic); otherwise it replays the planned batches.
+train::Diagnosis make_forecast(nn::StandardizedRegressor& model,
+                               torch::optim::Optimizer& opt,
+                               const Setup& s) {
+  const auto plan = train::DiagnoseOptions()
+                        .planned_steps(s.args.epochs * s.steps_per_epoch)
+                        .batch_size(s.args.batch_size)
+                        .seed(s.args.seed);
+  return s.data.reader ? train::diagnose(model, opt, *s.data.reader, plan)
+                       : train::diagnose(model, opt, s.data.table, plan);
+}
+
+// The run's fit() options; with --checkpoint-dir, its checkpoint (rank 0
+// writes it in distributed::fit, every rank resumes from it).
+train::FitOptions fit_options(const RunSpec& spec, const Setup& s) {
+  const Args& args = s.args;
+  auto options = train::FitOptions()
+                     .epochs(args.epochs)
+                     .batch_size(args.batch_size)
+                     .seed(args.seed)
+                     .shuffle_buffer(args.shuffle_buffer)
+                     .progress(train::Progress::kOff);
+  if (!args.stream) {
+    options.optimum_mse(s.data.optimum.mse);
+  }
+  if (args.checkpoint_dir.empty()) {
+    return options;
+  }
+  const auto checkpoint = args.checkpoint_dir + "/" + spec.name + ".pt";
+  options.checkpoint_path(checkpoint).checkpoint_every(args.checkpoint_every);
+  if (args.resume && exists(checkpoint)) {
+    options.resume_from(checkpoint);
+    if (s.ranks.report()) {
+      std::printf(
+          "%s: resuming from %s\n", spec.name.c_str(), checkpoint.c_str());
+    }
+  }
+  return options;
+}
+
+// fit() over the ranks, the file in parts, or the table.
+train::History train_model(nn::StandardizedRegressor& model,
+                           torch::optim::Optimizer& opt,
+                           const train::FitOptions& options,
+                           const Setup& s) {
+#if NORMOPT_HAVE_DISTRIBUTED
+  if (s.ranks.group) {
+    return distributed::fit(model, opt, s.ranks.mine, options, *s.ranks.group);
+  }
+#endif
+  return s.data.reader ? train::fit(model, opt, *s.data.reader, options)
+                       : train::fit(model, opt, s.ranks.mine, options);
+}
+
+Result train_run(const RunSpec& spec, const Setup& s) {
+  torch::manual_seed(s.args.seed);
+  auto model = make_model(s.data.table.features.size(1), spec.standardized);
+  auto opt = make_optimizer(spec.optimizer, model->parameters(), spec.lr);
+  auto diagnosis = make_forecast(model, *opt, s);
+  if (s.ranks.report()) {
+    std::cout << spec.name << ": forecast " << diagnosis;
+  }
+  auto history = train_model(model, *opt, fit_options(spec, s), s);
+  return {spec, std::move(history), std::move(diagnosis)};
+}
+
+// Each run's files (history CSV and JSON, forecast), written into a staging
+// folder and moved into --out only when every run has finished: a failed
+// run leaves no partial results behind.
+class Staging {
+ public:
+  explicit Staging(const std::string& out)
+      : folder_(out + "/.staging-" + std::to_string(::getpid())) {}
+  void create() const {
+    make_folders(folder_);
+  }
+  void write(const Result& r, int64_t steps_per_epoch) {
+    const std::string& name = r.spec.name;
+    r.history.write_csv(folder_ + "/" + name + ".csv");
+    files_.push_back(name + ".csv");
+    r.history.write_json(folder_ + "/" + name + ".json", name);
+    files_.push_back(name + ".json");
+    write_forecast(
+        folder_ + "/" + name + ".forecast", r.forecast, steps_per_epoch);
+    files_.push_back(name + ".forecast");
+  }
+  void publish(const std::string& out) const {
+    move_files(folder_, files_, out);
+  }
+  void discard() const {
+    move_files(folder_, files_, "");
+  }
+
+ private:
+  std::string folder_;
+  std::vector<std::string> files_;  // the files written into folder_
+};
+
+// Trains every run of the plan in order; rank 0 stages their files.
+std::vector<Result> train_all(const std::vector<RunSpec>& plan,
+                              const Setup& s,
+                              Staging& staging) {
+  std::vector<Result> results;
+  try {
+    for (const auto& spec : plan) {
+      results.push_back(train_run(spec, s));
+      if (s.ranks.report()) {
+        staging.write(results.back(), s.steps_per_epoch);
       }
     }
   } catch (...) {
-    if (report) {
-      move_files(staging, staged, "");
+    if (s.ranks.report()) {
+      staging.discard();
     }
     throw;
   }
-  const double total_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
-          .count();
-  if (!report) {
-    return 0;
-  }
-  move_files(staging, staged, args.out);
+  return results;
+}
 
+// The "vs optimum" column. A ratio to an optimum that is 0 up to rounding
+// (a constant target, fewer rows than features + 1) is noise: the gap is
+// reported instead.
+std::string versus_text(const Setup& s, const Result& r) {
+  char versus[32];
+  if (s.args.stream) {
+    std::snprintf(versus, sizeof(versus), "n/a");
+  } else if (s.data.optimum.exact) {
+    std::snprintf(versus, sizeof(versus), "+%.3g", r.history.gap_to_optimum());
+  } else {
+    std::snprintf(versus,
+                  sizeof(versus),
+                  "%.3gx",
+                  r.history.epochs.back().train_mse / s.data.optimum.mse);
+  }
+  return versus;
+}
+
+std::string forecast_text(const Result& r) {
+  char forecast[48];
+  std::snprintf(forecast,
+                sizeof(forecast),
+                "%.3gx %s",
+                r.forecast.forecast_ratio,
+                train::verdict_name(r.forecast.verdict));
+  return forecast;
+}
+
+// What the "vs optimum" column means for this data.
+const char* report_note(const Setup& s) {
+  if (s.args.stream) {
+    return "(vs optimum: the closed-form optimum needs the whole data; "
+           "run without --stream on a sample for it)";
+  }
+  if (s.data.optimum.exact) {
+    return "(vs optimum: final MSE - closed-form optimum MSE; the optimum is "
+           "0 up to rounding, the data lie on a linear model, so a ratio "
+           "would mean nothing)";
+  }
+  return "(vs optimum: final MSE / closed-form optimum MSE; 1x is the best "
+         "a linear model can do; forecast: diagnose()'s forecast of that "
+         "ratio and its verdict, made before the run)";
+}
+
+// The table of runs, what its "vs optimum" column means, and the time.
+void print_report(const Setup& s,
+                  const std::vector<Result>& results,
+                  double total_seconds) {
   std::printf("\n%-32s %16s %14s %22s %10s\n",
               "run",
               "final MSE",
               "vs optimum",
               "forecast",
               "seconds");
-  // A ratio to an optimum that is 0 up to rounding (a constant target,
-  // fewer rows than features + 1) is noise: the gap is reported instead.
-  for (const auto& r : rows) {
+  for (const auto& r : results) {
     const auto& last = r.history.epochs.back();
-    char versus[32];
-    if (args.stream) {
-      std::snprintf(versus, sizeof(versus), "n/a");
-    } else if (optimum.exact) {
-      std::snprintf(
-          versus, sizeof(versus), "+%.3g", r.history.gap_to_optimum());
-    } else {
-      std::snprintf(
-          versus, sizeof(versus), "%.3gx", last.train_mse / optimum.mse);
-    }
-    char forecast[48];
-    std::snprintf(forecast,
-                  sizeof(forecast),
-                  "%.3gx %s",
-                  r.forecast.forecast_ratio,
-                  train::verdict_name(r.forecast.verdict));
     std::printf("%-32s %16.6g %14s %22s %10.3f\n",
-                r.run.c_str(),
+                r.spec.name.c_str(),
                 last.train_mse,
-                versus,
-                forecast,
+                versus_text(s, r).c_str(),
+                forecast_text(r).c_str(),
                 last.wall_seconds);
   }
-  std::printf(
-      "\n%s\nhistories: %s/*.csv, *.json\n"
-      "all %zu runs: %.3f s\n",
-      args.stream
-          ? "(vs optimum: the closed-form optimum needs the whole data; "
-            "run without --stream on a sample for it)"
-      : optimum.exact
-          ? "(vs optimum: final MSE - closed-form optimum MSE; the optimum is "
-            "0 up to rounding, the data lie on a linear model, so a ratio "
-            "would mean nothing)"
-          : "(vs optimum: final MSE / closed-form optimum MSE; 1x is the best "
-            "a linear model can do; forecast: diagnose()'s forecast of that "
-            "ratio and its verdict, made before the run)",
-      args.out.c_str(),
-      rows.size(),
-      total_seconds);
+  std::printf("\n%s\nhistories: %s/*.csv, *.json\nall %zu runs: %.3f s\n",
+              report_note(s),
+              s.args.out.c_str(),
+              results.size(),
+              total_seconds);
+}
+
+// The program: read the data, plan the runs, train each, report. Everything
+// that can fail on the user's input happens before any file is written: a
+// bad path or column leaves no output behind.
+int run(int argc, char** argv) {
+  int code = 0;
+  const auto args = parse(argc, argv, &code);
+  if (!args) {
+    return code;
+  }
+  Data data = load_data(*args);
+  const Ranks ranks = join_ranks(data.table);
+  if (ranks.report()) {
+    print_data(*args, data);
+  }
+  const Setup setup{*args, data, ranks, steps_per_epoch(*args, data, ranks)};
+  Staging staging(args->out);
+  if (ranks.report()) {
+    staging.create();
+    if (!args->checkpoint_dir.empty()) {
+      make_folders(args->checkpoint_dir);
+    }
+  }
+  const auto started = std::chrono::steady_clock::now();
+  const auto results = train_all(plan_runs(*args), setup, staging);
+  const std::chrono::duration<double> seconds =
+      std::chrono::steady_clock::now() - started;
+  if (!ranks.report()) {
+    return 0;
+  }
+  staging.publish(args->out);
+  print_report(setup, results, seconds.count());
   return 0;
 }
 

@@ -5,7 +5,7 @@
 #include <normopt/distributed/distributed.h>
 #include <normopt/ops/moments.h>
 
-#include "../data/csv/parts.h"
+#include "../data/csv_range.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
@@ -452,11 +452,13 @@ train::History fit(nn::StandardizedRegressor& model,
     broadcast_parameters(*model, group);
   }
   // Every rank must step the same number of times, or the all-reduce of
-  // the rank with more steps waits for a partner that never comes.
-  const int64_t n = shard.features.size(0);
-  const int64_t batch =
-      options.batch_size() == 0 ? n : std::min(options.batch_size(), n);
-  const int64_t steps = (n + batch - 1) / batch;
+  // the rank with more steps waits for a partner that never comes. (A
+  // negative batch_size passes here as -1 on every rank: train::fit below
+  // refuses it with its own message.)
+  const int64_t steps = options.batch_size() < 0
+                            ? -1
+                            : train::batches_per_epoch(shard.features.size(0),
+                                                       options.batch_size());
   auto counts = all_gather(at::full({1}, steps, at::kLong), group);
   for (const auto& c : counts) {
     TORCH_CHECK(c.item<int64_t>() == steps,

@@ -2,6 +2,8 @@
 // Internal: how fit() cuts an epoch into batches and orders its rows, in one
 // place for fit() and for diagnose()'s replay of it.
 
+#include <normopt/train/fit.h>
+
 #include <ATen/ATen.h>
 #include <ATen/core/Generator.h>
 
@@ -16,10 +18,9 @@ inline int64_t batch_rows(int64_t rows, int64_t batch_size) {
   return batch_size == 0 ? rows : std::min(batch_size, rows);
 }
 
-/// Steps per epoch: ceil(rows / batch_rows), the last batch holding the rest.
+/// Steps per epoch: train::batches_per_epoch (fit.h, batches.cpp).
 inline int64_t batches_per_epoch(int64_t rows, int64_t batch_size) {
-  const int64_t batch = batch_rows(rows, batch_size);
-  return batch > 0 ? (rows + batch - 1) / batch : 0;
+  return train::batches_per_epoch(rows, batch_size);
 }
 
 /// A permutation of `n` rows from `generator`, after seeding it with

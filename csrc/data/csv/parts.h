@@ -1,7 +1,8 @@
 #pragma once
 // Internal to the CSV reader: the parts that read_csv and parse_csv
 // (csrc/data/csv.cpp), data::CsvReader (csrc/data/csv_reader.cpp) and
-// distributed::read_csv_shard are made of, one job per file:
+// read_csv_range (../csv_range.h, for distributed::read_csv_shard) are
+// made of, one job per file:
 //   header.cpp   the header row (read_header)
 //   columns.cpp  the target and feature columns the options select
 //                (select_columns)
@@ -9,7 +10,7 @@
 //                intra-op threads (parse_records, read_rows, parse_in_blocks)
 //   ranges.cpp   the rows of a byte range of a file, parsed as they are
 //                read; ranges in parallel, or one per rank (parse_windows,
-//                parse_in_ranges, read_csv_range)
+//                parse_in_ranges, and read_csv_range of ../csv_range.h)
 //   tensors.cpp  the Table made of the parsed values (make_table)
 // check_options is defined in csv.cpp, read_file_header in csv_reader.cpp;
 // scanner.h splits a text into records and fields.
@@ -18,6 +19,7 @@
 #include <normopt/macros.h>
 
 #include "../../util/files.h"
+#include "../csv_range.h"
 #include "scanner.h"
 
 #include <cstdint>
@@ -199,27 +201,6 @@ std::optional<std::vector<Values>> parse_in_ranges(const util::InputFile& file,
                                                    const Header& header,
                                                    const Columns& columns,
                                                    const CsvOptions& options);
-
-/// A collective: every rank's `values` (each rank passes as many),
-/// concatenated in rank order.
-using GatherInts = std::function<std::vector<int64_t>(std::vector<int64_t>)>;
-
-/// This rank's share of a CSV file read by `world` ranks together, each
-/// parsing only its bytes: the data bytes are cut into `world` even ranges,
-/// and rank r reads the rows that start in its range (from the first line
-/// ending after its cut with an even number of '"' before it, which the
-/// ranks learn from one exchange of quote counts; rank 0 from the first
-/// data row). Every rank reads the header. Collective (calls `gather`
-/// twice, or once after a local error). nullopt on every rank when any rank
-/// failed (an unreadable file, a header error, a bad row, or a cut inside
-/// a quoted field because of a stray '"') or the file has no data rows:
-/// then the caller reads the whole file, whose error (or rows) every rank
-/// gets.
-std::optional<Table> read_csv_range(const std::string& path,
-                                    const CsvOptions& options,
-                                    int64_t rank,
-                                    int64_t world,
-                                    const GatherInts& gather);
 
 /// Counts one more read parsed in blocks (or byte ranges), for tests.
 void count_read_in_blocks();

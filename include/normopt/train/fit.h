@@ -52,107 +52,55 @@ enum class Progress {
   kOff,
 };
 
-/// Options for `fit()`.
+/// Options for `fit()`. docs/training.md explains how each behaves.
 struct NORMOPT_API FitOptions {
   /// Number of passes over the training set (at least 1).
   TORCH_ARG(int64_t, epochs) = 100;
-  /// Rows per optimizer step (Keras's default 32); 0 means the full training
-  /// set (one step per epoch); a value above N is clamped to N. The last
-  /// batch of an epoch holds the remaining rows, so an epoch takes
-  /// ceil(N / batch_size) steps.
+  /// Rows per optimizer step (0: the full training set); an epoch takes
+  /// batches_per_epoch(N, batch_size) steps. See docs/training.md.
   TORCH_ARG(int64_t, batch_size) = 32;
-  /// Whether to visit the rows in a new random order each epoch (a single
-  /// full batch is not permuted: its order cannot change the step).
+  /// Whether to visit the rows in a new random order each epoch.
   TORCH_ARG(bool, shuffle) = true;
-  /// Seed of the shuffling: epoch e's permutation is drawn from a private
-  /// CPU generator seeded with seed + e (as torch's DistributedSampler does
-  /// with set_epoch), never from the global torch RNG. The same seed gives
-  /// the same run, and an epoch's order does not depend on how the run was
-  /// split by checkpoints.
+  /// Seed of the shuffling: epoch e's order comes from a private generator
+  /// seeded with seed + e, never from the global torch RNG.
   TORCH_ARG(uint64_t, seed) = 0;
-  /// fit() from a TableStream shuffles within a buffer of this many rows
-  /// (at least 1): each filled buffer is permuted with the epoch's
-  /// generator and cut into batches (rows of a last incomplete batch wait
-  /// for the next buffer). Memory grows with it, not with the data. With a
-  /// buffer of at least N rows the order is fit(Table)'s exactly. Ignored by
-  /// fit(Table), which permutes all rows.
+  /// Rows shuffled together by fit() from a TableStream (at least 1); see
+  /// docs/training.md, "Streaming and the shuffle buffer".
   TORCH_ARG(int64_t, shuffle_buffer) = 1 << 20;
-  /// Learning-rate scheduler built on the same optimizer (e.g.
-  /// std::make_shared<torch::optim::StepLR>(optimizer, 10, 0.5)); stepped
-  /// once after each epoch. Null: none. LibTorch's StepLR counts its first
-  /// step() as step 0 (Python's constructor takes that step itself), so
-  /// StepLR(optimizer, 2, 0.5) first halves lr after epoch 3, not 2.
+  /// Learning-rate scheduler on the same optimizer, stepped after each
+  /// epoch; null: none. (StepLR's off-by-one: docs/training.md.)
   TORCH_ARG(std::shared_ptr<torch::optim::LRScheduler>, scheduler) = nullptr;
   /// ReduceLROnPlateau scheduler on the same optimizer, stepped after each
-  /// epoch with the monitored loss (see `early_stopping_patience`). Null:
-  /// none.
+  /// epoch with the monitored loss; null: none.
   TORCH_ARG(std::shared_ptr<torch::optim::ReduceLROnPlateauScheduler>,
             plateau) = nullptr;
-  /// Stop when the monitored loss (the validation loss when validation data
-  /// is given, else the training loss, both in standardized units) has not
-  /// improved by more than `early_stopping_min_delta` for this many
-  /// consecutive epochs. 0: never stop early.
+  /// Stop after this many epochs without improvement of the monitored loss
+  /// (validation, else training); 0: never stop early.
   TORCH_ARG(int64_t, early_stopping_patience) = 0;
   /// Smallest decrease of the monitored loss that counts as an improvement
   /// (non-negative).
   TORCH_ARG(double, early_stopping_min_delta) = 0;
-  /// Train a LinearRegressor with its MSE gradient computed in closed form
-  /// (2/n · residualᵀ x, written into .grad()) instead of an autograd graph:
-  /// the same update, several times cheaper per step for small models.
-  /// false: always use autograd (e.g. when gradient hooks must fire). Other
-  /// regressors always use autograd.
+  /// Compute a LinearRegressor's MSE gradient in closed form instead of by
+  /// autograd (same update, cheaper); see docs/training.md, "Fast paths".
   TORCH_ARG(bool, analytic_gradients) = true;
-  /// Take such a model's minibatch steps in fused runs, one call per epoch
-  /// instead of tens of ATen calls per step, when nothing has to run
-  /// between two steps: on the CPU, float32 or float64, with normopt's
-  /// Adam, AdamW or SGD (not capturable), small batches (rows x weights up
-  /// to 16,384), and no callback overriding before_step. The same History,
-  /// checks and optimizer state (float64: within 1e-12; the gradients' sums
-  /// are ordered differently). false: one ATen step per batch.
+  /// Take such a model's small minibatch steps in fused runs, one call per
+  /// epoch, where allowed; see docs/training.md, "Fast paths".
   TORCH_ARG(bool, fuse_steps) = true;
   /// The caller's callbacks (see callbacks.h), called in list order
   /// between fit()'s progress bar and its schedulers, early stopping and
   /// checkpointing.
   TORCH_ARG(std::vector<std::shared_ptr<Callback>>, callbacks) = {};
-  /// Validation data, evaluated after each epoch (val_loss, val_mse) with
-  /// the same checks as the training table; early stopping and
-  /// ReduceLROnPlateau then monitor val_loss. None: they monitor the
-  /// training loss and the History's val_ columns are NaN.
+  /// Validation data, evaluated after each epoch (val_loss, val_mse) and
+  /// monitored by early stopping and ReduceLROnPlateau; none: val_ is NaN.
   TORCH_ARG(std::optional<data::Table>, validation) = std::nullopt;
-  /// Where to save a checkpoint of the run; empty: no checkpoints. A
-  /// checkpoint holds the model (regressor, input Normalization and
-  /// TargetStandardizer statistics), the optimizer's state and step counts
-  /// and its param groups' options (learning rates included), the epoch,
-  /// the History so far, torch's global CPU RNG state, and the settings
-  /// that must match on resume. It is saved every `checkpoint_every` epochs
-  /// and after the last epoch (also when early stopping ends the run),
-  /// after that epoch's schedulers stepped. Each save writes a new
-  /// temporary file in the same folder, fsyncs it and renames it over
-  /// `path`, so a crash or a full disk during a save leaves the previous
-  /// checkpoint readable (the failed save throws). A checkpoint is never written while a parameter
-  /// or statistic holds NaN or Inf: fit() throws instead and the previous
-  /// one stays. The file is also a model file: torch::load(model, path)
-  /// reads the model from it.
+  /// Where to save checkpoints of the run (atomically; also a model file);
+  /// empty: none. See docs/training.md, "Checkpoints and resume".
   TORCH_ARG(std::string, checkpoint_path) = "";
   /// Save a checkpoint every this many epochs (at least 1); the last epoch
   /// is always saved.
   TORCH_ARG(int64_t, checkpoint_every) = 1;
-  /// Continue the run saved in this checkpoint; empty: start afresh. Build
-  /// the model, optimizer and schedulers as for the original run and pass
-  /// the same options: fit() loads the model, its statistics and the
-  /// optimizer's state, replays the schedulers' and early stopping's
-  /// decisions from the saved History (StepLR-like schedulers are stepped
-  /// once per saved epoch, ReduceLROnPlateau is fed the saved losses), then
-  /// trains epochs (saved epoch + 1) .. `epochs`. The returned History and
-  /// the parameters equal those of the run that never stopped, bit for bit
-  /// (wall_seconds continues from the saved value). A run that had already
-  /// finished (or stopped early) is returned as saved. Throws c10::Error,
-  /// with nothing loaded and the file untouched, when the file is missing,
-  /// truncated or corrupted (every entry of the file is checked against its
-  /// zip CRC-32 before anything is read),
-  /// not a fit() checkpoint, saved from a model with other shapes or dtype, by
-  /// another optimizer type or param-group layout, with another batch_size,
-  /// shuffle, seed or validation setting, or with more epochs than `epochs`.
+  /// Continue the run saved in this checkpoint, bit for bit; empty: start
+  /// afresh. What must match: docs/training.md, "Checkpoints and resume".
   TORCH_ARG(std::string, resume_from) = "";
   /// Progress bar on stderr.
   TORCH_ARG(Progress, progress) = Progress::kAuto;
@@ -160,6 +108,11 @@ struct NORMOPT_API FitOptions {
   /// solve_least_squares(...).mse); stored in the History to report the gap.
   TORCH_ARG(std::optional<double>, optimum_mse) = std::nullopt;
 };
+
+/// Optimizer steps in an epoch of `rows` rows: ceil(rows / batch_size), the
+/// last batch holding the rest; batch_size 0 (or above `rows`) is one full
+/// batch, and no rows take no steps. Throws c10::Error for a negative value.
+NORMOPT_API int64_t batches_per_epoch(int64_t rows, int64_t batch_size);
 
 /// Trains `model` with `optimizer` on `train` by minibatch gradient descent
 /// on torch::mse_loss(model->forward(xb), model->transform_targets(yb)) and

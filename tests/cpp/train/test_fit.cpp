@@ -322,6 +322,29 @@ TEST(Fit, Divergence_ErrorNamesEpochAndBatch) {
        "standardize the targets"});
 }
 
+TEST(Fit, BatchesPerEpoch_CeilOfRowsOverBatch) {
+  using normopt::train::batches_per_epoch;
+  struct Case {
+    int64_t rows, batch_size, steps;  // steps counted by hand
+  };
+  for (const Case& c : {Case{20, 32, 1},   // one batch, clamped to 20
+                        Case{20, 0, 1},    // 0: the full batch
+                        Case{100, 32, 4},  // 32 + 32 + 32 + 4
+                        Case{96, 32, 3},   // 32 * 3 exactly
+                        Case{97, 32, 4},   // 96 + a batch of 1
+                        Case{1, 1, 1},     // one row, one step
+                        Case{7, 1, 7},     // one row per step
+                        Case{0, 32, 0},    // no rows, no steps
+                        Case{0, 0, 0}}) {  // no rows, even as a full batch
+    EXPECT_EQ(batches_per_epoch(c.rows, c.batch_size), c.steps)
+        << c.rows << " rows, batch_size " << c.batch_size;
+  }
+  expect_error([] { batches_per_epoch(-1, 32); },
+               {"rows must be >= 0", "got -1"});
+  expect_error([] { batches_per_epoch(20, -2); },
+               {"batch_size must be >= 0", "got -2"});
+}
+
 TEST(Fit, BadInput_Errors) {
   const auto table = income_like_table();
   auto model = make_model();
