@@ -136,8 +136,7 @@ std::vector<Cell> cells(const std::vector<DataSet>& sets, bool mlp) {
         for (double lr : {1e-4, 1e-3, 1e-2, 1e-1}) {
           for (int64_t batch : {int64_t{0}, int64_t{32}}) {
             for (int64_t steps : {int64_t{200}, int64_t{2000}}) {
-              const int64_t per_epoch =
-                  batch == 0 ? 1 : (n + batch - 1) / batch;
+              const int64_t per_epoch = train::batches_per_epoch(n, batch);
               const int64_t epochs = std::max<int64_t>(1, steps / per_epoch);
               if (batch > 0 && n * epochs > 400000) {
                 continue;  // keep the grid's wall time in minutes

@@ -163,7 +163,9 @@ class StreamRows : public TrainingRows {
                   .to(x.device());
       first_draw_ = false;
     }
-    const int64_t steps = last ? (held_ + batch_ - 1) / batch_ : held_ / batch_;
+    // The last block takes every row left; the others whole batches only.
+    const int64_t steps =
+        last ? batches_per_epoch(held_, batch_) : held_ / batch_;
     if (steps > 0) {
       fn(BatchBlock{x, y, order, batch_, steps});
     }
