@@ -34,6 +34,15 @@ int64_t FusedSteps::run(const BatchBlock& block, int64_t b) {
       block.x.size(1) != weight.size(1) || block.y.size(1) != weight.size(0)) {
     return b;
   }
+  // A step of the optimizer moves every parameter it holds that has a
+  // gradient; the fused steps move the weight and bias only.
+  for (const auto& group : optimizer_.param_groups()) {
+    for (const auto& p : group.params()) {
+      if (!p.is_same(weight) && !p.is_same(bias) && p.grad().defined()) {
+        return b;
+      }
+    }
+  }
   auto w = optim::detail::lend_state(optimizer_, weight);
   std::optional<ops::AffineStepParam> lent_bias;
   if (bias.defined()) {

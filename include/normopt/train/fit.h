@@ -86,9 +86,8 @@ struct NORMOPT_API FitOptions {
   /// Take such a model's small minibatch steps in fused runs, one call per
   /// epoch, where allowed; see docs/training.md, "Fast paths".
   TORCH_ARG(bool, fuse_steps) = true;
-  /// The caller's callbacks (see callbacks.h), called in list order
-  /// between fit()'s progress bar and its schedulers, early stopping and
-  /// checkpointing.
+  /// The caller's callbacks, called in list order among fit()'s own (the
+  /// order: <normopt/train/callbacks.h>).
   TORCH_ARG(std::vector<std::shared_ptr<Callback>>, callbacks) = {};
   /// Validation data, evaluated after each epoch (val_loss, val_mse) and
   /// monitored by early stopping and ReduceLROnPlateau; none: val_ is NaN.
@@ -126,9 +125,9 @@ NORMOPT_API int64_t batches_per_epoch(int64_t rows, int64_t batch_size);
 /// - Data: features and targets are converted to the dtype and device of the
 ///   model's first parameter; targets of shape (N) are treated as (N, 1).
 /// - Each epoch: a permutation of the rows (if `shuffle`), then for each
-///   batch zero_grad(), backward(), step(); then the EpochLog is evaluated
-///   and recorded, and the callbacks run (progress bar, the caller's, the
-///   schedulers, early stopping, checkpoint; see callbacks.h).
+///   batch its gradient and step() (or a fused run of them, `fuse_steps`);
+///   then the EpochLog is evaluated and recorded, and the callbacks run in
+///   the order callbacks.h documents.
 ///   The model is in train() mode during the steps and eval() mode during
 ///   evaluation; its original mode is restored on return.
 ///

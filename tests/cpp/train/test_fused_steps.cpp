@@ -212,6 +212,35 @@ TEST(FusedSteps, ParamGroupsFloat32StandardizedNoShuffle_SameRun) {
       2e-5);
 }
 
+TEST(FusedSteps, OptimizerHoldingAnotherParameter_SameRun) {
+  // Each step() also moves a parameter fit() does not train (its gradient
+  // stays as set): the steps are then taken one by one, as before.
+  const auto table = wide_table();
+  std::vector<torch::Tensor> extras;
+  MakeOptimizer with_extra = [&](std::vector<torch::Tensor> p) {
+    auto extra = torch::ones({3}, torch::kFloat64).requires_grad_();
+    extra.mutable_grad() = torch::full({3}, 0.5, torch::kFloat64);
+    extras.push_back(extra);
+    p.push_back(extra);
+    return std::make_unique<normopt::optim::Adam>(
+        std::move(p), normopt::optim::AdamOptions(1e-2));
+  };
+  const auto options = quiet().epochs(3).batch_size(32);
+  const auto fused = train(
+      wide_model(true, TargetScaling::kZScore), with_extra, table, options);
+  const auto stepped = train(wide_model(true, TargetScaling::kZScore),
+                             with_extra,
+                             table,
+                             FitOptions(options).fuse_steps(false));
+  expect_same_run(fused, stepped, 1e-12);
+  ASSERT_EQ(extras.size(), 2u);
+  // 30 Adam steps of lr 1e-2 against a constant gradient move it by
+  // 0.01 each (up to eps / 0.5 = 2e-8 of a step): 1 - 30 * 0.01.
+  EXPECT_TRUE(torch::allclose(
+      extras[0], torch::full({3}, 0.7, torch::kFloat64), 0, 1e-7));
+  EXPECT_TRUE(torch::equal(extras[0], extras[1]));
+}
+
 TEST(FusedSteps, Divergence_SameMessageAsPerStepPath) {
   // SGD at lr 5 on raw targets in the thousands grows the errors about
   // 30-fold a step and overflows float32 some 20 batches into epoch 1: both
