@@ -62,8 +62,9 @@ std::pair<double, double> evaluate(nn::StandardizedRegressorImpl& model,
   return {loss_sum / count, mse_sum / count};
 }
 
-// The training step of a LinearRegressor under the MSE loss, with the
-// gradient in closed form instead of an autograd graph:
+// The training step of an affine regressor (nn::Affine: LinearRegressor or
+// any other) under the MSE loss, with the gradient in closed form instead of
+// an autograd graph:
 //   loss = mean((x Wᵀ + b - y)²) over B·k entries,
 //   dL/dW = c (pred - y)ᵀ x,  dL/db = c Σ_rows (pred - y),  c = 2 / (B·k).
 // The gradients are written into the parameters' .grad() in place, so the

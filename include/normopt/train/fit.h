@@ -80,8 +80,9 @@ struct NORMOPT_API FitOptions {
   /// Smallest decrease of the monitored loss that counts as an improvement
   /// (non-negative).
   TORCH_ARG(double, early_stopping_min_delta) = 0;
-  /// Compute a LinearRegressor's MSE gradient in closed form instead of by
-  /// autograd (same update, cheaper); see docs/training.md, "Fast paths".
+  /// Compute an affine regressor's (nn::Affine) MSE gradient in closed form
+  /// instead of by autograd (same update, cheaper); see docs/training.md,
+  /// "Fast paths".
   TORCH_ARG(bool, analytic_gradients) = true;
   /// Take such a model's small minibatch steps in fused runs, one call per
   /// epoch, where allowed; see docs/training.md, "Fast paths".
