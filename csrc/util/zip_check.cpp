@@ -32,6 +32,16 @@ constexpr uint32_t kEndSignature = 0x06054b50;
 constexpr uint32_t kCentralSignature = 0x02014b50;
 constexpr uint32_t kLocalSignature = 0x04034b50;
 constexpr size_t kEndSize = 22, kCentralSize = 46, kLocalSize = 30;
+constexpr uint16_t kUnreadableFlags = 0x0001 | 0x0020 | 0x0040 | 0x2000;
+
+std::string hex16(uint16_t v) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(4, '0');
+  for (int i = 3; i >= 0; --i, v >>= 4) {
+    out[i] = kDigits[v & 0xF];
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -69,6 +79,7 @@ std::optional<std::string> check_zip(std::string_view b) {
     if (at + kCentralSize > end || read_u32(b, at) != kCentralSignature) {
       return "central directory entry " + std::to_string(i) + " is damaged";
     }
+    const uint16_t flags = read_u16(b, at + 8);
     const uint16_t method = read_u16(b, at + 10);
     const uint32_t crc = read_u32(b, at + 16);
     const uint32_t packed = read_u32(b, at + 20);
@@ -84,6 +95,13 @@ std::optional<std::string> check_zip(std::string_view b) {
     const std::string entry = "entry '" + name + "'";
     if (size == 0xFFFFFFFFu || packed == 0xFFFFFFFFu || local == 0xFFFFFFFFu) {
       return std::nullopt;  // zip64 entry: not checked here
+    }
+    // LibTorch writes flags 0x0808 (a data descriptor, UTF-8 names); its
+    // reader opens the archive, then fails on an entry marked encrypted
+    // (bits 0 and 6), patched (5) or masked (13), leaking the open archive.
+    if (flags & kUnreadableFlags) {
+      return entry + " is marked encrypted or patched (flags 0x" +
+             hex16(flags) + "), which LibTorch neither writes nor reads";
     }
     // Stored entries (tensor data, pickles) are CRC-checked below; LibTorch
     // deflates some TorchScript code files, whose damage its own inflater

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace {
 
@@ -22,17 +23,20 @@ void put32(std::string& out, uint32_t v) {
 }
 
 // A zip archive of one stored entry `name` holding `data`, recorded with
-// CRC `crc`: local header, data, central directory, end record.
+// CRC `crc` and general-purpose `flags` (in both headers): local header,
+// data, central directory, end record.
 std::string stored_zip(const std::string& name,
                        const std::string& data,
-                       uint32_t crc) {
+                       uint32_t crc,
+                       uint16_t flags = 0) {
   const auto size = static_cast<uint32_t>(data.size());
   const auto name_len = static_cast<uint16_t>(name.size());
   std::string zip;
   put32(zip, 0x04034b50);  // local header
   put16(zip, 20);          // version needed
-  put32(zip, 0);           // flags, method 0 (stored)
-  put32(zip, 0);           // time, date
+  put16(zip, flags);
+  put16(zip, 0);  // method 0 (stored)
+  put32(zip, 0);  // time, date
   put32(zip, crc);
   put32(zip, size);  // packed
   put32(zip, size);
@@ -43,8 +47,9 @@ std::string stored_zip(const std::string& name,
   put32(zip, 0x02014b50);  // central directory entry
   put16(zip, 20);          // made by
   put16(zip, 20);          // needed
-  put32(zip, 0);           // flags, method 0
-  put32(zip, 0);           // time, date
+  put16(zip, flags);
+  put16(zip, 0);  // method 0
+  put32(zip, 0);  // time, date
   put32(zip, crc);
   put32(zip, size);
   put32(zip, size);
@@ -85,4 +90,21 @@ TEST(ZipCheck, WrongCrcOrDamagedData_NamesTheEntry) {
   EXPECT_EQ(check_zip(stored_zip("a.txt", "123456780", 0xCBF43926)), message);
   EXPECT_EQ(check_zip(stored_zip("empty", "", 1)),
             "entry 'empty': CRC mismatch (damaged data)");
+}
+
+TEST(ZipCheck, EncryptedOrPatchedEntry_Refused) {
+  // LibTorch's reader opens such an archive, then fails on the entry (and
+  // leaks the open archive): refused first. The flags LibTorch writes
+  // (0x0808: a data descriptor, UTF-8 names) pass.
+  using normopt::util::check_zip;
+  EXPECT_EQ(check_zip(stored_zip("a.txt", "123456789", 0xCBF43926, 0x0808)),
+            std::nullopt);
+  for (const auto& [flags, hex] : {std::pair<uint16_t, std::string>{1, "0001"},
+                                   {0x0020, "0020"},
+                                   {0x0852, "0852"},
+                                   {0x2808, "2808"}}) {
+    EXPECT_EQ(check_zip(stored_zip("a.txt", "123456789", 0xCBF43926, flags)),
+              "entry 'a.txt' is marked encrypted or patched (flags 0x" + hex +
+                  "), which LibTorch neither writes nor reads");
+  }
 }
