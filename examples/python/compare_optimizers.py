@@ -20,8 +20,10 @@ with autograd); tests/python/test_python_example.py checks it.
 Data: --data CSV (a header row, numbers; the target is --target or the last
 column), else $NORMOPT_DATA_DIR/multiple_linear_regression_dataset.csv (the
 20-row income data normopt started from) when it exists, else the C++ job's
-built-in synthetic incomes (normopt::data::synthetic_income(20, 0),
-reproduced here bit for bit).
+built-in synthetic incomes (normopt.data.synthetic_income(20, 0)). The data,
+the CSV reader and the closed-form optimum are the library's
+(normopt.data, normopt.train.solve_least_squares); the training loop is
+written out here, as a PyTorch user would.
 
 Needs libnormopt (``import normopt``: the installed package, or
 NORMOPT_LIBRARY=build/libnormopt.so with python/ on PYTHONPATH) and
@@ -29,7 +31,6 @@ matplotlib.
 """
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -39,124 +40,32 @@ import time
 
 import torch
 
+import normopt.data
 import normopt.nn
 import normopt.optim
+import normopt.train
 
 INCOME_CSV = "multiple_linear_regression_dataset.csv"
-# The C++ job's exact-fit threshold (normopt::train::kExactFitTolerance).
-EXACT_FIT_TOLERANCE = 1e-12
 OPTIMIZERS = {"adam": normopt.optim.Adam, "sgd": normopt.optim.SGD}
-MASK64 = (1 << 64) - 1
 
 
 # ---- Data ------------------------------------------------------------------------
 
 
-class SplitMix64:
-    """normopt::util::SplitMix64 (csrc/util/split_mix.h), step for step."""
-
-    def __init__(self, seed):
-        self.state = seed & MASK64
-
-    def next(self):
-        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
-        z = self.state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
-        return z ^ (z >> 31)
-
-    def uniform(self):
-        return (self.next() >> 11) * 2.0**-53
-
-    def normal(self):
-        u1 = 1.0 - self.uniform()
-        u2 = self.uniform()
-        return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
-
-
-def synthetic_income(rows=20, seed=0):
-    """normopt::data::synthetic_income (csrc/data/synthetic.cpp): ages 22-60,
-    whole years of experience, income = 20,000 + 300 age + 1,400 experience
-    + N(0, 2,500²) dollars rounded to tens. Returns (x, y, feature names,
-    target name), float32 as the C++ table."""
-    rng = SplitMix64(seed)
-    x, y = [], []
-    for _ in range(rows):
-        age = math.floor(22 + 39 * rng.uniform())
-        max_exp = min(age - 22, 20.0)
-        exp = math.floor((max_exp + 1) * rng.uniform())
-        income = 20000 + 300 * age + 1400 * exp + 2500 * rng.normal()
-        x.append([float(age), float(exp)])
-        # std::round rounds halves away from zero; Python's round() to even.
-        y.append([math.copysign(math.floor(abs(income / 10) + 0.5), income) * 10])
-    to32 = lambda rows_: torch.tensor(rows_, dtype=torch.float64).to(torch.float32)  # noqa: E731
-    return to32(x), to32(y), ["age", "experience"], "income"
-
-
-def read_csv(path, target=None):
-    """A numeric CSV with a header row -> (x, y, feature names, target name),
-    float32 as the C++ reader's default; errors name the file, row and
-    column."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ValueError(f"no CSV file at '{path}'")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if any(cell.strip() for cell in r)]
-    if len(rows) < 2:
-        raise ValueError(f"'{path}' needs a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
-    target = target or header[-1]
-    if target not in header:
-        raise ValueError(f"'{path}' has no column '{target}'; its columns: {header}")
-    if len(header) < 2:
-        raise ValueError(f"'{path}' has one column; it needs features and a target")
-    t = header.index(target)
-    values = []
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise ValueError(
-                f"'{path}' line {line}: {len(row)} fields, the header has {len(header)}"
-            )
-        try:
-            values.append([float(v) for v in row])
-        except ValueError:
-            raise ValueError(f"'{path}' line {line}: not a number in {row}") from None
-    data = torch.tensor(values, dtype=torch.float64)
-    if not torch.isfinite(data).all():
-        raise ValueError(f"'{path}' holds NaN or Inf; remove or impute those values")
-    features = [i for i in range(len(header)) if i != t]
-    return (
-        data[:, features].to(torch.float32),
-        data[:, t : t + 1].to(torch.float32),
-        [header[i] for i in features],
-        target,
-    )
-
-
 def load_data(args):
     """(x, y, feature names, target name, description) as the flags say."""
     if args.data:
-        return (*read_csv(args.data, args.target), str(args.data))
+        return (*normopt.data.read_csv(args.data, args.target), str(args.data))
     if args.target:
         raise ValueError("--target needs --data (the default data sets have their own)")
     root = os.environ.get("NORMOPT_DATA_DIR")
     if root and (pathlib.Path(root) / INCOME_CSV).is_file():
         path = pathlib.Path(root) / INCOME_CSV
-        return (*read_csv(path), str(path))
-    return (*synthetic_income(20, 0), "built-in synthetic incomes")
+        return (*normopt.data.read_csv(path), str(path))
+    return (*normopt.data.synthetic_income(20, 0), "built-in synthetic incomes")
 
 
 # ---- The runs --------------------------------------------------------------------
-
-
-def least_squares_mse(x, y):
-    """(MSE of the closed-form optimum, whether it is 0 up to rounding):
-    least squares in float64 on [X, 1], as normopt::train::solve_least_squares."""
-    xd, yd = x.to(torch.float64), y.to(torch.float64)
-    design = torch.cat([xd, torch.ones(xd.shape[0], 1, dtype=torch.float64)], dim=1)
-    solution = torch.linalg.lstsq(design, yd).solution
-    mse = (design @ solution - yd).square().mean().item()
-    return mse, mse <= EXACT_FIT_TOLERANCE * yd.square().mean().item()
 
 
 def train(x, y, optimizer, lr, standardized, epochs, batch_size, seed):
@@ -173,8 +82,8 @@ def train(x, y, optimizer, lr, standardized, epochs, batch_size, seed):
     model.fit_statistics(x, y)
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
     n = x.shape[0]
-    batch = n if batch_size == 0 else min(batch_size, n)
-    batches = (n + batch - 1) // batch
+    batches = normopt.train.batches_per_epoch(n, batch_size)
+    size = batch_size or n  # 0: the full batch
     # The forecast before the run: the same numbers as the C++ job's.
     forecast = normopt.diagnose(model, opt, x, y, steps=epochs * batches,
                                 batch_size=batch_size, seed=seed)
@@ -192,7 +101,7 @@ def train(x, y, optimizer, lr, standardized, epochs, batch_size, seed):
             generator.manual_seed(seed + epoch)
             order = torch.randperm(n, generator=generator)
         for b in range(batches):
-            rows = slice(b * batch, min(n, (b + 1) * batch))
+            rows = slice(b * size, min(n, (b + 1) * size))
             xb, yb = (x_norm[rows], y_std[rows]) if order is None else (
                 x_norm[order[rows]], y_std[order[rows]])
             opt.zero_grad()
@@ -310,10 +219,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         x, y, feature_names, target_name, source = load_data(args)
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:  # RuntimeError: the CSV reader's
         print(f"compare_optimizers.py: error: {error}", file=sys.stderr)
         return 2
-    optimum, exact = least_squares_mse(x, y)
+    closed_form = normopt.train.solve_least_squares(x, y)
+    optimum, exact = closed_form.mse, closed_form.exact
     print(f"data: {source}, {x.shape[0]} rows, features [{', '.join(feature_names)}], "
           f"target {target_name}")
     print(f"closed-form optimum MSE: {optimum:.6g}\n")

@@ -10,11 +10,11 @@ from normopt import _library
 
 library_path, build_info = _library.load()
 
-from normopt import nn, optim  # noqa: E402  (they need the library loaded)
+from normopt import data, nn, optim, train  # noqa: E402  (they need the library)
 from normopt.forecast import diagnose, watch  # noqa: E402
 
-__all__ = ["library_path", "build_info", "nn", "optim", "export", "forecast",
-           "diagnose", "watch"]
+__all__ = ["library_path", "build_info", "data", "nn", "optim", "train", "export",
+           "forecast", "diagnose", "watch"]
 
 
 def __getattr__(name):

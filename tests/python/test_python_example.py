@@ -115,5 +115,5 @@ def test_bad_data_path_is_named(normopt_library, tmp_path):
         capture_output=True, text=True, timeout=300, env=env(),
     )
     assert proc.returncode == 2, proc.stderr
-    assert f"no CSV file at '{missing}'" in proc.stderr
+    assert f"CSV error: cannot open '{missing}'" in proc.stderr  # the C++ reader's
     assert not (tmp_path / "out").exists()
