@@ -2,12 +2,13 @@
 # Fuzzes the CSV reader (tests/fuzz/csv_fuzzer.cpp) with libFuzzer.
 # Usage: scripts/fuzz.sh [SECONDS]   (default 60; scripts/test.sh runs 60)
 #
-# Installs what is missing (scripts/setup.sh --deps-only: clang, libFuzzer,
-# .venv with LibTorch), builds build-fuzz/ with clang, fuzzes a fresh copy of
-# the seed corpus tests/fuzz/corpus in build-fuzz/corpus (the source corpus is
-# never written), then prints executions and coverage. Exits non-zero on any
-# crash, sanitizer report, leak, timeout or out-of-memory; the input that
-# caused it is kept under build-fuzz/artifacts/ and its path printed.
+# Installs what is missing and builds build-fuzz/ with clang
+# (scripts/setup.sh --fuzz: clang, libFuzzer, .venv with LibTorch), fuzzes a
+# fresh copy of the seed corpus tests/fuzz/corpus in build-fuzz/corpus (the
+# source corpus is never written), then prints executions and coverage.
+# Exits non-zero on any crash, sanitizer report, leak, timeout or
+# out-of-memory; the input that caused it is kept under build-fuzz/artifacts/
+# and its path printed.
 # Reproduce one with: build-fuzz/csv_fuzzer build-fuzz/artifacts/crash-...
 # and turn it into a regression test in tests/cpp/data/test_csv.cpp.
 set -euo pipefail
@@ -19,14 +20,8 @@ if ! [[ "$RUN_SECONDS" =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 
-scripts/setup.sh --deps-only
-
 BUILD_DIR=build-fuzz
-GENERATOR=()
-command -v ninja >/dev/null && [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && GENERATOR=(-G Ninja)
-export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"  # as in setup.sh
-cmake -S tests/fuzz -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_CXX_COMPILER=clang++ >/dev/null
-cmake --build "$BUILD_DIR" -j "$(nproc)"
+NORMOPT_BUILD_DIR="$BUILD_DIR" scripts/setup.sh --fuzz
 
 CORPUS="$BUILD_DIR/corpus"
 ARTIFACTS="$BUILD_DIR/artifacts"

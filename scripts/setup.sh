@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent setup: system packages, a Python venv with LibTorch, configure,
 # build.
-# Usage: scripts/setup.sh [--cuda] [--deps-only | extra cmake -D options...]
+# Usage: scripts/setup.sh [--cuda | --fuzz] [--deps-only | extra cmake -D options...]
 #   --cuda        the CUDA build instead: .venv-cuda (requirements-cuda.txt
 #                 pins the CUDA build of torch and the CUDA toolkit from the
 #                 package registry) and build-cuda/ with the CUDA kernels.
 #                 No GPU is needed to build or to run the suite (the CUDA
 #                 tests then skip).
+#   --fuzz        the CSV reader's libFuzzer target instead (tests/fuzz, with
+#                 clang, in build-fuzz/; scripts/fuzz.sh runs it).
 #   --deps-only   only the system packages and the venv (no configure, no
 #                 build)
 # The build folder is $NORMOPT_BUILD_DIR, build/ (build-cuda/ with --cuda) by
@@ -34,13 +36,15 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-cuda=0
-if [ "${1:-}" = "--cuda" ]; then
-  cuda=1
-  shift
-fi
+cuda=0 fuzz=0
+case "${1:-}" in
+  --cuda) cuda=1; shift ;;
+  --fuzz) fuzz=1; shift ;;
+esac
 if ((cuda)); then
   VENV=.venv-cuda REQUIREMENTS=requirements-cuda.txt DEFAULT_BUILD_DIR=build-cuda
+elif ((fuzz)); then
+  VENV=.venv REQUIREMENTS=requirements.txt DEFAULT_BUILD_DIR=build-fuzz
 else
   VENV=.venv REQUIREMENTS=requirements.txt DEFAULT_BUILD_DIR=build
 fi
@@ -112,7 +116,13 @@ BUILD_DIR="${NORMOPT_BUILD_DIR:-$DEFAULT_BUILD_DIR}"
 TORCH_PREFIX="$("$VENV/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
 GENERATOR=()
 command -v ninja >/dev/null && [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && GENERATOR=(-G Ninja)
-"$CMAKE" -S . -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" "${CUDA_ARGS[@]}" \
-  -DNORMOPT_BUILD_TESTS=ON -DNORMOPT_BUILD_EXAMPLES=ON "$@" >/dev/null
+if ((fuzz)); then
+  # tests/fuzz sets its own flags (-O1 -g, sanitizers, no NDEBUG).
+  "$CMAKE" -S tests/fuzz -B "$BUILD_DIR" "${GENERATOR[@]}" \
+    -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" "$@" >/dev/null
+else
+  "$CMAKE" -S . -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" "${CUDA_ARGS[@]}" \
+    -DNORMOPT_BUILD_TESTS=ON -DNORMOPT_BUILD_EXAMPLES=ON "$@" >/dev/null
+fi
 "$CMAKE" --build "$BUILD_DIR" -j "$(nproc)"
