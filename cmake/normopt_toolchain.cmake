@@ -25,3 +25,19 @@ if(NOT DEFINED Torch_DIR AND NOT CMAKE_PREFIX_PATH)
     endif()
   endif()
 endif()
+
+# fast_float (header-only; Debian libfast-float-dev): the CSV reader's number
+# parsing. Private to the library: its installed package does not need it.
+find_path(NORMOPT_FAST_FLOAT_INCLUDE fast_float/fast_float.h)
+if(NOT NORMOPT_FAST_FLOAT_INCLUDE)
+  message(FATAL_ERROR "normopt: fast_float not found (the CSV reader parses numbers "
+    "with it). Install it (Debian/Ubuntu: apt-get install libfast-float-dev; "
+    "scripts/setup.sh does) or pass -DNORMOPT_FAST_FLOAT_INCLUDE=<folder holding "
+    "fast_float/fast_float.h>.")
+endif()
+# Added to include paths only where the compiler does not look already (an
+# -isystem /usr/include breaks the C++ headers' #include_next).
+set(NORMOPT_FAST_FLOAT_INCLUDE_DIRS "")
+if(NOT NORMOPT_FAST_FLOAT_INCLUDE IN_LIST CMAKE_CXX_IMPLICIT_INCLUDE_DIRECTORIES)
+  set(NORMOPT_FAST_FLOAT_INCLUDE_DIRS "${NORMOPT_FAST_FLOAT_INCLUDE}")
+endif()

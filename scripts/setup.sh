@@ -22,9 +22,11 @@ cd "$(dirname "$0")/.."
 # libcli11-dev: the examples' command lines. nlohmann-json3-dev: History's
 # JSON writer (private to the library: the installed package needs neither).
 # zlib1g-dev: zlib's crc32 for the checkpoints' integrity check.
+# libfast-float-dev: the CSV reader's number parsing (header-only).
 # clang-format: scripts/test.sh checks the formatting.
 APT_PACKAGES=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev ccache libgloo-dev
-  clang libclang-rt-14-dev libcli11-dev nlohmann-json3-dev zlib1g-dev clang-format)
+  clang libclang-rt-14-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libfast-float-dev
+  clang-format)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

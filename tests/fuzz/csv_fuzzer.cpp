@@ -14,8 +14,8 @@
 //    2 to 9 forced blocks, the streaming CsvReader (the input written to a
 //    file, read with a buffer of 1 to 16 bytes and parts of 1 to 4 rows),
 //    or read_csv of that file (windowed, and in 2 to 9 byte ranges):
-//    the same Table, or the same error message; and the fast decimal
-//    parser against std::from_chars on the input's first 40 bytes.
+//    the same Table, or the same error message; and the number parser
+//    against std::from_chars on the input's first 40 bytes.
 //
 // Input layout: 4 option bytes, then the CSV text. The option bytes are
 // chosen so that printable seeds stay readable: "0,00" selects the defaults.
@@ -53,6 +53,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -231,21 +232,40 @@ void check_blocks_and_stream(std::string_view text,
   check_same(expected, ranges, "read_csv in byte ranges disagrees");
 }
 
-// The fast decimal path takes only what std::from_chars takes, with the
-// same double (bit for bit).
-void check_fast_number(std::string_view text) {
-  double fast = 0.0;
-  if (!normopt::data::csv::parse_simple_decimal(
-          text.data(), text.data() + text.size(), fast)) {
+// The reader's number parsing (whole numbers directly, the rest by
+// fast_float) against std::from_chars: the same status (a number, not a
+// number, non-finite, out of range) and, for a number, the same double bit
+// for bit.
+void check_number(std::string_view text) {
+  using normopt::data::csv::NumberStatus;
+  if (text.empty()) {
     return;
   }
-  double slow = 0.0;
+  double ours = 0.0;
+  const NumberStatus status = normopt::data::csv::parse_number(
+      normopt::data::csv::Field{text.data(), text.size(), 1, false}, ours);
+  // The reference: from_chars after one leading '+' (which it refuses).
+  std::string_view rest = text;
+  bool refused = false;
+  if (rest.front() == '+') {
+    rest.remove_prefix(1);
+    refused = rest.empty() || rest.front() == '+' || rest.front() == '-';
+  }
+  double theirs = 0.0;
   const auto [ptr, ec] =
-      std::from_chars(text.data(), text.data() + text.size(), slow);
-  check(ec == std::errc() && ptr == text.data() + text.size(),
-        "the fast decimal path took what from_chars rejects");
-  check(std::memcmp(&fast, &slow, sizeof(double)) == 0,
-        "the fast decimal path and from_chars disagree");
+      std::from_chars(rest.data(), rest.data() + rest.size(), theirs);
+  const bool whole = ptr == rest.data() + rest.size();
+  NumberStatus expected = NumberStatus::kNotNumber;
+  if (!refused && whole && ec == std::errc::result_out_of_range) {
+    expected = NumberStatus::kOutOfRange;
+  } else if (!refused && whole && ec == std::errc()) {
+    expected =
+        std::isfinite(theirs) ? NumberStatus::kOk : NumberStatus::kNonFinite;
+  }
+  check(status == expected, "parse_number and from_chars disagree on kind");
+  check(status != NumberStatus::kOk ||
+            std::memcmp(&ours, &theirs, sizeof(double)) == 0,
+        "parse_number and from_chars disagree on the value");
 }
 
 }  // namespace
@@ -257,7 +277,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  check_fast_number(text.substr(0, 40));
+  check_number(text.substr(0, 40));
   CsvOptions options;
   if (size < 4) {
     if (auto t = try_parse(text, options)) {
