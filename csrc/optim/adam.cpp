@@ -8,57 +8,34 @@
 
 namespace normopt::optim {
 
-// --- Options shared code paths (AdamOptions and AdamWOptions) ---------------
+// --- Options (AdamOptions and AdamWOptions) --------------------------------
 
-AdamOptions::AdamOptions(double lr) : lr_(lr) {}
-double AdamOptions::effective_eps() const {
+template <bool D>
+BasicAdamOptions<D>::BasicAdamOptions(double lr) : lr_(lr) {}
+template <bool D>
+double BasicAdamOptions<D>::effective_eps() const {
   return eps_.value_or(epsilon_mode_ == EpsilonMode::kKeras ? 1e-7 : 1e-8);
 }
-double AdamOptions::get_lr() const {
+template <bool D>
+double BasicAdamOptions<D>::get_lr() const {
   return lr();
 }
-void AdamOptions::set_lr(const double lr) {
+template <bool D>
+void BasicAdamOptions<D>::set_lr(const double lr) {
   this->lr(lr);
 }
-void AdamOptions::serialize(torch::serialize::OutputArchive& archive) const {
+template <bool D>
+void BasicAdamOptions<D>::serialize(
+    torch::serialize::OutputArchive& archive) const {
   detail::write_adam_options(*this, archive);
 }
-void AdamOptions::serialize(torch::serialize::InputArchive& archive) {
+template <bool D>
+void BasicAdamOptions<D>::serialize(torch::serialize::InputArchive& archive) {
   detail::read_adam_options(*this, archive);
 }
 
-AdamWOptions::AdamWOptions(double lr) : lr_(lr) {}
-double AdamWOptions::effective_eps() const {
-  return eps_.value_or(epsilon_mode_ == EpsilonMode::kKeras ? 1e-7 : 1e-8);
-}
-double AdamWOptions::get_lr() const {
-  return lr();
-}
-void AdamWOptions::set_lr(const double lr) {
-  this->lr(lr);
-}
-void AdamWOptions::serialize(torch::serialize::OutputArchive& archive) const {
-  detail::write_adam_options(*this, archive);
-}
-void AdamWOptions::serialize(torch::serialize::InputArchive& archive) {
-  detail::read_adam_options(*this, archive);
-}
-
-template <typename Options>
-bool same_adam_options(const Options& a, const Options& b) {
-  return a.lr() == b.lr() && a.betas() == b.betas() && a.eps() == b.eps() &&
-         a.weight_decay() == b.weight_decay() && a.amsgrad() == b.amsgrad() &&
-         a.maximize() == b.maximize() && a.epsilon_mode() == b.epsilon_mode() &&
-         a.skip_nonfinite() == b.skip_nonfinite() &&
-         a.capturable() == b.capturable();
-}
-
-bool operator==(const AdamOptions& a, const AdamOptions& b) {
-  return same_adam_options(a, b);
-}
-bool operator==(const AdamWOptions& a, const AdamWOptions& b) {
-  return same_adam_options(a, b);
-}
+template struct BasicAdamOptions<false>;
+template struct BasicAdamOptions<true>;
 
 int64_t AdamParamState::step_count() const {
   if (!step_tensor_.defined()) {

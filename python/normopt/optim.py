@@ -550,32 +550,10 @@ class AdamW(Adam):
 
     _decoupled_weight_decay = True
 
-    def __init__(
-        self,
-        params,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=None,
-        weight_decay=1e-2,
-        amsgrad=False,
-        *,
-        maximize=False,
-        epsilon_mode="pytorch",
-        skip_nonfinite=False,
-        capturable=False,
-    ):
-        super().__init__(
-            params,
-            lr,
-            betas,
-            eps,
-            weight_decay,
-            amsgrad,
-            maximize=maximize,
-            epsilon_mode=epsilon_mode,
-            skip_nonfinite=skip_nonfinite,
-            capturable=capturable,
-        )
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=None, weight_decay=1e-2,
+                 amsgrad=False, **options):
+        # Adam's arguments; only weight_decay's meaning and default differ.
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, **options)
 
 
 class SGD(_FusedOptimizer):

@@ -40,11 +40,15 @@ enum class EpsilonMode {
   kKeras,
 };
 
-/// Options for `Adam` (PyTorch's names and defaults). Per param group;
-/// changes take effect at the next step().
-struct NORMOPT_API AdamOptions
-    : public torch::optim::OptimizerCloneableOptions<AdamOptions> {
-  AdamOptions(double lr = 1e-3);
+/// Options for `Adam` (AdamOptions) and `AdamW` (AdamWOptions): one set of
+/// fields, PyTorch's names and defaults; they differ only in what
+/// weight_decay means and its default. Per param group; changes take effect
+/// at the next step().
+template <bool DecoupledWeightDecay>
+struct NORMOPT_API BasicAdamOptions
+    : public torch::optim::OptimizerCloneableOptions<
+          BasicAdamOptions<DecoupledWeightDecay>> {
+  BasicAdamOptions(double lr = 1e-3);
   /// Learning rate.
   TORCH_ARG(double, lr) = 1e-3;
 
@@ -54,8 +58,10 @@ struct NORMOPT_API AdamOptions
   TORCH_ARG(betas_t, betas) = std::make_tuple(0.9, 0.999);
   /// Epsilon; unset means 1e-8 (kPyTorch) or 1e-7 (kKeras, Keras's default).
   TORCH_ARG(std::optional<double>, eps) = std::nullopt;
-  /// L2 penalty added to the gradient (wd * p), as torch::optim::Adam.
-  TORCH_ARG(double, weight_decay) = 0;
+  /// Adam: an L2 penalty added to the gradient (wd * p), as
+  /// torch::optim::Adam; default 0. AdamW: decoupled weight decay,
+  /// p *= 1 - lr * wd before the Adam update; default 1e-2.
+  TORCH_ARG(double, weight_decay) = DecoupledWeightDecay ? 1e-2 : 0;
   /// Use the running maximum of the second moment (AMSGrad).
   TORCH_ARG(bool, amsgrad) = false;
   /// Maximize the objective instead of minimizing it.
@@ -85,9 +91,23 @@ struct NORMOPT_API AdamOptions
   double get_lr() const override;
   void set_lr(const double lr) override;
   /// Every field equal (as LibTorch's options compare).
-  NORMOPT_API friend bool operator==(const AdamOptions& a,
-                                     const AdamOptions& b);
+  friend bool operator==(const BasicAdamOptions& a, const BasicAdamOptions& b) {
+    return a.lr() == b.lr() && a.betas() == b.betas() && a.eps() == b.eps() &&
+           a.weight_decay() == b.weight_decay() && a.amsgrad() == b.amsgrad() &&
+           a.maximize() == b.maximize() &&
+           a.epsilon_mode() == b.epsilon_mode() &&
+           a.capturable() == b.capturable() &&
+           a.skip_nonfinite() == b.skip_nonfinite();
+  }
 };
+
+extern template struct BasicAdamOptions<false>;
+extern template struct BasicAdamOptions<true>;
+
+/// Options for `Adam`: weight_decay is an L2 penalty (default 0).
+using AdamOptions = BasicAdamOptions<false>;
+/// Options for `AdamW`: weight_decay is decoupled (default 1e-2).
+using AdamWOptions = BasicAdamOptions<true>;
 
 /// Per-parameter Adam state, created at a parameter's first step.
 struct NORMOPT_API AdamParamState
@@ -114,8 +134,6 @@ struct NORMOPT_API AdamParamState
   void serialize(torch::serialize::InputArchive& archive) override;
   void serialize(torch::serialize::OutputArchive& archive) const override;
 };
-
-struct AdamWOptions;
 
 namespace detail {
 
