@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Run on a CPU machine before borrowing a GPU: fills .device/ with what
 # scripts/device_check.sh needs on a machine that reaches no registry —
-# GoogleTest, Google Benchmark, nlohmann-json, CLI11 and zlib unpacked from
-# Debian's packages, and the cmake and ninja wheels from PyPI. Pass .device
-# as `carry` to the device tool.
+# GoogleTest, Google Benchmark, nlohmann-json, CLI11, zlib and fast_float
+# unpacked from Debian's packages, and the cmake and ninja wheels from PyPI.
+# Pass .device as `carry` to the device tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .device
 mkdir -p .device/debs .device/root .device/wheels
 (cd .device/debs && apt-get download libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev \
-  libbenchmark1debian libcli11-dev zlib1g-dev zlib1g >/dev/null)
+  libbenchmark1debian libcli11-dev zlib1g-dev zlib1g libfast-float-dev >/dev/null)
 for deb in .device/debs/*.deb; do
   dpkg -x "$deb" .device/root
 done
