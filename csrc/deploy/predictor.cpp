@@ -1,7 +1,7 @@
 #include <normopt/deploy/predictor.h>
 
-#include "../ops/library.h"
 #include "../util/files.h"
+#include "../util/library.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>

@@ -7,7 +7,7 @@
 #include <torch/custom_class.h>
 #include <torch/library.h>
 
-#include "../ops/library.h"
+#include "../util/library.h"
 
 #include <utility>
 

@@ -8,7 +8,7 @@
 #include <normopt/train/closed_form.h>
 #include <normopt/train/fit.h>
 
-#include "../ops/library.h"
+#include "../util/library.h"
 
 #include <ATen/core/Tensor.h>
 

@@ -5,7 +5,7 @@
 
 #include <normopt/train/diagnostics.h>
 
-#include "../ops/library.h"
+#include "../util/library.h"
 
 #include <ATen/ATen.h>
 

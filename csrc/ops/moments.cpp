@@ -8,7 +8,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
-#include "library.h"
+#include "../util/library.h"
 
 #include <limits>
 

@@ -5,7 +5,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
-#include "library.h"
+#include "../util/library.h"
 
 // An optimizer step updates leaves in place under no_grad: there is nothing
 // to differentiate. Falling through the Autograd key skips the boxed

@@ -3,7 +3,7 @@
 // one place. Kernels register per dispatch key in their own files.
 #include <torch/library.h>
 
-#include "library.h"
+#include "../util/library.h"
 
 NORMOPT_LIBRARY(m) {
   m.def(

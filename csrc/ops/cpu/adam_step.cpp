@@ -11,7 +11,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "../library.h"
+#include "../../util/library.h"
 
 #include <vector>
 

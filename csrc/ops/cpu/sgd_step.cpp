@@ -6,7 +6,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "../library.h"
+#include "../../util/library.h"
 
 #include <vector>
 

@@ -19,8 +19,8 @@
 // block reads its tensor's count from device memory and computes the bias
 // corrections itself (adam_bias_correction, the host's formula), so a CUDA
 // graph can capture the step and every replay uses the current count.
+#include "../../util/library.h"
 #include "../adam_bias_correction.h"
-#include "../library.h"
 #include "../optim_step_checks.h"
 
 #include <ATen/ATen.h>

@@ -3,8 +3,8 @@
 // _foreach_ ops, which every backend implements.
 #include "optim_step_generic.h"
 
+#include "../../util/library.h"
 #include "../adam_bias_correction.h"
-#include "../library.h"
 #include "../optim_step_checks.h"
 
 #include <ATen/ATen.h>

@@ -9,7 +9,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "../library.h"
+#include "../../util/library.h"
 
 namespace normopt::ops {
 namespace {

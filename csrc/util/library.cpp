@@ -60,7 +60,7 @@ std::string other_copy_path() {
 
 }  // namespace
 
-namespace normopt::ops::detail {
+namespace normopt::util::detail {
 
 bool is_primary_copy() {
   static const bool primary = [] {
@@ -98,4 +98,4 @@ std::unique_ptr<torch::Library> make_library(
   return library;
 }
 
-}  // namespace normopt::ops::detail
+}  // namespace normopt::util::detail

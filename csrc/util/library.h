@@ -17,7 +17,7 @@
 #include <memory>
 #include <optional>
 
-namespace normopt::ops::detail {
+namespace normopt::util::detail {
 
 /// Whether this copy of libnormopt is the first one loaded in the process
 /// (always true where loaded objects cannot be listed, i.e. outside glibc).
@@ -33,12 +33,12 @@ std::unique_ptr<torch::Library> make_library(
     const char* file,
     uint32_t line);
 
-}  // namespace normopt::ops::detail
+}  // namespace normopt::util::detail
 
 #define NORMOPT_LIBRARY_BLOCK_(kind, key, m, uid)                           \
   static void C10_CONCATENATE(normopt_library_init_, uid)(torch::Library&); \
   static const auto C10_CONCATENATE(normopt_library_, uid) =                \
-      ::normopt::ops::detail::make_library(                                 \
+      ::normopt::util::detail::make_library(                                \
           torch::Library::kind,                                             \
           key,                                                              \
           &C10_CONCATENATE(normopt_library_init_, uid),                     \
