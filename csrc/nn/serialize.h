@@ -1,5 +1,8 @@
 #pragma once
-// Internal: shape-checked module loading shared by every normopt module.
+// Internal: shape-checked module loading shared by every normopt module;
+// also the nn module's interface for train/checkpoint.cpp, which checks a
+// checkpoint's model against the model (read_checked) before loading
+// anything.
 
 #include <torch/nn/module.h>
 #include <torch/serialize/input-archive.h>
