@@ -6,8 +6,7 @@
 // a small model costs what its arithmetic costs, not tens of ATen calls.
 // The ops module's interface for train/fused_steps.cpp and
 // optim/lend_state.h (which lends an optimizer's state as an
-// AffineStepParam);
-// not an op, so not in the public include/normopt/ops/.
+// AffineStepParam); not an op, so not in the public include/normopt/ops/.
 
 #include <normopt/ops/optim_step.h>
 
