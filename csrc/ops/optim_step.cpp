@@ -2,10 +2,10 @@
 // dispatcher, which picks the CPU or CUDA kernel.
 #include <normopt/ops/optim_step.h>
 
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include "../util/library.h"
+#include "optim_step_args.h"
 
 // An optimizer step updates leaves in place under no_grad: there is nothing
 // to differentiate. Falling through the Autograd key skips the boxed
@@ -25,39 +25,9 @@ void adam_step_(at::TensorList params,
                 at::TensorList exp_avg_sqs,
                 at::TensorList max_exp_avg_sqs,
                 at::IntArrayRef steps,
-                const AdamStepOptions& o) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("normopt::adam_step_", "")
-                       .typed<void(at::TensorList,
-                                   at::TensorList,
-                                   at::TensorList,
-                                   at::TensorList,
-                                   at::TensorList,
-                                   at::IntArrayRef,
-                                   double,
-                                   double,
-                                   double,
-                                   double,
-                                   double,
-                                   bool,
-                                   bool,
-                                   bool,
-                                   bool)>();
-  op.call(params,
-          grads,
-          exp_avgs,
-          exp_avg_sqs,
-          max_exp_avg_sqs,
-          steps,
-          o.lr,
-          o.beta1,
-          o.beta2,
-          o.eps,
-          o.weight_decay,
-          o.amsgrad,
-          o.maximize,
-          o.decoupled_weight_decay,
-          o.keras_epsilon);
+                const AdamStepOptions& options) {
+  detail::call_adam(
+      {params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs}, steps, options);
 }
 
 void adam_step_capturable_(at::TensorList params,
@@ -66,67 +36,17 @@ void adam_step_capturable_(at::TensorList params,
                            at::TensorList exp_avg_sqs,
                            at::TensorList max_exp_avg_sqs,
                            at::TensorList state_steps,
-                           const AdamStepOptions& o) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("normopt::adam_step_capturable_", "")
-                       .typed<void(at::TensorList,
-                                   at::TensorList,
-                                   at::TensorList,
-                                   at::TensorList,
-                                   at::TensorList,
-                                   at::TensorList,
-                                   double,
-                                   double,
-                                   double,
-                                   double,
-                                   double,
-                                   bool,
-                                   bool,
-                                   bool,
-                                   bool)>();
-  op.call(params,
-          grads,
-          exp_avgs,
-          exp_avg_sqs,
-          max_exp_avg_sqs,
-          state_steps,
-          o.lr,
-          o.beta1,
-          o.beta2,
-          o.eps,
-          o.weight_decay,
-          o.amsgrad,
-          o.maximize,
-          o.decoupled_weight_decay,
-          o.keras_epsilon);
+                           const AdamStepOptions& options) {
+  detail::call_adam({params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs},
+                    state_steps,
+                    options);
 }
 
 void sgd_step_(at::TensorList params,
                at::TensorList grads,
                at::TensorList momentum_buffers,
-               const SgdStepOptions& o) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("normopt::sgd_step_", "")
-                       .typed<void(at::TensorList,
-                                   at::TensorList,
-                                   at::TensorList,
-                                   double,
-                                   double,
-                                   double,
-                                   double,
-                                   bool,
-                                   bool,
-                                   bool)>();
-  op.call(params,
-          grads,
-          momentum_buffers,
-          o.lr,
-          o.momentum,
-          o.dampening,
-          o.weight_decay,
-          o.nesterov,
-          o.maximize,
-          o.is_first_step);
+               const SgdStepOptions& options) {
+  detail::call_sgd({params, grads, momentum_buffers}, options);
 }
 
 }  // namespace normopt::ops

@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <ATen/MemoryOverlap.h>
 
+#include "optim_step_args.h"
+
 #include <initializer_list>
 #include <utility>
 
@@ -204,67 +206,48 @@ inline void check_step_lists(const char* op,
   }
 }
 
-/// The hyper-parameter checks of both Adam ops.
-inline void check_adam_hyper(
-    const char* op, double lr, double beta1, double beta2, double eps) {
-  TORCH_CHECK(lr >= 0, op, ": invalid learning rate ", lr);
-  TORCH_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
-              op,
-              ": betas must be in [0, 1), got (",
-              beta1,
-              ", ",
-              beta2,
-              ")");
-  TORCH_CHECK(eps >= 0, op, ": invalid eps ", eps);
-}
-
 /// The tensor-list checks of both Adam ops.
 inline void check_adam_lists(const char* op,
                              at::DeviceType device,
-                             at::TensorList params,
-                             at::TensorList grads,
-                             at::TensorList exp_avgs,
-                             at::TensorList exp_avg_sqs,
-                             at::TensorList max_exp_avg_sqs,
+                             const AdamLists& l,
                              bool amsgrad) {
-  check_step_lists(
-      op,
-      device,
-      params,
-      {{"grads", grads}, {"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}},
-      {{"max_exp_avg_sqs", max_exp_avg_sqs}});
-  TORCH_CHECK(!amsgrad || max_exp_avg_sqs.size() == params.size(),
+  check_step_lists(op,
+                   device,
+                   l.params,
+                   {{"grads", l.grads},
+                    {"exp_avgs", l.exp_avgs},
+                    {"exp_avg_sqs", l.exp_avg_sqs}},
+                   {{"max_exp_avg_sqs", l.max_exp_avg_sqs}});
+  TORCH_CHECK(!amsgrad || l.max_exp_avg_sqs.size() == l.params.size(),
               op,
               ": amsgrad needs one max_exp_avg_sqs tensor per parameter, got ",
-              max_exp_avg_sqs.size());
+              l.max_exp_avg_sqs.size());
 }
 
-/// Every argument check of normopt::adam_step_.
-inline void check_adam_step_args(at::DeviceType device,
-                                 at::TensorList params,
-                                 at::TensorList grads,
-                                 at::TensorList exp_avgs,
-                                 at::TensorList exp_avg_sqs,
-                                 at::TensorList max_exp_avg_sqs,
-                                 at::IntArrayRef steps,
-                                 double lr,
-                                 double beta1,
-                                 double beta2,
-                                 double eps,
-                                 bool amsgrad) {
+/// The hyper-parameter checks of both Adam ops.
+inline void check_adam_hyper(const char* op, const AdamStepOptions& o) {
+  TORCH_CHECK(o.lr >= 0, op, ": invalid learning rate ", o.lr);
+  TORCH_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
+              op,
+              ": betas must be in [0, 1), got (",
+              o.beta1,
+              ", ",
+              o.beta2,
+              ")");
+  TORCH_CHECK(o.eps >= 0, op, ": invalid eps ", o.eps);
+}
+
+/// Every argument check of normopt::adam_step_ (host step counts).
+inline void check_adam_args(at::DeviceType device,
+                            const AdamLists& l,
+                            at::IntArrayRef steps,
+                            const AdamStepOptions& o) {
   constexpr const char* kOp = "normopt::adam_step_";
-  check_adam_lists(kOp,
-                   device,
-                   params,
-                   grads,
-                   exp_avgs,
-                   exp_avg_sqs,
-                   max_exp_avg_sqs,
-                   amsgrad);
-  TORCH_CHECK(steps.size() == params.size(),
+  check_adam_lists(kOp, device, l, o.amsgrad);
+  TORCH_CHECK(steps.size() == l.params.size(),
               kOp,
               ": expected ",
-              params.size(),
+              l.params.size(),
               " step counts, got ",
               steps.size());
   for (size_t i = 0; i < steps.size(); ++i) {
@@ -276,38 +259,23 @@ inline void check_adam_step_args(at::DeviceType device,
                 steps[i],
                 "; step counts start at 1");
   }
-  check_adam_hyper(kOp, lr, beta1, beta2, eps);
+  check_adam_hyper(kOp, o);
 }
 
 /// Every argument check of normopt::adam_step_capturable_. The step counts
 /// are one-element float32 or float64 tensors (one dtype for the list), each
 /// on its parameter's device; their values are not checked (that would read
 /// device memory on the host, which a captured step cannot do).
-inline void check_adam_capturable_args(at::DeviceType device,
-                                       at::TensorList params,
-                                       at::TensorList grads,
-                                       at::TensorList exp_avgs,
-                                       at::TensorList exp_avg_sqs,
-                                       at::TensorList max_exp_avg_sqs,
-                                       at::TensorList state_steps,
-                                       double lr,
-                                       double beta1,
-                                       double beta2,
-                                       double eps,
-                                       bool amsgrad) {
+inline void check_adam_args(at::DeviceType device,
+                            const AdamLists& l,
+                            at::TensorList state_steps,
+                            const AdamStepOptions& o) {
   constexpr const char* kOp = "normopt::adam_step_capturable_";
-  check_adam_lists(kOp,
-                   device,
-                   params,
-                   grads,
-                   exp_avgs,
-                   exp_avg_sqs,
-                   max_exp_avg_sqs,
-                   amsgrad);
-  TORCH_CHECK(state_steps.size() == params.size(),
+  check_adam_lists(kOp, device, l, o.amsgrad);
+  TORCH_CHECK(state_steps.size() == l.params.size(),
               kOp,
               ": expected ",
-              params.size(),
+              l.params.size(),
               " tensors in state_steps (one per parameter), got ",
               state_steps.size());
   for (size_t i = 0; i < state_steps.size(); ++i) {
@@ -325,7 +293,7 @@ inline void check_adam_capturable_args(at::DeviceType device,
         state_steps[0].scalar_type(),
         "; step counts are float32 or float64 tensors, one dtype for the "
         "list");
-    TORCH_CHECK(s.device() == params[i].device(),
+    TORCH_CHECK(s.device() == l.params[i].device(),
                 kOp,
                 ": state_steps[",
                 i,
@@ -334,7 +302,7 @@ inline void check_adam_capturable_args(at::DeviceType device,
                 " but params[",
                 i,
                 "] on ",
-                params[i].device(),
+                l.params[i].device(),
                 "; a capturable step keeps each step count on its "
                 "parameter's device");
     TORCH_CHECK(s.sym_numel() == 1,
@@ -345,32 +313,27 @@ inline void check_adam_capturable_args(at::DeviceType device,
                 s.sym_sizes(),
                 "; a step count is one element (e.g. torch.zeros(()))");
   }
-  check_adam_hyper(kOp, lr, beta1, beta2, eps);
+  check_adam_hyper(kOp, o);
 }
 
 /// Every argument check of normopt::sgd_step_.
-inline void check_sgd_step_args(at::DeviceType device,
-                                at::TensorList params,
-                                at::TensorList grads,
-                                at::TensorList momentum_buffers,
-                                double lr,
-                                double momentum,
-                                double dampening,
-                                bool nesterov) {
+inline void check_sgd_args(at::DeviceType device,
+                           const SgdLists& l,
+                           const SgdStepOptions& o) {
   constexpr const char* kOp = "normopt::sgd_step_";
   check_step_lists(kOp,
                    device,
-                   params,
-                   {{"grads", grads}},
-                   {{"momentum_buffers", momentum_buffers}});
-  TORCH_CHECK(lr >= 0, kOp, ": invalid learning rate ", lr);
-  TORCH_CHECK(momentum == 0 || momentum_buffers.size() == params.size(),
+                   l.params,
+                   {{"grads", l.grads}},
+                   {{"momentum_buffers", l.momentum_buffers}});
+  TORCH_CHECK(o.lr >= 0, kOp, ": invalid learning rate ", o.lr);
+  TORCH_CHECK(o.momentum == 0 || l.momentum_buffers.size() == l.params.size(),
               kOp,
               ": momentum ",
-              momentum,
+              o.momentum,
               " needs one momentum buffer per parameter, got ",
-              momentum_buffers.size());
-  TORCH_CHECK(!nesterov || (momentum > 0 && dampening == 0),
+              l.momentum_buffers.size());
+  TORCH_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
               kOp,
               ": Nesterov momentum requires a momentum and zero dampening");
 }

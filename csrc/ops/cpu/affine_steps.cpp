@@ -173,15 +173,7 @@ class Updater {
                           bc.bc2_sqrt});
       // One call per tensor: param groups may give weight and bias their
       // own options.
-      cpu::adam_apply(adam_,
-                      cpu::AdamHyper{o.lr,
-                                     o.beta1,
-                                     o.beta2,
-                                     o.eps,
-                                     o.weight_decay,
-                                     o.amsgrad,
-                                     o.maximize,
-                                     o.decoupled_weight_decay});
+      cpu::adam_apply(adam_, o);
     }
   }
 
@@ -196,14 +188,7 @@ class Updater {
                                  p->momentum_buffer.defined()
                                      ? p->momentum_buffer.data_ptr()
                                      : nullptr});
-      cpu::sgd_apply(sgd_,
-                     cpu::SgdHyper{o.lr,
-                                   o.momentum,
-                                   o.dampening,
-                                   o.weight_decay,
-                                   o.nesterov,
-                                   o.maximize,
-                                   o.is_first_step});
+      cpu::sgd_apply(sgd_, o);
       o.is_first_step = false;
     }
   }

@@ -8,15 +8,15 @@
 
 namespace normopt::ops::cpu {
 
-void adam_apply_DEFAULT(const std::vector<AdamTensor>&, const AdamHyper&);
-void sgd_apply_DEFAULT(const std::vector<SgdTensor>&, const SgdHyper&);
+void adam_apply_DEFAULT(const std::vector<AdamTensor>&, const AdamStepOptions&);
+void sgd_apply_DEFAULT(const std::vector<SgdTensor>&, const SgdStepOptions&);
 #if defined(NORMOPT_HAVE_AVX2_BUILD)
-void adam_apply_AVX2(const std::vector<AdamTensor>&, const AdamHyper&);
-void sgd_apply_AVX2(const std::vector<SgdTensor>&, const SgdHyper&);
+void adam_apply_AVX2(const std::vector<AdamTensor>&, const AdamStepOptions&);
+void sgd_apply_AVX2(const std::vector<SgdTensor>&, const SgdStepOptions&);
 #endif
 #if defined(NORMOPT_HAVE_AVX512_BUILD)
-void adam_apply_AVX512(const std::vector<AdamTensor>&, const AdamHyper&);
-void sgd_apply_AVX512(const std::vector<SgdTensor>&, const SgdHyper&);
+void adam_apply_AVX512(const std::vector<AdamTensor>&, const AdamStepOptions&);
+void sgd_apply_AVX512(const std::vector<SgdTensor>&, const SgdStepOptions&);
 #endif
 
 namespace {
@@ -59,34 +59,41 @@ int cpu_capability() {
   return cap;
 }
 
-void adam_apply(const std::vector<AdamTensor>& tensors, const AdamHyper& h) {
-  switch (cpu_capability()) {
+namespace {
+
+// The entry points of one build.
+struct Build {
+  void (*adam)(const std::vector<AdamTensor>&, const AdamStepOptions&);
+  void (*sgd)(const std::vector<SgdTensor>&, const SgdStepOptions&);
+};
+
+const Build& build() {
+  static const Build b = []() -> Build {
+    switch (cpu_capability()) {
 #if defined(NORMOPT_HAVE_AVX512_BUILD)
-    case 2:
-      return adam_apply_AVX512(tensors, h);
+      case 2:
+        return {&adam_apply_AVX512, &sgd_apply_AVX512};
 #endif
 #if defined(NORMOPT_HAVE_AVX2_BUILD)
-    case 1:
-      return adam_apply_AVX2(tensors, h);
+      case 1:
+        return {&adam_apply_AVX2, &sgd_apply_AVX2};
 #endif
-    default:
-      return adam_apply_DEFAULT(tensors, h);
-  }
+      default:
+        return {&adam_apply_DEFAULT, &sgd_apply_DEFAULT};
+    }
+  }();
+  return b;
 }
 
-void sgd_apply(const std::vector<SgdTensor>& tensors, const SgdHyper& h) {
-  switch (cpu_capability()) {
-#if defined(NORMOPT_HAVE_AVX512_BUILD)
-    case 2:
-      return sgd_apply_AVX512(tensors, h);
-#endif
-#if defined(NORMOPT_HAVE_AVX2_BUILD)
-    case 1:
-      return sgd_apply_AVX2(tensors, h);
-#endif
-    default:
-      return sgd_apply_DEFAULT(tensors, h);
-  }
+}  // namespace
+
+void adam_apply(const std::vector<AdamTensor>& tensors,
+                const AdamStepOptions& o) {
+  build().adam(tensors, o);
+}
+
+void sgd_apply(const std::vector<SgdTensor>& tensors, const SgdStepOptions& o) {
+  build().sgd(tensors, o);
 }
 
 }  // namespace normopt::ops::cpu

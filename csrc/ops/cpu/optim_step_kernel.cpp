@@ -24,7 +24,7 @@ namespace normopt::ops::cpu {
 inline namespace CPU_CAPABILITY {
 namespace {
 
-using Hyper = AdamHyper;
+using Hyper = AdamStepOptions;
 
 // The update of one element, in opmath_t; the vector loop below is the same
 // sequence of operations, so head, body and tail round identically.
@@ -35,7 +35,7 @@ inline void adam_scalar(
     g = -g;
   }
   if (h.weight_decay != 0) {
-    if (h.decoupled) {
+    if (h.decoupled_weight_decay) {
       p = p * T(1 - h.lr * h.weight_decay);
     } else {
       g = g + T(h.weight_decay) * p;
@@ -77,7 +77,7 @@ void adam_range_vec(scalar_t* p,
       gi = gi.neg();
     }
     if (h.weight_decay != 0) {
-      if (h.decoupled) {
+      if (h.decoupled_weight_decay) {
         pi = pi * decay;
       } else {
         gi = gi + wd * pi;
@@ -131,7 +131,7 @@ void adam_range_reduced(scalar_t* p,
 // PyTorch's order: decay, momentum buffer (set on the first step, blended
 // after), Nesterov look-ahead, then p += -lr * d.
 template <typename T>
-inline void sgd_scalar(T& p, T g, T* buf, const SgdHyper& h) {
+inline void sgd_scalar(T& p, T g, T* buf, const SgdStepOptions& h) {
   if (h.maximize) {
     g = -g;
   }
@@ -139,7 +139,7 @@ inline void sgd_scalar(T& p, T g, T* buf, const SgdHyper& h) {
     g = g + T(h.weight_decay) * p;
   }
   if (buf) {
-    *buf = h.first ? g : *buf * T(h.momentum) + T(1 - h.dampening) * g;
+    *buf = h.is_first_step ? g : *buf * T(h.momentum) + T(1 - h.dampening) * g;
     g = h.nesterov ? g + T(h.momentum) * *buf : *buf;
   }
   p = p + T(-h.lr) * g;
@@ -151,7 +151,7 @@ void sgd_range_vec(scalar_t* p,
                    scalar_t* buf,
                    int64_t begin,
                    int64_t end,
-                   const SgdHyper& h) {
+                   const SgdStepOptions& h) {
   using Vec = at::vec::Vectorized<scalar_t>;
   const Vec wd(scalar_t(h.weight_decay)), mom(scalar_t(h.momentum));
   const Vec damp(scalar_t(1 - h.dampening)), neg_lr(scalar_t(-h.lr));
@@ -166,7 +166,7 @@ void sgd_range_vec(scalar_t* p,
       gi = gi + wd * pi;
     }
     if (buf) {
-      Vec bi = h.first ? gi : Vec::loadu(buf + i) * mom + damp * gi;
+      Vec bi = h.is_first_step ? gi : Vec::loadu(buf + i) * mom + damp * gi;
       bi.store(buf + i);
       gi = h.nesterov ? gi + mom * bi : bi;
     }
@@ -184,7 +184,7 @@ void sgd_range_reduced(scalar_t* p,
                        scalar_t* buf,
                        int64_t begin,
                        int64_t end,
-                       const SgdHyper& h) {
+                       const SgdStepOptions& h) {
   using opmath_t = at::opmath_type<scalar_t>;
   for (int64_t i = begin; i < end; ++i) {
     opmath_t pi = p[i];
@@ -203,7 +203,7 @@ void sgd_range_reduced(scalar_t* p,
 
 void NORMOPT_CONCAT(adam_apply,
                     CPU_CAPABILITY)(const std::vector<AdamTensor>& tensors,
-                                    const AdamHyper& h) {
+                                    const AdamStepOptions& h) {
   for_each_chunk(tensors, [&](size_t i, int64_t begin, int64_t end) {
     const auto& t = tensors[i];
     AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -225,7 +225,7 @@ void NORMOPT_CONCAT(adam_apply,
 
 void NORMOPT_CONCAT(sgd_apply,
                     CPU_CAPABILITY)(const std::vector<SgdTensor>& tensors,
-                                    const SgdHyper& h) {
+                                    const SgdStepOptions& h) {
   for_each_chunk(tensors, [&](size_t i, int64_t begin, int64_t end) {
     const auto& t = tensors[i];
     AT_DISPATCH_FLOATING_TYPES_AND2(

@@ -7,16 +7,12 @@
 // build for this CPU once (ATEN_CPU_CAPABILITY=default|avx2|avx512 caps it).
 
 #include <c10/core/ScalarType.h>
+#include <normopt/ops/step_options.h>
 
 #include <cstdint>
 #include <vector>
 
 namespace normopt::ops::cpu {
-
-struct AdamHyper {
-  double lr, beta1, beta2, eps, weight_decay;
-  bool amsgrad, maximize, decoupled;
-};
 
 /// One tensor of an Adam step: pointers, size and its bias-corrected
 /// constants (they depend on the tensor's own step count).
@@ -32,11 +28,6 @@ struct AdamTensor {
   double bc2_sqrt;       // sqrt(1 - b2^t); 1 in Keras mode
 };
 
-struct SgdHyper {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov, maximize, first;
-};
-
 struct SgdTensor {
   c10::ScalarType dtype;
   int64_t numel;
@@ -45,8 +36,11 @@ struct SgdTensor {
   void* momentum_buffer;  // nullptr without momentum
 };
 
-void adam_apply(const std::vector<AdamTensor>& tensors, const AdamHyper& h);
-void sgd_apply(const std::vector<SgdTensor>& tensors, const SgdHyper& h);
+/// The update of every tensor; `o.keras_epsilon` is already in each tensor's
+/// constants.
+void adam_apply(const std::vector<AdamTensor>& tensors,
+                const AdamStepOptions& o);
+void sgd_apply(const std::vector<SgdTensor>& tensors, const SgdStepOptions& o);
 
 /// The capability the entry points use: 0 DEFAULT, 1 AVX2, 2 AVX512.
 int cpu_capability();

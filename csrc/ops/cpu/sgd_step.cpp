@@ -13,45 +13,27 @@
 namespace normopt::ops {
 namespace {
 
-void sgd_step_cpu(at::TensorList params,
-                  at::TensorList grads,
-                  at::TensorList momentum_buffers,
-                  double lr,
-                  double momentum,
-                  double dampening,
-                  double weight_decay,
-                  bool nesterov,
-                  bool maximize,
-                  bool is_first_step) {
-  detail::check_sgd_step_args(at::kCPU,
-                              params,
-                              grads,
-                              momentum_buffers,
-                              lr,
-                              momentum,
-                              dampening,
-                              nesterov);
-  const cpu::SgdHyper h{
-      lr, momentum, dampening, weight_decay, nesterov, maximize, is_first_step};
-  const bool with_buf = momentum != 0;
+void sgd_cpu(const detail::SgdLists& l, const SgdStepOptions& o) {
+  detail::check_sgd_args(at::kCPU, l, o);
+  const bool with_buf = o.momentum != 0;
   // Reused across calls: a step of a small model allocates nothing.
   thread_local std::vector<cpu::SgdTensor> tensors;
-  tensors.resize(params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
+  tensors.resize(l.params.size());
+  for (size_t i = 0; i < l.params.size(); ++i) {
     tensors[i] =
-        cpu::SgdTensor{params[i].scalar_type(),
-                       params[i].numel(),
-                       params[i].data_ptr(),
-                       grads[i].const_data_ptr(),
-                       with_buf ? momentum_buffers[i].data_ptr() : nullptr};
+        cpu::SgdTensor{l.params[i].scalar_type(),
+                       l.params[i].numel(),
+                       l.params[i].data_ptr(),
+                       l.grads[i].const_data_ptr(),
+                       with_buf ? l.momentum_buffers[i].data_ptr() : nullptr};
   }
-  cpu::sgd_apply(tensors, h);
+  cpu::sgd_apply(tensors, o);
 }
 
 }  // namespace
 
 NORMOPT_LIBRARY_IMPL(CPU, m) {
-  m.impl("sgd_step_", &sgd_step_cpu);
+  m.impl("sgd_step_", &detail::sgd_entry<&sgd_cpu>);
 }
 
 }  // namespace normopt::ops

@@ -316,111 +316,65 @@ void launch_step(const char* op,
   }
 }
 
-void adam_step_cuda(at::TensorList params,
-                    at::TensorList grads,
-                    at::TensorList exp_avgs,
-                    at::TensorList exp_avg_sqs,
-                    at::TensorList max_exp_avg_sqs,
-                    at::IntArrayRef steps,
-                    double lr,
-                    double beta1,
-                    double beta2,
-                    double eps,
-                    double weight_decay,
-                    bool amsgrad,
-                    bool maximize,
-                    bool decoupled_weight_decay,
-                    bool keras_epsilon) {
-  detail::check_adam_step_args(at::kCUDA,
-                               params,
-                               grads,
-                               exp_avgs,
-                               exp_avg_sqs,
-                               max_exp_avg_sqs,
-                               steps,
-                               lr,
-                               beta1,
-                               beta2,
-                               eps,
-                               amsgrad);
-  const AdamUpdate update{beta1,
-                          1 - beta1,
-                          beta2,
-                          1 - beta2,
-                          weight_decay,
-                          1 - lr * weight_decay,
-                          eps,
-                          amsgrad,
-                          maximize,
-                          decoupled_weight_decay};
-  launch_step<5>(
-      "normopt::adam_step_",
-      {params,
-       grads,
-       exp_avgs,
-       exp_avg_sqs,
-       amsgrad ? max_exp_avg_sqs : at::TensorList()},
-      update,
-      [&](size_t i) {
-        const auto bc = detail::adam_bias_correction(
-            lr, beta1, beta2, static_cast<double>(steps[i]), keras_epsilon);
-        return std::array<double, 2>{bc.step_size, bc.bc2_sqrt};
-      });
+// AdamUpdate's host-side constants.
+AdamUpdate adam_update(const AdamStepOptions& o) {
+  return {o.beta1,
+          1 - o.beta1,
+          o.beta2,
+          1 - o.beta2,
+          o.weight_decay,
+          1 - o.lr * o.weight_decay,
+          o.eps,
+          o.amsgrad,
+          o.maximize,
+          o.decoupled_weight_decay};
 }
 
-void adam_step_capturable_cuda(at::TensorList params,
-                               at::TensorList grads,
-                               at::TensorList exp_avgs,
-                               at::TensorList exp_avg_sqs,
-                               at::TensorList max_exp_avg_sqs,
-                               at::TensorList state_steps,
-                               double lr,
-                               double beta1,
-                               double beta2,
-                               double eps,
-                               double weight_decay,
-                               bool amsgrad,
-                               bool maximize,
-                               bool decoupled_weight_decay,
-                               bool keras_epsilon) {
-  detail::check_adam_capturable_args(at::kCUDA,
-                                     params,
-                                     grads,
-                                     exp_avgs,
-                                     exp_avg_sqs,
-                                     max_exp_avg_sqs,
-                                     state_steps,
-                                     lr,
-                                     beta1,
-                                     beta2,
-                                     eps,
-                                     amsgrad);
-  if (params.empty()) {
+// The lists a launch reads: max_exp_avg_sqs only with amsgrad.
+std::array<at::TensorList, 5> adam_lists(const detail::AdamLists& l,
+                                         bool amsgrad) {
+  return {l.params,
+          l.grads,
+          l.exp_avgs,
+          l.exp_avg_sqs,
+          amsgrad ? l.max_exp_avg_sqs : at::TensorList()};
+}
+
+void adam_cuda(const detail::AdamLists& l,
+               at::IntArrayRef steps,
+               const AdamStepOptions& o) {
+  detail::check_adam_args(at::kCUDA, l, steps, o);
+  launch_step<5>("normopt::adam_step_",
+                 adam_lists(l, o.amsgrad),
+                 adam_update(o),
+                 [&](size_t i) {
+                   const auto bc = detail::adam_bias_correction(
+                       o.lr,
+                       o.beta1,
+                       o.beta2,
+                       static_cast<double>(steps[i]),
+                       o.keras_epsilon);
+                   return std::array<double, 2>{bc.step_size, bc.bc2_sqrt};
+                 });
+}
+
+void adam_cuda(const detail::AdamLists& l,
+               at::TensorList state_steps,
+               const AdamStepOptions& o) {
+  detail::check_adam_args(at::kCUDA, l, state_steps, o);
+  if (l.params.empty()) {
     return;
   }
   // On the current stream, before the launches that read the counts.
   at::_foreach_add_(state_steps, at::Scalar(1));
   const AdamCapturableUpdate update{
-      {beta1,
-       1 - beta1,
-       beta2,
-       1 - beta2,
-       weight_decay,
-       1 - lr * weight_decay,
-       eps,
-       amsgrad,
-       maximize,
-       decoupled_weight_decay},
-      lr,
-      keras_epsilon,
+      adam_update(o),
+      o.lr,
+      o.keras_epsilon,
       state_steps[0].scalar_type() == at::kDouble};
   launch_step<5>(
       "normopt::adam_step_capturable_",
-      {params,
-       grads,
-       exp_avgs,
-       exp_avg_sqs,
-       amsgrad ? max_exp_avg_sqs : at::TensorList()},
+      adam_lists(l, o.amsgrad),
       update,
       [](size_t) {
         return std::array<double, 2>{0, 0};
@@ -428,36 +382,20 @@ void adam_step_capturable_cuda(at::TensorList params,
       state_steps);
 }
 
-void sgd_step_cuda(at::TensorList params,
-                   at::TensorList grads,
-                   at::TensorList momentum_buffers,
-                   double lr,
-                   double momentum,
-                   double dampening,
-                   double weight_decay,
-                   bool nesterov,
-                   bool maximize,
-                   bool is_first_step) {
-  detail::check_sgd_step_args(at::kCUDA,
-                              params,
-                              grads,
-                              momentum_buffers,
-                              lr,
-                              momentum,
-                              dampening,
-                              nesterov);
-  const bool with_buffer = momentum != 0;
-  const SgdUpdate update{-lr,
-                         momentum,
-                         1 - dampening,
-                         weight_decay,
+void sgd_cuda(const detail::SgdLists& l, const SgdStepOptions& o) {
+  detail::check_sgd_args(at::kCUDA, l, o);
+  const bool with_buffer = o.momentum != 0;
+  const SgdUpdate update{-o.lr,
+                         o.momentum,
+                         1 - o.dampening,
+                         o.weight_decay,
                          with_buffer,
-                         nesterov,
-                         maximize,
-                         is_first_step};
+                         o.nesterov,
+                         o.maximize,
+                         o.is_first_step};
   launch_step<3>(
       "normopt::sgd_step_",
-      {params, grads, with_buffer ? momentum_buffers : at::TensorList()},
+      {l.params, l.grads, with_buffer ? l.momentum_buffers : at::TensorList()},
       update,
       [](size_t) {
         return std::array<double, 2>{0, 0};
@@ -467,9 +405,10 @@ void sgd_step_cuda(at::TensorList params,
 }  // namespace
 
 NORMOPT_LIBRARY_IMPL(CUDA, m) {
-  m.impl("adam_step_", &adam_step_cuda);
-  m.impl("adam_step_capturable_", &adam_step_capturable_cuda);
-  m.impl("sgd_step_", &sgd_step_cuda);
+  using detail::adam_entry;
+  m.impl("adam_step_", &adam_entry<at::IntArrayRef, &adam_cuda>);
+  m.impl("adam_step_capturable_", &adam_entry<at::TensorList, &adam_cuda>);
+  m.impl("sgd_step_", &detail::sgd_entry<&sgd_cuda>);
 }
 
 }  // namespace normopt::ops

@@ -14,57 +14,26 @@
 // by its reciprocal. Each step allocates temporaries and makes several
 // passes over memory: the fallback is for reach, not for speed.
 
-#include <ATen/core/Tensor.h>
+#include "../optim_step_args.h"
+
 #include <normopt/macros.h>
 
 namespace normopt::ops::detail {
 
 /// normopt::adam_step_ on any device, from ATen ops.
-NORMOPT_API void adam_step_generic(at::TensorList params,
-                                   at::TensorList grads,
-                                   at::TensorList exp_avgs,
-                                   at::TensorList exp_avg_sqs,
-                                   at::TensorList max_exp_avg_sqs,
+NORMOPT_API void adam_step_generic(const AdamLists& lists,
                                    at::IntArrayRef steps,
-                                   double lr,
-                                   double beta1,
-                                   double beta2,
-                                   double eps,
-                                   double weight_decay,
-                                   bool amsgrad,
-                                   bool maximize,
-                                   bool decoupled_weight_decay,
-                                   bool keras_epsilon);
+                                   const AdamStepOptions& options);
 
 /// normopt::adam_step_capturable_ on any device, from ATen ops: the step
 /// counts advanced and the bias corrections computed by tensor ops on the
 /// device, in the step counts' dtype.
-NORMOPT_API void adam_step_capturable_generic(at::TensorList params,
-                                              at::TensorList grads,
-                                              at::TensorList exp_avgs,
-                                              at::TensorList exp_avg_sqs,
-                                              at::TensorList max_exp_avg_sqs,
-                                              at::TensorList state_steps,
-                                              double lr,
-                                              double beta1,
-                                              double beta2,
-                                              double eps,
-                                              double weight_decay,
-                                              bool amsgrad,
-                                              bool maximize,
-                                              bool decoupled_weight_decay,
-                                              bool keras_epsilon);
+NORMOPT_API void adam_step_generic(const AdamLists& lists,
+                                   at::TensorList state_steps,
+                                   const AdamStepOptions& options);
 
 /// normopt::sgd_step_ on any device, from ATen ops.
-NORMOPT_API void sgd_step_generic(at::TensorList params,
-                                  at::TensorList grads,
-                                  at::TensorList momentum_buffers,
-                                  double lr,
-                                  double momentum,
-                                  double dampening,
-                                  double weight_decay,
-                                  bool nesterov,
-                                  bool maximize,
-                                  bool is_first_step);
+NORMOPT_API void sgd_step_generic(const SgdLists& lists,
+                                  const SgdStepOptions& options);
 
 }  // namespace normopt::ops::detail

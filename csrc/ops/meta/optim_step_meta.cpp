@@ -14,90 +14,26 @@
 namespace normopt::ops {
 namespace {
 
-void adam_step_meta(at::TensorList params,
-                    at::TensorList grads,
-                    at::TensorList exp_avgs,
-                    at::TensorList exp_avg_sqs,
-                    at::TensorList max_exp_avg_sqs,
-                    at::IntArrayRef steps,
-                    double lr,
-                    double beta1,
-                    double beta2,
-                    double eps,
-                    double /*weight_decay*/,
-                    bool amsgrad,
-                    bool /*maximize*/,
-                    bool /*decoupled_weight_decay*/,
-                    bool /*keras_epsilon*/) {
-  detail::check_adam_step_args(at::kMeta,
-                               params,
-                               grads,
-                               exp_avgs,
-                               exp_avg_sqs,
-                               max_exp_avg_sqs,
-                               steps,
-                               lr,
-                               beta1,
-                               beta2,
-                               eps,
-                               amsgrad);
+template <typename Steps>
+void adam_meta(const detail::AdamLists& l,
+               Steps steps,
+               const AdamStepOptions& o) {
+  detail::check_adam_args(at::kMeta, l, steps, o);
 }
 
-void adam_step_capturable_meta(at::TensorList params,
-                               at::TensorList grads,
-                               at::TensorList exp_avgs,
-                               at::TensorList exp_avg_sqs,
-                               at::TensorList max_exp_avg_sqs,
-                               at::TensorList state_steps,
-                               double lr,
-                               double beta1,
-                               double beta2,
-                               double eps,
-                               double /*weight_decay*/,
-                               bool amsgrad,
-                               bool /*maximize*/,
-                               bool /*decoupled_weight_decay*/,
-                               bool /*keras_epsilon*/) {
-  detail::check_adam_capturable_args(at::kMeta,
-                                     params,
-                                     grads,
-                                     exp_avgs,
-                                     exp_avg_sqs,
-                                     max_exp_avg_sqs,
-                                     state_steps,
-                                     lr,
-                                     beta1,
-                                     beta2,
-                                     eps,
-                                     amsgrad);
-}
-
-void sgd_step_meta(at::TensorList params,
-                   at::TensorList grads,
-                   at::TensorList momentum_buffers,
-                   double lr,
-                   double momentum,
-                   double dampening,
-                   double /*weight_decay*/,
-                   bool nesterov,
-                   bool /*maximize*/,
-                   bool /*is_first_step*/) {
-  detail::check_sgd_step_args(at::kMeta,
-                              params,
-                              grads,
-                              momentum_buffers,
-                              lr,
-                              momentum,
-                              dampening,
-                              nesterov);
+void sgd_meta(const detail::SgdLists& l, const SgdStepOptions& o) {
+  detail::check_sgd_args(at::kMeta, l, o);
 }
 
 }  // namespace
 
 NORMOPT_LIBRARY_IMPL(Meta, m) {
-  m.impl("adam_step_", &adam_step_meta);
-  m.impl("adam_step_capturable_", &adam_step_capturable_meta);
-  m.impl("sgd_step_", &sgd_step_meta);
+  using detail::adam_entry;
+  m.impl("adam_step_",
+         &adam_entry<at::IntArrayRef, &adam_meta<at::IntArrayRef>>);
+  m.impl("adam_step_capturable_",
+         &adam_entry<at::TensorList, &adam_meta<at::TensorList>>);
+  m.impl("sgd_step_", &detail::sgd_entry<&sgd_meta>);
 }
 
 }  // namespace normopt::ops

@@ -17,28 +17,6 @@ namespace {
 using normopt::ops::AdamStepOptions;
 using normopt::test::TensorVec;
 
-// More tensors than one launch holds (36), a tensor of more chunks than one
-// launch holds (256 x 65536) and so continued in the next launch's slot 0,
-// partial chunks, a scalar and an empty tensor: every tensor must read its
-// own count.
-std::vector<int64_t> launch_sizes() {
-  std::vector<int64_t> out = {1, 0, 3, 65536, 65537, 257 * 65536 + 5};
-  for (int i = 0; i < 40; ++i) {
-    out.push_back(100 + 37 * i);
-  }
-  return out;
-}
-
-void capturable_op(TensorVec& p,
-                   const TensorVec& g,
-                   TensorVec& m,
-                   TensorVec& v,
-                   TensorVec& x,
-                   TensorVec& steps,
-                   const AdamStepOptions& o) {
-  normopt::ops::adam_step_capturable_(p, g, m, v, x, steps, o);
-}
-
 torch::nn::Sequential small_model() {
   torch::manual_seed(0);
   torch::nn::Sequential m(
@@ -74,9 +52,10 @@ TEST(AdamCapturableCuda, MatchesCpuKernel_AllDtypesAndOptions) {
   for (auto step_dtype : {torch::kFloat, torch::kDouble}) {
     SCOPED_TRACE(c10::toString(step_dtype));
     normopt::test::expect_adam_matches_cpu_kernel(
-        normopt::test::as_adam_step(&capturable_op, step_dtype),
+        normopt::test::as_adam_step(normopt::test::kAdamCapturableOp,
+                                    step_dtype),
         torch::kCUDA,
-        launch_sizes());
+        normopt::test::cuda_launch_sizes());
   }
 }
 

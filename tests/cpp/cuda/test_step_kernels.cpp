@@ -14,49 +14,20 @@
 namespace {
 
 using normopt::ops::AdamStepOptions;
-using normopt::ops::SgdStepOptions;
 using normopt::test::TensorVec;
-
-// Sizes that exercise the launch splitting: more tensors than one launch
-// holds (36), a tensor of more chunks than one launch holds (256 x 65536),
-// partial chunks, a scalar and an empty tensor.
-std::vector<int64_t> launch_sizes() {
-  std::vector<int64_t> out = {1, 0, 3, 65536, 65537, 257 * 65536 + 5};
-  for (int i = 0; i < 40; ++i) {
-    out.push_back(100 + 37 * i);
-  }
-  return out;
-}
-
-void adam_op(TensorVec& p,
-             const TensorVec& g,
-             TensorVec& m,
-             TensorVec& v,
-             TensorVec& x,
-             const std::vector<int64_t>& steps,
-             const AdamStepOptions& o) {
-  normopt::ops::adam_step_(p, g, m, v, x, steps, o);
-}
-
-void sgd_op(TensorVec& p,
-            const TensorVec& g,
-            TensorVec& b,
-            const SgdStepOptions& o) {
-  normopt::ops::sgd_step_(p, g, b, o);
-}
 
 }  // namespace
 
 TEST(AdamStepCuda, MatchesCpuKernel_AllDtypesAndOptions) {
   NORMOPT_SKIP_WITHOUT_CUDA();
   normopt::test::expect_adam_matches_cpu_kernel(
-      &adam_op, torch::kCUDA, launch_sizes());
+      normopt::test::kAdamOp, torch::kCUDA, normopt::test::cuda_launch_sizes());
 }
 
 TEST(SgdStepCuda, MatchesCpuKernel_AllDtypesAndOptions) {
   NORMOPT_SKIP_WITHOUT_CUDA();
   normopt::test::expect_sgd_matches_cpu_kernel(
-      &sgd_op, torch::kCUDA, launch_sizes());
+      normopt::test::kSgdOp, torch::kCUDA, normopt::test::cuda_launch_sizes());
 }
 
 // Launches go to the current stream: two steps issued on two side streams,

@@ -9,6 +9,8 @@
 
 #include <normopt/ops/optim_step.h>
 
+#include "ops/optim_step_args.h"
+
 #include <functional>
 #include <string>
 #include <utility>
@@ -113,50 +115,51 @@ inline void expect_close(const TensorVec& actual,
   }
 }
 
-/// adam_step_'s arguments, for an implementation under test.
-using AdamStepFn = std::function<void(TensorVec& params,
-                                      const TensorVec& grads,
-                                      TensorVec& exp_avgs,
-                                      TensorVec& exp_avg_sqs,
-                                      TensorVec& max_exp_avg_sqs,
-                                      const std::vector<int64_t>& steps,
-                                      const ops::AdamStepOptions& options)>;
-using SgdStepFn = std::function<void(TensorVec& params,
-                                     const TensorVec& grads,
-                                     TensorVec& momentum_buffers,
-                                     const ops::SgdStepOptions& options)>;
+/// An implementation under test, in the form every backend's kernel takes
+/// (csrc/ops/optim_step_args.h): adam_step_ (Steps = at::IntArrayRef) or
+/// adam_step_capturable_ (at::TensorList), and sgd_step_.
+template <typename Steps>
+using AdamStepFn = std::function<void(
+    const ops::detail::AdamLists&, Steps, const ops::AdamStepOptions&)>;
+using SgdStepFn = std::function<void(const ops::detail::SgdLists&,
+                                     const ops::SgdStepOptions&)>;
 
-/// adam_step_capturable_'s arguments, for an implementation under test.
-using AdamCapturableFn = std::function<void(TensorVec& params,
-                                            const TensorVec& grads,
-                                            TensorVec& exp_avgs,
-                                            TensorVec& exp_avg_sqs,
-                                            TensorVec& max_exp_avg_sqs,
-                                            TensorVec& state_steps,
-                                            const ops::AdamStepOptions&)>;
+/// The ops through the dispatcher, as a caller reaches them.
+inline const AdamStepFn<at::IntArrayRef> kAdamOp =
+    &ops::detail::call_adam<at::IntArrayRef>;
+inline const AdamStepFn<at::TensorList> kAdamCapturableOp =
+    &ops::detail::call_adam<at::TensorList>;
+inline const SgdStepFn kSgdOp = &ops::detail::call_sgd;
 
-/// `step`, a capturable implementation, as an AdamStepFn: each call puts
-/// steps[i] - 1 in a one-element `step_dtype` tensor on params[i]'s device
-/// and expects the implementation to have advanced it to steps[i].
-inline AdamStepFn as_adam_step(const AdamCapturableFn& step,
-                               torch::ScalarType step_dtype) {
-  return [=](TensorVec& p,
-             const TensorVec& g,
-             TensorVec& m,
-             TensorVec& v,
-             TensorVec& x,
-             const std::vector<int64_t>& steps,
+/// More tensors than one CUDA launch holds (36), a tensor of more chunks
+/// than one launch holds (256 x 65536) and so continued in the next
+/// launch's slot 0, partial chunks, a scalar and an empty tensor.
+inline std::vector<int64_t> cuda_launch_sizes() {
+  std::vector<int64_t> out = {1, 0, 3, 65536, 65537, 257 * 65536 + 5};
+  for (int i = 0; i < 40; ++i) {
+    out.push_back(100 + 37 * i);
+  }
+  return out;
+}
+
+/// `step`, a capturable implementation, as one with host step counts: each
+/// call puts steps[i] - 1 in a one-element `step_dtype` tensor on params[i]'s
+/// device and expects the implementation to have advanced it to steps[i].
+inline AdamStepFn<at::IntArrayRef> as_adam_step(
+    const AdamStepFn<at::TensorList>& step, torch::ScalarType step_dtype) {
+  return [=](const ops::detail::AdamLists& l,
+             at::IntArrayRef steps,
              const ops::AdamStepOptions& o) {
     TensorVec counts;
-    for (size_t i = 0; i < p.size(); ++i) {
+    for (size_t i = 0; i < l.params.size(); ++i) {
       // Alternately 0-dim and shape [1]: both are one element.
       counts.push_back(
           torch::full(i % 2 ? std::vector<int64_t>{1} : std::vector<int64_t>{},
                       static_cast<double>(steps[i] - 1),
-                      p[i].options().dtype(step_dtype)));
+                      l.params[i].options().dtype(step_dtype)));
     }
-    step(p, g, m, v, x, counts, o);
-    for (size_t i = 0; i < p.size(); ++i) {
+    step(l, counts, o);
+    for (size_t i = 0; i < counts.size(); ++i) {
       EXPECT_EQ(counts[i].item<double>(), static_cast<double>(steps[i]))
           << "state_steps[" << i << "] not advanced by one";
     }
@@ -166,9 +169,10 @@ inline AdamStepFn as_adam_step(const AdamCapturableFn& step,
 /// Three Adam steps of every variant and dtype, over tensors of `sizes`
 /// (each with its own step count), by the CPU kernel on CPU tensors and by
 /// `step` on copies on `device`: the results agree within step_tolerance.
-inline void expect_adam_matches_cpu_kernel(const AdamStepFn& step,
-                                           torch::Device device,
-                                           const std::vector<int64_t>& sizes) {
+inline void expect_adam_matches_cpu_kernel(
+    const AdamStepFn<at::IntArrayRef>& step,
+    torch::Device device,
+    const std::vector<int64_t>& sizes) {
   for (auto dtype : step_dtypes()) {
     for (const auto& [name, o] : adam_variants()) {
       SCOPED_TRACE(name + " " + std::string(c10::toString(dtype)));
@@ -186,11 +190,7 @@ inline void expect_adam_matches_cpu_kernel(const AdamStepFn& step,
           steps[i] = s + static_cast<int64_t>(i % 3);  // own counts
         }
         ops::adam_step_(p, g, m, v, o.amsgrad ? x : none, steps, o);
-        step(pd,
-             copies_on(g, device),
-             md,
-             vd,
-             o.amsgrad ? xd : none_d,
+        step({pd, copies_on(g, device), md, vd, o.amsgrad ? xd : none_d},
              steps,
              o);
       }
@@ -222,7 +222,7 @@ inline void expect_sgd_matches_cpu_kernel(const SgdStepFn& step,
         o.is_first_step = s == 1;
         auto g = random_list(sizes, dtype);
         ops::sgd_step_(p, g, with_buf ? b : none, o);
-        step(pd, copies_on(g, device), with_buf ? bd : none_d, o);
+        step({pd, copies_on(g, device), with_buf ? bd : none_d}, o);
       }
       const double tol = step_tolerance(dtype);
       expect_close(pd, p, tol, "params");

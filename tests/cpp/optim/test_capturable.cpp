@@ -23,40 +23,6 @@ using normopt::test::TensorVec;
 
 const std::vector<int64_t> kSizes = {1, 0, 3, 17, 1000, 40000};
 
-void capturable_op(TensorVec& p,
-                   const TensorVec& g,
-                   TensorVec& m,
-                   TensorVec& v,
-                   TensorVec& x,
-                   TensorVec& steps,
-                   const AdamStepOptions& o) {
-  normopt::ops::adam_step_capturable_(p, g, m, v, x, steps, o);
-}
-
-void capturable_generic(TensorVec& p,
-                        const TensorVec& g,
-                        TensorVec& m,
-                        TensorVec& v,
-                        TensorVec& x,
-                        TensorVec& steps,
-                        const AdamStepOptions& o) {
-  normopt::ops::detail::adam_step_capturable_generic(p,
-                                                     g,
-                                                     m,
-                                                     v,
-                                                     x,
-                                                     steps,
-                                                     o.lr,
-                                                     o.beta1,
-                                                     o.beta2,
-                                                     o.eps,
-                                                     o.weight_decay,
-                                                     o.amsgrad,
-                                                     o.maximize,
-                                                     o.decoupled_weight_decay,
-                                                     o.keras_epsilon);
-}
-
 // A few tensors of a least-squares problem whose optimum is far away, so
 // every step moves every parameter.
 struct Problem {
@@ -152,7 +118,8 @@ TEST(AdamCapturableOp, MatchesAdamStep_AllDtypesAndOptions) {
   for (auto step_dtype : {torch::kFloat, torch::kDouble}) {
     SCOPED_TRACE(c10::toString(step_dtype));
     normopt::test::expect_adam_matches_cpu_kernel(
-        normopt::test::as_adam_step(&capturable_op, step_dtype),
+        normopt::test::as_adam_step(normopt::test::kAdamCapturableOp,
+                                    step_dtype),
         torch::kCPU,
         kSizes);
   }
@@ -199,7 +166,11 @@ TEST(AdamCapturableGeneric, MatchesCpuKernel_AllDtypesAndOptions) {
   // Float64 counts: the fallback computes the bias corrections in the
   // counts' dtype.
   normopt::test::expect_adam_matches_cpu_kernel(
-      normopt::test::as_adam_step(&capturable_generic, torch::kDouble),
+      normopt::test::as_adam_step(
+          [](const auto& lists, auto steps, const auto& o) {
+            normopt::ops::detail::adam_step_generic(lists, steps, o);
+          },
+          torch::kDouble),
       torch::kCPU,
       kSizes);
 }

@@ -11,62 +11,28 @@ namespace {
 
 using normopt::ops::AdamStepOptions;
 using normopt::ops::SgdStepOptions;
+using normopt::ops::detail::adam_step_generic;
+using normopt::ops::detail::sgd_step_generic;
 using normopt::test::TensorVec;
 
 // A scalar, an empty tensor, sizes around vector widths and the CPU
 // kernel's parallel threshold (2^15).
 const std::vector<int64_t> kSizes = {1, 0, 3, 17, 1000, 40000};
 
-void adam_generic(TensorVec& p,
-                  const TensorVec& g,
-                  TensorVec& m,
-                  TensorVec& v,
-                  TensorVec& x,
-                  const std::vector<int64_t>& steps,
-                  const AdamStepOptions& o) {
-  normopt::ops::detail::adam_step_generic(p,
-                                          g,
-                                          m,
-                                          v,
-                                          x,
-                                          steps,
-                                          o.lr,
-                                          o.beta1,
-                                          o.beta2,
-                                          o.eps,
-                                          o.weight_decay,
-                                          o.amsgrad,
-                                          o.maximize,
-                                          o.decoupled_weight_decay,
-                                          o.keras_epsilon);
-}
-
-void sgd_generic(TensorVec& p,
-                 const TensorVec& g,
-                 TensorVec& b,
-                 const SgdStepOptions& o) {
-  normopt::ops::detail::sgd_step_generic(p,
-                                         g,
-                                         b,
-                                         o.lr,
-                                         o.momentum,
-                                         o.dampening,
-                                         o.weight_decay,
-                                         o.nesterov,
-                                         o.maximize,
-                                         o.is_first_step);
-}
-
 }  // namespace
 
 TEST(AdamStepGeneric, MatchesCpuKernel_AllDtypesAndOptions) {
   normopt::test::expect_adam_matches_cpu_kernel(
-      &adam_generic, torch::kCPU, kSizes);
+      [](const auto& lists, auto steps, const auto& o) {
+        adam_step_generic(lists, steps, o);
+      },
+      torch::kCPU,
+      kSizes);
 }
 
 TEST(SgdStepGeneric, MatchesCpuKernel_AllDtypesAndOptions) {
   normopt::test::expect_sgd_matches_cpu_kernel(
-      &sgd_generic, torch::kCPU, kSizes);
+      &sgd_step_generic, torch::kCPU, kSizes);
 }
 
 // The fallback updates leaves that require grad in place, as the optimizers
@@ -79,7 +45,7 @@ TEST(AdamStepGeneric, UpdatesLeavesInPlace_GradsUntouched) {
   TensorVec v{torch::zeros({4}, torch::kFloat64)};
   TensorVec none;
   const auto p_data = p[0].data_ptr();
-  adam_generic(p, g, m, v, none, {1}, AdamStepOptions{});
+  adam_step_generic({p, g, m, v, none}, {1}, AdamStepOptions{});
   // First step: m = 0.1 g, v = 0.001 g^2, so m / (1 - b1) = g and
   // sqrt(v / (1 - b2)) = |g|: p -= lr * 2 / (2 + eps).
   const double expected = 1 - 1e-3 * 2 / (2 + 1e-8);
@@ -92,13 +58,17 @@ TEST(AdamStepGeneric, BadInput_SameMessagesAsTheKernels) {
   TensorVec p{torch::zeros({4})}, g{torch::zeros({3})}, m{torch::zeros({4})},
       v{torch::zeros({4})}, none;
   normopt::test::expect_error(
-      [&] { adam_generic(p, g, m, v, none, {1}, AdamStepOptions{}); },
+      [&] {
+        adam_step_generic({p, g, m, v, none}, {1}, AdamStepOptions{});
+      },
       {"normopt::adam_step_", "grads[0] has shape [3]"});
   TensorVec b;
   SgdStepOptions momentum;
   momentum.momentum = 0.9;
   normopt::test::expect_error(
-      [&] { sgd_generic(p, m, b, momentum); },
+      [&] {
+        sgd_step_generic({p, m, b}, momentum);
+      },
       {"normopt::sgd_step_", "needs one momentum buffer per parameter"});
 }
 
