@@ -60,21 +60,31 @@ inline torch::Tensor as_tensor(const std::vector<double>& v) {
   return torch::tensor(v, torch::kFloat64);
 }
 
-/// Runs `fn`, expects a c10::Error whose message contains every needle.
+/// The message of the c10::Error that `fn` throws ("" and a test failure
+/// when it throws nothing, or something else).
 template <typename Fn>
-void expect_error(Fn&& fn, std::initializer_list<std::string> needles) {
+std::string error_of(Fn&& fn) {
   try {
     fn();
   } catch (const c10::Error& e) {
-    const std::string msg = e.what_without_backtrace();
-    for (const auto& needle : needles) {
-      EXPECT_NE(msg.find(needle), std::string::npos)
-          << "message lacks '" << needle << "':\n"
-          << msg;
-    }
-    return;
+    return e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected a c10::Error, got std::exception: " << e.what();
+    return "";
   }
-  ADD_FAILURE() << "expected a c10::Error";
+  ADD_FAILURE() << "expected a c10::Error, nothing was thrown";
+  return "";
+}
+
+/// Runs `fn`, expects a c10::Error whose message contains every needle.
+template <typename Fn>
+void expect_error(Fn&& fn, std::initializer_list<std::string> needles) {
+  const std::string msg = error_of(std::forward<Fn>(fn));
+  for (const auto& needle : needles) {
+    EXPECT_NE(msg.find(needle), std::string::npos)
+        << "message lacks '" << needle << "':\n"
+        << msg;
+  }
 }
 
 /// fit() options without a progress bar (tests print nothing).

@@ -27,27 +27,8 @@
 
 namespace {
 
-using normopt::data::CsvOptions;
-using normopt::data::parse_csv;
-using normopt::data::read_csv;
-using normopt::data::Table;
-using normopt::data::TableDataset;
-using normopt::data::train_validation_split;
-
-// The message of the c10::Error thrown by `f` ("" and a test failure when
-// nothing, or something else, is thrown).
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected c10::Error, got std::exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected c10::Error, nothing was thrown";
-  return "";
-}
+using namespace normopt::data;
+using normopt::test::error_of;
 
 #define EXPECT_CONTAINS(message, part)                          \
   EXPECT_NE(std::string(message).find(part), std::string::npos) \

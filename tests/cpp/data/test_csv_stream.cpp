@@ -32,21 +32,8 @@
 
 namespace {
 
-using normopt::data::CsvOptions;
-using normopt::data::CsvReader;
-using normopt::data::parse_csv;
-using normopt::data::read_csv;
-using normopt::data::Table;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  ADD_FAILURE() << "expected c10::Error, nothing was thrown";
-  return "";
-}
+using namespace normopt::data;
+using normopt::test::error_of;
 
 // A CSV text with every feature of the format the reader accepts: a quoted
 // header name with a line break inside, quoted cells (some spanning lines,

@@ -2,12 +2,8 @@
 
 #include <normopt/normopt.h>
 
-using normopt::nn::Normalization;
-using normopt::nn::NormalizationOptions;
-using normopt::test::as_tensor;
-using normopt::test::expect_error;
-using normopt::test::max_rel_error;
-using normopt::test::reference_stats;
+using namespace normopt::nn;
+using namespace normopt::test;
 
 namespace {
 

@@ -2,7 +2,7 @@
 // the run that never stopped, bit for bit; saves are atomic; foreign,
 // truncated and corrupted files are refused without touching anything; and
 // non-finite values never reach a checkpoint.
-#include "../common.h"
+#include "fixtures.h"
 
 #include <normopt/normopt.h>
 
@@ -21,15 +21,8 @@
 #include <sys/resource.h>
 #endif
 
-using namespace normopt::nn;
-using normopt::data::Table;
-using normopt::test::expect_error;
+using namespace normopt::test::train;
 using normopt::test::files_in;
-using normopt::test::quiet;
-using normopt::test::snapshot;
-using normopt::test::TempDir;
-using normopt::train::FitOptions;
-using normopt::train::History;
 
 namespace {
 
@@ -135,16 +128,27 @@ FitOptions with_validation(bool validation, FitOptions options) {
   return options;
 }
 
-Outcome run_uninterrupted(const Setup& s) {
-  torch::manual_seed(0);
+// A run of `s`: its model and optimizer built afresh after seeding torch
+// with `seed`, trained with s's options as `edit` changes them.
+Outcome run_setup(
+    const Setup& s,
+    uint64_t seed,
+    const std::function<FitOptions(FitOptions)>& edit = [](FitOptions o) {
+      return o;
+    }) {
+  torch::manual_seed(seed);
   auto model = s.model();
   auto optimizer = s.optimizer(model);
-  auto history =
-      normopt::train::fit(model,
-                          *optimizer,
-                          train_table(),
-                          with_validation(s.validation, s.options(*optimizer)));
+  auto history = normopt::train::fit(
+      model,
+      *optimizer,
+      train_table(),
+      with_validation(s.validation, edit(s.options(*optimizer))));
   return {history, snapshot(*model)};
+}
+
+Outcome run_uninterrupted(const Setup& s) {
+  return run_setup(s, 0);
 }
 
 // Trains with a checkpoint every `every` epochs, "crashes" at the end of
@@ -154,37 +158,23 @@ Outcome run_crashed_and_resumed(const Setup& s,
                                 const std::string& path,
                                 int64_t crash_at,
                                 int64_t every = 1) {
-  {
-    torch::manual_seed(0);
-    auto model = s.model();
-    auto optimizer = s.optimizer(model);
-    auto options =
-        s.options(*optimizer)
-            .checkpoint_path(path)
-            .checkpoint_every(every)
-            .callbacks(
+  EXPECT_THROW(
+      run_setup(
+          s,
+          0,
+          [&](FitOptions o) {
+            return o.checkpoint_path(path).checkpoint_every(every).callbacks(
                 {normopt::train::on_epoch_end([crash_at](const auto& log) {
                   if (log.epoch == crash_at) {
                     throw CrashAt();
                   }
                 })});
-    EXPECT_THROW(normopt::train::fit(model,
-                                     *optimizer,
-                                     train_table(),
-                                     with_validation(s.validation, options)),
-                 CrashAt);
-  }
-  torch::manual_seed(12345);  // a restarted program: other initial weights
-  auto model = s.model();
-  auto optimizer = s.optimizer(model);
-  auto history = normopt::train::fit(
-      model,
-      *optimizer,
-      train_table(),
-      with_validation(
-          s.validation,
-          s.options(*optimizer).checkpoint_path(path).resume_from(path)));
-  return {history, snapshot(*model)};
+          }),
+      CrashAt);
+  // A restarted program: other initial weights.
+  return run_setup(s, 12345, [&](FitOptions o) {
+    return o.checkpoint_path(path).resume_from(path);
+  });
 }
 
 Setup adam_step_lr() {
@@ -314,30 +304,19 @@ TEST(Checkpoint, Every_SavesOnScheduleAndAtTheEnd) {
 TEST(Checkpoint, FinishedRun_ResumeReturnsSavedHistoryAndModel) {
   TempDir dir;
   const auto path = dir.file("run.pt");
-  const auto setup = adam_step_lr();
-  torch::manual_seed(0);
-  auto model = setup.model();
-  auto optimizer = setup.optimizer(model);
-  const auto done = normopt::train::fit(
-      model,
-      *optimizer,
-      train_table(),
-      with_validation(true, setup.options(*optimizer).checkpoint_path(path)));
+  const auto done = run_setup(
+      adam_step_lr(), 0, [&](FitOptions o) { return o.checkpoint_path(path); });
   const auto bytes = read_bytes(path);
-  auto again = setup.model();
-  auto optimizer2 = setup.optimizer(again);
-  const auto h = normopt::train::fit(
-      again,
-      *optimizer2,
-      train_table(),
-      with_validation(
-          true,
-          setup.options(*optimizer2).checkpoint_path(path).resume_from(path)));
-  expect_same_history(done, h);
-  for (size_t i = 0; i < h.epochs.size(); ++i) {
-    EXPECT_EQ(h.epochs[i].wall_seconds, done.epochs[i].wall_seconds);
+  // From other initial weights: all that matches comes from the file.
+  const auto again = run_setup(adam_step_lr(), 12345, [&](FitOptions o) {
+    return o.checkpoint_path(path).resume_from(path);
+  });
+  expect_same_history(done.history, again.history);
+  for (size_t i = 0; i < again.history.epochs.size(); ++i) {
+    EXPECT_EQ(again.history.epochs[i].wall_seconds,
+              done.history.epochs[i].wall_seconds);
   }
-  expect_bit_equal(snapshot(*model), snapshot(*again));
+  expect_bit_equal(done.state, again.state);
   EXPECT_EQ(read_bytes(path), bytes);  // nothing trained, nothing rewritten
 }
 
@@ -803,16 +782,9 @@ TEST(Checkpoint, OtherVersionOrHistoryColumns_RefusedByName) {
 TEST(Checkpoint, FullDisk_FailedSaveKeepsPreviousCheckpoint) {
   TempDir dir;
   const auto path = dir.file("run.pt");
-  const auto setup = adam_step_lr();
-  torch::manual_seed(0);
-  auto model = setup.model();
-  auto optimizer = setup.optimizer(model);
-  normopt::train::fit(
-      model,
-      *optimizer,
-      train_table(),
-      with_validation(
-          true, setup.options(*optimizer).epochs(3).checkpoint_path(path)));
+  run_setup(adam_step_lr(), 0, [&](FitOptions o) {
+    return o.epochs(3).checkpoint_path(path);
+  });
   const auto saved = read_bytes(path);
   ASSERT_GT(saved.size(), 4096u);
 
@@ -821,14 +793,9 @@ TEST(Checkpoint, FullDisk_FailedSaveKeepsPreviousCheckpoint) {
   std::string error;
   try {
     normopt::test::FileSizeLimit limit(4096);
-    normopt::train::fit(model,
-                        *optimizer,
-                        train_table(),
-                        with_validation(true,
-                                        setup.options(*optimizer)
-                                            .epochs(6)
-                                            .checkpoint_path(path)
-                                            .resume_from(path)));
+    run_setup(adam_step_lr(), 0, [&](FitOptions o) {
+      return o.epochs(6).checkpoint_path(path).resume_from(path);
+    });
   } catch (const c10::Error& e) {
     error = e.what_without_backtrace();
   }

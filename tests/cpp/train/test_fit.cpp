@@ -12,14 +12,7 @@
 #include <thread>
 #include <vector>
 
-using namespace normopt::nn;
 using namespace normopt::test::train;
-using normopt::data::Table;
-using normopt::test::expect_error;
-using normopt::test::quiet;
-using normopt::test::snapshot;
-using normopt::train::FitOptions;
-using normopt::train::History;
 
 TEST_F(FitIncome, AdamRawTargets_StallsAbove1p7e9) {
   auto h = train(TargetScaling::kNone, /*adam=*/true, 1e-2, 200);
