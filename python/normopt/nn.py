@@ -85,6 +85,21 @@ def _batches(data, where):
         ) from None
 
 
+def _fold_all(fold, data, owner, method):
+    """What adapt and fit do with their data: `fold(state, batch, where)` from
+    state None over `data`, a tensor (one batch) or an iterable of batches
+    (read once); returns the last state. `owner.method` names the call in
+    errors."""
+    if isinstance(data, torch.Tensor):
+        return fold(None, data, method)
+    state = None
+    for i, batch in enumerate(_batches(data, f"{owner}.{method}")):
+        state = fold(state, batch, f"{method} (batch {i})")
+    if state is None:
+        raise ValueError(f"{owner}.{method}: got no batches; pass at least one")
+    return state
+
+
 def _adopt_checkpoint_shapes(module, state_dict, prefix, names):
     """Before a state_dict load: un-fitted statistics (empty buffers `names`)
     take the checkpoint's shape, as the C++ modules' load does; fitted ones
@@ -295,15 +310,7 @@ class Normalization(nn.Module):
 
         Every batch is checked before the statistics change.
         """
-        if isinstance(data, torch.Tensor):
-            state = self._fold(None, data, "adapt")
-        else:
-            state = None
-            for i, batch in enumerate(_batches(data, "Normalization.adapt")):
-                state = self._fold(state, batch, f"adapt (batch {i})")
-            if state is None:
-                raise ValueError("Normalization.adapt: got no batches; pass at least one")
-        self._set_state(state)
+        self._set_state(_fold_all(self._fold, data, "Normalization", "adapt"))
         return self
 
     @torch.no_grad()
@@ -527,14 +534,7 @@ class TargetStandardizer(nn.Module):
 
         Every batch is checked before the statistics change.
         """
-        if isinstance(y, torch.Tensor):
-            stats = self._fold(None, y, "fit")
-        else:
-            stats = None
-            for i, batch in enumerate(_batches(y, "TargetStandardizer.fit")):
-                stats = self._fold(stats, batch, f"fit (batch {i})")
-            if stats is None:
-                raise ValueError("TargetStandardizer.fit: got no batches; pass at least one")
+        stats = _fold_all(self._fold, y, "TargetStandardizer", "fit")
         self._set(self._fitted_state(stats))
         return self
 

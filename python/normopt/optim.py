@@ -141,7 +141,14 @@ class _FusedOptimizer(Optimizer):
     """What Adam, AdamW and SGD share: validation, the prepared step lists,
     skip_nonfinite and its count in the state_dict."""
 
-    def __init__(self, params, defaults, skip_nonfinite):
+    # The names of a subclass's hyper-parameters: its param groups' keys (and
+    # the order in which its constructor passes their values).
+    _hyper = ()
+
+    def __init__(self, params, values, skip_nonfinite):
+        """`values`: the constructor's hyper-parameters, in `_hyper`'s order;
+        they become the defaults of every param group."""
+        defaults = dict(zip(self._hyper, values, strict=True))
         if not isinstance(skip_nonfinite, bool):
             raise ValueError(
                 f"{self._name()}: skip_nonfinite must be True or False, got {skip_nonfinite!r}"
@@ -409,17 +416,10 @@ class Adam(_FusedOptimizer):
                 "combined: skip_nonfinite reads the gradients on the host to decide "
                 "each step, which a captured CUDA graph cannot do; turn one off"
             )
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            maximize=maximize,
-            epsilon_mode=epsilon_mode,
-            capturable=capturable,
+        values = (
+            lr, betas, eps, weight_decay, amsgrad, maximize, epsilon_mode, capturable
         )
-        super().__init__(params, defaults, skip_nonfinite)
+        super().__init__(params, values, skip_nonfinite)
 
     def _check_group(self, group, where):
         self._check_number(group, "lr", where, hint=", e.g. 1e-3")
@@ -595,15 +595,8 @@ class SGD(_FusedOptimizer):
         maximize=False,
         skip_nonfinite=False,
     ):
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-        )
-        super().__init__(params, defaults, skip_nonfinite)
+        values = (lr, momentum, dampening, weight_decay, nesterov, maximize)
+        super().__init__(params, values, skip_nonfinite)
 
     def _check_group(self, group, where):
         self._check_number(group, "lr", where, hint=", e.g. 1e-3")

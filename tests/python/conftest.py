@@ -99,6 +99,22 @@ def run_python(code, *args, **kwargs):
     )
 
 
+def python_env(**changes):
+    """os.environ with this checkout's python/ on PYTHONPATH (NORMOPT_LIBRARY
+    is set by the normopt_library fixture), for a fresh interpreter that
+    imports normopt; a value of None removes a key."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO / "python"), env.get("PYTHONPATH")])
+    )
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
 def parse_rows(text):
     """Lines of whitespace-separated numbers -> float64 tensor (rows, cols)."""
     rows = [[float(v) for v in line.split()] for line in text.splitlines() if line.strip()]

@@ -30,7 +30,7 @@ import zipfile
 
 import pytest
 import torch
-from conftest import REPO, run, run_python
+from conftest import python_env, run, run_python
 
 F64 = torch.float64
 # What the income model's exported graph calls (PredictInOriginalUnits of a
@@ -48,21 +48,6 @@ def export(normopt_library):
     from normopt import export
 
     return export
-
-
-def python_env(**changes):
-    """os.environ with this checkout's python/ on PYTHONPATH (NORMOPT_LIBRARY
-    is set by the normopt_library fixture); a value of None removes a key."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(REPO / "python"), env.get("PYTHONPATH")])
-    )
-    for key, value in changes.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
 
 
 def without_normopt():

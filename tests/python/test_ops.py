@@ -137,6 +137,30 @@ def sgd_kwargs(**overrides):
     return kw
 
 
+def adam_call(params, grads, m, v, vmax=(), steps=None, **kw):
+    """ops.adam_step_ on (sequences of) parameters, gradients and state, at
+    step counts `steps` (default: 1 each), with adam_kwargs(**kw)."""
+    ops.adam_step_(
+        list(params),
+        list(grads),
+        list(m),
+        list(v),
+        list(vmax),
+        steps if steps is not None else [1] * len(params),
+        **adam_kwargs(**kw),
+    )
+
+
+def adam_state(params, amsgrad=False):
+    """Fresh Adam state for `params`: zero exp_avgs, exp_avg_sqs and, with
+    amsgrad, max_exp_avg_sqs (else an empty list)."""
+
+    def zeros():
+        return [torch.zeros_like(p) for p in params]
+
+    return zeros(), zeros(), zeros() if amsgrad else []
+
+
 def step_lists(shapes, dtype=F64, seed=0, n_lists=4):
     g = torch.Generator().manual_seed(seed)
     return [[torch.randn(s, generator=g, dtype=dtype) for s in shapes] for _ in range(n_lists)]
@@ -218,18 +242,18 @@ SHAPES = [(5, 3), (7,), (2, 3, 4), ()]
 
 def run_adam_op(params, grads_per_step, amsgrad=False, decoupled=False, **hyper):
     params = [p.clone() for p in params]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
-    vmax = [torch.zeros_like(p) for p in params] if amsgrad else []
+    m, v, vmax = adam_state(params, amsgrad)
     for step, grads in enumerate(grads_per_step, start=1):
-        ops.adam_step_(
+        adam_call(
             params,
             grads,
             m,
             v,
             vmax,
             [step] * len(params),
-            **adam_kwargs(amsgrad=amsgrad, decoupled_weight_decay=decoupled, **hyper),
+            amsgrad=amsgrad,
+            decoupled_weight_decay=decoupled,
+            **hyper,
         )
     return params
 
@@ -269,14 +293,15 @@ def on(device, lists):
     return [[t.to(device) for t in ts] for ts in lists]
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("variant", ADAM_VARIANTS, ids=str)
-def test_adam_step_loop_matches_torch_adam(variant, device):
-    options = ADAM_VARIANTS[variant]
-    params = on(device, step_lists(SHAPES, n_lists=1))[0]
-    grads = on(device, gradient_stream(100))
-    got = run_adam_op(params, grads, lr=1e-2, **options)
-    expected = run_torch_optim(torch.optim.Adam, params, grads, lr=1e-2, **options)
+def loop_inputs(device):
+    """The step loops' parameters (SHAPES) and 100 steps of gradients, on
+    `device`."""
+    return on(device, step_lists(SHAPES, n_lists=1))[0], on(device, gradient_stream(100))
+
+
+def assert_loop_matches(got, expected, params, device):
+    """A step loop's parameters `got` match torch.optim's `expected` on
+    `device` and moved away from the initial `params`."""
     for g, e in zip(got, expected):
         assert g.device.type == device
         torch.testing.assert_close(g, e, rtol=RTOL[device], atol=1e-15)
@@ -286,9 +311,7 @@ def test_adam_step_loop_matches_torch_adam(variant, device):
 
 def run_adam_capturable_op(params, grads_per_step, amsgrad=False, step_dtype=torch.float32, **hyper):
     params = [p.clone() for p in params]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
-    vmax = [torch.zeros_like(p) for p in params] if amsgrad else []
+    m, v, vmax = adam_state(params, amsgrad)
     steps = [torch.zeros((), dtype=step_dtype, device=p.device) for p in params]
     for grads in grads_per_step:
         ops.adam_step_capturable_(params, grads, m, v, vmax, steps, **adam_kwargs(amsgrad=amsgrad, **hyper))
@@ -296,20 +319,25 @@ def run_adam_capturable_op(params, grads_per_step, amsgrad=False, step_dtype=tor
     return params
 
 
+# The Adam step ops' loops (run_adam_op, run_adam_capturable_op) by op name.
+ADAM_LOOPS = {"adam_step_": run_adam_op, "adam_step_capturable_": run_adam_capturable_op}
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", ADAM_VARIANTS, ids=str)
-def test_adam_step_capturable_loop_matches_torch_adam(variant, device):
-    # torch.optim refuses capturable=True on the CPU: there the reference is
-    # its plain step, and adam_step_ bit for bit.
+@pytest.mark.parametrize("op", ADAM_LOOPS)
+def test_adam_step_loop_matches_torch_adam(op, variant, device):
+    # torch.optim refuses capturable=True on the CPU: there the reference of
+    # adam_step_capturable_ is its plain step, and adam_step_ bit for bit.
+    capturable = op == "adam_step_capturable_"
     options = ADAM_VARIANTS[variant]
-    params = on(device, step_lists(SHAPES, n_lists=1))[0]
-    grads = on(device, gradient_stream(100))
-    got = run_adam_capturable_op(params, grads, lr=1e-2, **options)
-    expected = run_torch_optim(torch.optim.Adam, params, grads, lr=1e-2, capturable=device == "cuda", **options)
-    for g, e in zip(got, expected):
-        torch.testing.assert_close(g, e, rtol=RTOL[device], atol=1e-15)
-    assert not torch.equal(got[0], params[0])
-    if device == "cpu":
+    params, grads = loop_inputs(device)
+    got = ADAM_LOOPS[op](params, grads, lr=1e-2, **options)
+    expected = run_torch_optim(
+        torch.optim.Adam, params, grads, lr=1e-2, capturable=capturable and device == "cuda", **options
+    )
+    assert_loop_matches(got, expected, params, device)
+    if capturable and device == "cpu":
         for g, e in zip(got, run_adam_op(params, grads, lr=1e-2, **options)):
             assert torch.equal(g, e)
 
@@ -328,24 +356,16 @@ def test_training_loop_with_adam_step_matches_torch_adam():
 
     ours, reference = make_model(), make_model()
     params = list(ours.parameters())
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
-    vmax = [torch.zeros_like(p) for p in params]
+    m, v, vmax = adam_state(params, amsgrad=True)
     opt = torch.optim.Adam(reference.parameters(), lr=0.05, amsgrad=True, weight_decay=1e-3, foreach=False)
     for step in range(1, 101):
         loss = torch.nn.functional.mse_loss(ours(x), y)
         ours.zero_grad()
         loss.backward()
         with torch.no_grad():
-            ops.adam_step_(
-                params,
-                [p.grad for p in params],
-                m,
-                v,
-                vmax,
-                [step] * len(params),
-                **adam_kwargs(lr=0.05, amsgrad=True, weight_decay=1e-3),
-            )
+            grads = [p.grad for p in params]
+            steps = [step] * len(params)
+            adam_call(params, grads, m, v, vmax, steps, lr=0.05, amsgrad=True, weight_decay=1e-3)
         ref_loss = torch.nn.functional.mse_loss(reference(x), y)
         opt.zero_grad()
         ref_loss.backward()
@@ -381,8 +401,7 @@ def test_adam_step_keras_epsilon_matches_formula():
     grads = gradient_stream(50)
     got = run_adam_op(params, grads, lr=lr, beta1=b1, beta2=b2, eps=eps, keras_epsilon=True)
     ref = [p.clone() for p in params]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
+    m, v, _ = adam_state(params)
     for t, gs in enumerate(grads, start=1):
         alpha = lr * (1 - b2**t) ** 0.5 / (1 - b1**t)
         for i, g in enumerate(gs):
@@ -406,17 +425,13 @@ SGD_VARIANTS = {
 @pytest.mark.parametrize("variant", SGD_VARIANTS, ids=str)
 def test_sgd_step_loop_matches_torch_sgd(variant, device):
     options = SGD_VARIANTS[variant]
-    params = on(device, step_lists(SHAPES, n_lists=1))[0]
-    grads = on(device, gradient_stream(100))
+    params, grads = loop_inputs(device)
     got = [p.clone() for p in params]
     bufs = [torch.zeros_like(p) for p in params] if options.get("momentum") else []
     for step, gs in enumerate(grads, start=1):
         ops.sgd_step_(got, gs, bufs, **sgd_kwargs(lr=1e-2, is_first_step=step == 1, **options))
     expected = run_torch_optim(torch.optim.SGD, params, grads, lr=1e-2, **options)
-    for g, e in zip(got, expected):
-        assert g.device.type == device
-        torch.testing.assert_close(g, e, rtol=RTOL[device], atol=1e-15)
-    assert not torch.equal(got[0], params[0])
+    assert_loop_matches(got, expected, params, device)
 
 
 @CUDA
@@ -432,18 +447,6 @@ def test_opcheck_cuda(name):
 
 
 # ---- Bad input ---------------------------------------------------------------
-
-
-def adam_call(params, grads, m, v, vmax=(), steps=None, **kw):
-    ops.adam_step_(
-        list(params),
-        list(grads),
-        list(m),
-        list(v),
-        list(vmax),
-        steps if steps is not None else [1] * len(params),
-        **adam_kwargs(**kw),
-    )
 
 
 def fresh(shape=(3,), dtype=F64):

@@ -6,8 +6,6 @@ torch.export."""
 import csv
 import io
 import math
-import os
-import pathlib
 
 import pytest
 import torch
@@ -30,7 +28,6 @@ CPP_REGRESSOR_KEYS = [
     "target.scale",
     "target.count",
 ]
-INCOME_CSV = "multiple_linear_regression_dataset.csv"
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +63,9 @@ def relative(a, b):
 
 
 @pytest.fixture(scope="module")
-def income():
+def income(income_csv):
     """(x (N, 2) float64: age, experience; y (N, 1) float64: income)."""
-    root = os.environ.get("NORMOPT_DATA_DIR")
-    path = pathlib.Path(root) / INCOME_CSV if root else None
-    if path is None or not path.exists():
-        pytest.skip(
-            f"income data not found: set NORMOPT_DATA_DIR to a folder holding {INCOME_CSV} "
-            f"(columns age, experience, income); NORMOPT_DATA_DIR={root!r}"
-        )
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(income_csv, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert rows and set(rows[0]) == {"age", "experience", "income"}, rows[:1]
     x = torch.tensor([[float(r["age"]), float(r["experience"])] for r in rows], dtype=F64)
@@ -540,10 +530,9 @@ def test_regressor_state_dict_round_trip(nn):
     assert torch.equal(loaded.predict(x), source.predict(x))
 
 
-def test_cpp_trained_checkpoint_loads(nn, income, example, tmp_path):
+def test_cpp_trained_checkpoint_loads(nn, income, income_csv, example, tmp_path):
     x, y = income
-    data_file = pathlib.Path(os.environ["NORMOPT_DATA_DIR"]) / INCOME_CSV
-    proc = run([example("income_regression"), data_file], cwd=tmp_path)
+    proc = run([example("income_regression"), income_csv], cwd=tmp_path)
     printed = [float(line.split("predicted ")[1]) for line in proc.stdout.splitlines() if "predicted" in line]
     assert len(printed) == 5, proc.stdout
     # torch::save(module) writes an archive that torch.jit.load reads.

@@ -112,15 +112,21 @@ SGD_VARIANTS = {
 # ---- Trajectories against torch.optim (float64) ------------------------------
 
 
+def assert_matches_torch(cls, torch_cls, options, device):
+    """normopt's `cls` and torch.optim's `torch_cls`, both with `options`,
+    follow the same trajectory from the same parameters on `device`, and the
+    parameters stay there."""
+    init = make_params(device=device)
+    got, _ = trajectory(normopt_opt(cls, **options), init)
+    expected, _ = trajectory(torch_opt(torch_cls, **options), init)
+    assert_trajectories_close(got, expected, rtol=RTOL[device])
+    assert all(p.device.type == device for p in got[-1])
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", ADAM_VARIANTS, ids=str)
 def test_adam_matches_torch_adam(variant, device):
-    options = ADAM_VARIANTS[variant]
-    init = make_params(device=device)
-    got, opt = trajectory(normopt_opt(no.Adam, **options), init)
-    expected, _ = trajectory(torch_opt(torch.optim.Adam, **options), init)
-    assert_trajectories_close(got, expected, rtol=RTOL[device])
-    assert all(p.device.type == device for p in got[-1])
+    assert_matches_torch(no.Adam, torch.optim.Adam, ADAM_VARIANTS[variant], device)
 
 
 @pytest.mark.parametrize("variant", ["default", "amsgrad_weight_decay_maximize"])
@@ -147,11 +153,7 @@ def test_adamw_default_weight_decay_is_torch_s():
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", SGD_VARIANTS, ids=str)
 def test_sgd_matches_torch_sgd(variant, device):
-    options = SGD_VARIANTS[variant]
-    init = make_params(device=device)
-    got, _ = trajectory(normopt_opt(no.SGD, **options), init)
-    expected, _ = trajectory(torch_opt(torch.optim.SGD, **options), init)
-    assert_trajectories_close(got, expected, rtol=RTOL[device])
+    assert_matches_torch(no.SGD, torch.optim.SGD, SGD_VARIANTS[variant], device)
 
 
 def two_groups(cls, foreach=None, **defaults):

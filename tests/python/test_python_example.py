@@ -2,13 +2,12 @@
 package (normopt.nn.StandardizedRegressor, normopt.optim.Adam/SGD)."""
 
 import csv
-import os
 import re
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run
+from conftest import REPO, python_env, run
 
 SCRIPT = REPO / "examples" / "python" / "compare_optimizers.py"
 RUNS = [
@@ -22,18 +21,9 @@ ROW = re.compile(
 
 
 def env(**changes):
-    """os.environ with this checkout's python/ on PYTHONPATH; None removes a key."""
-    result = dict(os.environ)
-    result["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(REPO / "python"), result.get("PYTHONPATH")])
-    )
-    result["MPLBACKEND"] = "Agg"
-    for key, value in changes.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = value
-    return result
+    """conftest's python_env, with matplotlib's non-interactive backend
+    unless `changes` says otherwise; None removes a key."""
+    return python_env(**{"MPLBACKEND": "Agg", **changes})
 
 
 def table(stdout):
