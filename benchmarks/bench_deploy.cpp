@@ -136,44 +136,37 @@ const at::Tensor& input(int64_t rows) {
   return rows == 1 ? routes().x1 : routes().x10k;
 }
 
-void BM_Predict_aoti(benchmark::State& state) {
-  torch::NoGradGuard no_grad;
-  const at::Tensor& x = input(state.range(0));
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(routes().aoti->predict(x));
-  }
-  state.SetItemsProcessed(state.iterations() * state.range(0));
-}
-
-void BM_Predict_torchscript(benchmark::State& state) {
-  torch::NoGradGuard no_grad;
-  const std::vector<c10::IValue> x{input(state.range(0))};
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(routes().pipeline.forward(x));
-  }
-  state.SetItemsProcessed(state.iterations() * state.range(0));
-}
-
-void BM_Predict_eager(benchmark::State& state) {
-  torch::NoGradGuard no_grad;
-  const at::Tensor& x = input(state.range(0));
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(routes().eager->predict(x));
-  }
-  state.SetItemsProcessed(state.iterations() * state.range(0));
+// Registers Predict/<route>/<rows>: `predict` on the 1-row or 10,000-row
+// input, given as an Input (made once, outside the timed loop).
+template <typename Input, typename Predict>
+void add_route(const char* name, Predict predict) {
+  benchmark::RegisterBenchmark(
+      name,
+      [predict](benchmark::State& state) {
+        torch::NoGradGuard no_grad;
+        const Input x{input(state.range(0))};
+        for (auto _ : state) {
+          benchmark::DoNotOptimize(predict(x));
+        }
+        state.SetItemsProcessed(state.iterations() * state.range(0));
+      })
+      ->Arg(1)
+      ->Arg(10'000)
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
 }
 
 void register_all() {
-  const auto add = [](const char* name, void (*fn)(benchmark::State&)) {
-    benchmark::RegisterBenchmark(name, fn)
-        ->Arg(1)
-        ->Arg(10'000)
-        ->UseRealTime()
-        ->Unit(benchmark::kMicrosecond);
-  };
-  add("Predict/aoti", BM_Predict_aoti);
-  add("Predict/torchscript", BM_Predict_torchscript);
-  add("Predict/eager", BM_Predict_eager);
+  add_route<at::Tensor>("Predict/aoti", [](const at::Tensor& x) {
+    return routes().aoti->predict(x);
+  });
+  add_route<std::vector<c10::IValue>>("Predict/torchscript",
+                                      [](const std::vector<c10::IValue>& x) {
+                                        return routes().pipeline.forward(x);
+                                      });
+  add_route<at::Tensor>("Predict/eager", [](const at::Tensor& x) {
+    return routes().eager->predict(x);
+  });
 }
 
 }  // namespace
