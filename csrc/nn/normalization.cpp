@@ -2,7 +2,6 @@
 #include <normopt/ops/moments.h>
 
 #include "../util/finite.h"
-#include "count_buffer.h"
 #include "serialize.h"
 #include "stream_statistics.h"
 
@@ -329,18 +328,6 @@ void NormalizationImpl::pretty_print(std::ostream& stream) const {
     stream << "not adapted";
   }
   stream << ")";
-}
-
-void NormalizationImpl::to(torch::Device device,
-                           torch::Dtype dtype,
-                           bool non_blocking) {
-  detail::cast_keeping_count(
-      count, [&] { torch::nn::Module::to(device, dtype, non_blocking); });
-}
-
-void NormalizationImpl::to(torch::Dtype dtype, bool non_blocking) {
-  detail::cast_keeping_count(
-      count, [&] { torch::nn::Module::to(dtype, non_blocking); });
 }
 
 }  // namespace normopt::nn

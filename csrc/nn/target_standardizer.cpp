@@ -5,7 +5,6 @@
 #include <iterator>
 
 #include "../util/finite.h"
-#include "count_buffer.h"
 #include "serialize.h"
 #include "stream_statistics.h"
 
@@ -227,18 +226,6 @@ TargetScaling method_from_name(const std::string& name, const char* where) {
               name,
               "'; use \"zscore\", \"minmax\" or \"none\"");
   return *found;
-}
-
-void TargetStandardizerImpl::to(torch::Device device,
-                                torch::Dtype dtype,
-                                bool non_blocking) {
-  detail::cast_keeping_count(
-      count, [&] { torch::nn::Module::to(device, dtype, non_blocking); });
-}
-
-void TargetStandardizerImpl::to(torch::Dtype dtype, bool non_blocking) {
-  detail::cast_keeping_count(
-      count, [&] { torch::nn::Module::to(dtype, non_blocking); });
 }
 
 }  // namespace normopt::nn

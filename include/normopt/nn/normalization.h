@@ -12,6 +12,7 @@
 
 #include <normopt/data/stream.h>
 #include <normopt/macros.h>
+#include <normopt/nn/counted_module.h>
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
@@ -50,7 +51,7 @@ struct NORMOPT_API NormalizationOptions {
 /// carry them. Statistics are computed exactly in float64 and stored in
 /// float64 until the module is converted with .to(dtype).
 class NORMOPT_API NormalizationImpl
-    : public torch::nn::Cloneable<NormalizationImpl> {
+    : public CountedModule<NormalizationImpl> {
  public:
   explicit NormalizationImpl(NormalizationOptions options_ = {});
 
@@ -116,15 +117,6 @@ class NORMOPT_API NormalizationImpl
   void load(torch::serialize::InputArchive& archive) override;
 
   void pretty_print(std::ostream& stream) const override;
-
-  /// Like Module::to, but the sample count keeps its exact int64 value
-  /// (Module::to casts every buffer: through float32 a count past 2^24
-  /// would round, through float16 or bfloat16 far sooner).
-  void to(torch::Device device,
-          torch::Dtype dtype,
-          bool non_blocking = false) override;
-  void to(torch::Dtype dtype, bool non_blocking = false) override;
-  using torch::nn::Module::to;
 
   /// The options this module was built with.
   NormalizationOptions options;

@@ -12,6 +12,7 @@
 
 #include <normopt/data/stream.h>
 #include <normopt/macros.h>
+#include <normopt/nn/counted_module.h>
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
@@ -55,7 +56,7 @@ struct NORMOPT_API TargetStandardizerOptions {
 /// in every checkpoint of a model holding it. Statistics are per column of a
 /// (N, k) target, or scalars for a (N) target.
 class NORMOPT_API TargetStandardizerImpl
-    : public torch::nn::Cloneable<TargetStandardizerImpl> {
+    : public CountedModule<TargetStandardizerImpl> {
  public:
   explicit TargetStandardizerImpl(TargetStandardizerOptions options_ = {});
 
@@ -99,15 +100,6 @@ class NORMOPT_API TargetStandardizerImpl
   void load(torch::serialize::InputArchive& archive) override;
 
   void pretty_print(std::ostream& stream) const override;
-
-  /// Like Module::to, but the sample count keeps its exact int64 value
-  /// (Module::to casts every buffer: through float32 a count past 2^24
-  /// would round, through float16 or bfloat16 far sooner).
-  void to(torch::Device device,
-          torch::Dtype dtype,
-          bool non_blocking = false) override;
-  void to(torch::Dtype dtype, bool non_blocking = false) override;
-  using torch::nn::Module::to;
 
   /// The options this module was built with.
   TargetStandardizerOptions options;
