@@ -57,37 +57,34 @@ uint32_t crc32_bytewise(std::string_view data) {
   return c ^ 0xFFFFFFFFu;
 }
 
-void BM_CheckZip(benchmark::State& state) {
+// Times `fn` over the archive's bytes.
+template <typename Fn>
+void over_archive(benchmark::State& state, const Fn& fn) {
   const auto& bytes = archive();
   for (auto _ : state) {
-    auto damage = normopt::util::check_zip(bytes);
-    benchmark::DoNotOptimize(damage);
+    auto result = fn(bytes);
+    benchmark::DoNotOptimize(result);
   }
   state.SetBytesProcessed(state.iterations() *
                           static_cast<int64_t>(bytes.size()));
+}
+
+void BM_CheckZip(benchmark::State& state) {
+  over_archive(
+      state, [](const auto& bytes) { return normopt::util::check_zip(bytes); });
 }
 
 void BM_Crc32_zlib(benchmark::State& state) {
-  const auto& bytes = archive();
-  for (auto _ : state) {
+  over_archive(state, [](const auto& bytes) {
     // zlib's length is a uInt: whole buffers of up to 4 GB at once.
-    auto crc = ::crc32(0L,
-                       reinterpret_cast<const Bytef*>(bytes.data()),
-                       static_cast<uInt>(bytes.size()));
-    benchmark::DoNotOptimize(crc);
-  }
-  state.SetBytesProcessed(state.iterations() *
-                          static_cast<int64_t>(bytes.size()));
+    return ::crc32(0L,
+                   reinterpret_cast<const Bytef*>(bytes.data()),
+                   static_cast<uInt>(bytes.size()));
+  });
 }
 
 void BM_Crc32_bytewise(benchmark::State& state) {
-  const auto& bytes = archive();
-  for (auto _ : state) {
-    auto crc = crc32_bytewise(bytes);
-    benchmark::DoNotOptimize(crc);
-  }
-  state.SetBytesProcessed(state.iterations() *
-                          static_cast<int64_t>(bytes.size()));
+  over_archive(state, [](const auto& bytes) { return crc32_bytewise(bytes); });
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 // CUDA graph (capturable): the time per step.
 //   build/benchmarks/bench_cuda --benchmark_format=json |
 //       .venv/bin/python benchmarks/compare_cuda.py
+#include "aten_steps.h"
+
 #include <ATen/cuda/CUDAGraph.h>
 #include <benchmark/benchmark.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -75,21 +77,7 @@ void BM_CudaAdam_aten_fused(benchmark::State& state) {
   std::vector<torch::Tensor> params{p.detach()}, grads{p.grad()},
       m{torch::zeros_like(p)}, v{torch::zeros_like(p)},
       steps{torch::ones({}, torch::kCUDA)};
-  timed(state, 28, [&] {
-    at::_fused_adam_(params,
-                     grads,
-                     m,
-                     v,
-                     {},
-                     steps,
-                     1e-3,
-                     0.9,
-                     0.999,
-                     0,
-                     1e-8,
-                     false,
-                     false);
-  });
+  timed(state, 28, [&] { aten_fused_adam(params, grads, m, v, steps); });
 }
 
 void BM_CudaAdam_libtorch(benchmark::State& state) {
@@ -109,18 +97,7 @@ void BM_CudaSGD_aten_fused(benchmark::State& state) {
   auto p = param();
   std::vector<torch::Tensor> params{p.detach()}, grads{p.grad()},
       buf{torch::zeros_like(p)};
-  timed(state, 16, [&] {
-    at::_fused_sgd_(params,
-                    grads,
-                    buf,
-                    /*weight_decay=*/0,
-                    /*momentum=*/0.9,
-                    /*lr=*/1e-3,
-                    /*dampening=*/0,
-                    /*nesterov=*/false,
-                    /*maximize=*/false,
-                    /*is_first_step=*/false);
-  });
+  timed(state, 16, [&] { aten_fused_sgd(params, grads, buf); });
 }
 
 void BM_CudaSGD_libtorch(benchmark::State& state) {
@@ -188,23 +165,31 @@ void train_step(benchmark::State& state,
   state.counters["params"] = static_cast<double>(n);
 }
 
-void BM_CudaTrainStep_3params_eager(benchmark::State& state) {
-  train_step(state, three_parameter_model(), 32, Run::kEager);
-}
-void BM_CudaTrainStep_3params_eager_capturable(benchmark::State& state) {
-  train_step(state, three_parameter_model(), 32, Run::kEagerCapturable);
-}
-void BM_CudaTrainStep_3params_graph(benchmark::State& state) {
-  train_step(state, three_parameter_model(), 32, Run::kGraph);
-}
-void BM_CudaTrainStep_mlp1M_eager(benchmark::State& state) {
-  train_step(state, mlp_1m(), 256, Run::kEager);
-}
-void BM_CudaTrainStep_mlp1M_eager_capturable(benchmark::State& state) {
-  train_step(state, mlp_1m(), 256, Run::kEagerCapturable);
-}
-void BM_CudaTrainStep_mlp1M_graph(benchmark::State& state) {
-  train_step(state, mlp_1m(), 256, Run::kGraph);
+// Registers BM_CudaTrainStep_<model>_<run> for both models and the three
+// ways to run a step.
+void add_train_steps() {
+  const struct {
+    const char* name;
+    torch::nn::Sequential (*model)();
+    int64_t batch;
+  } models[] = {{"3params", &three_parameter_model, 32},
+                {"mlp1M", &mlp_1m, 256}};
+  const std::pair<const char*, Run> runs[] = {
+      {"eager", Run::kEager},
+      {"eager_capturable", Run::kEagerCapturable},
+      {"graph", Run::kGraph}};
+  for (const auto& m : models) {
+    for (const auto& [run_name, run] : runs) {
+      const std::string name =
+          std::string("BM_CudaTrainStep_") + m.name + "_" + run_name;
+      benchmark::RegisterBenchmark(name.c_str(),
+                                   [m, run = run](benchmark::State& state) {
+                                     train_step(state, m.model(), m.batch, run);
+                                   })
+          ->UseManualTime()
+          ->MinTime(0.05);
+    }
+  }
 }
 
 }  // namespace
@@ -221,23 +206,12 @@ int main(int argc, char** argv) {
         std::pair{"BM_CudaAdam_libtorch", &BM_CudaAdam_libtorch},
         std::pair{"BM_CudaSGD_normopt", &BM_CudaSGD_normopt},
         std::pair{"BM_CudaSGD_aten_fused", &BM_CudaSGD_aten_fused},
-        std::pair{"BM_CudaSGD_libtorch", &BM_CudaSGD_libtorch},
-        std::pair{"BM_CudaTrainStep_3params_eager",
-                  &BM_CudaTrainStep_3params_eager},
-        std::pair{"BM_CudaTrainStep_3params_eager_capturable",
-                  &BM_CudaTrainStep_3params_eager_capturable},
-        std::pair{"BM_CudaTrainStep_3params_graph",
-                  &BM_CudaTrainStep_3params_graph},
-        std::pair{"BM_CudaTrainStep_mlp1M_eager",
-                  &BM_CudaTrainStep_mlp1M_eager},
-        std::pair{"BM_CudaTrainStep_mlp1M_eager_capturable",
-                  &BM_CudaTrainStep_mlp1M_eager_capturable},
-        std::pair{"BM_CudaTrainStep_mlp1M_graph",
-                  &BM_CudaTrainStep_mlp1M_graph}}) {
+        std::pair{"BM_CudaSGD_libtorch", &BM_CudaSGD_libtorch}}) {
     // The manual time is per step, a twentieth (kReps) of an iteration's
     // wall time: 0.05 s of it is about 1 s of wall time per repetition.
     benchmark::RegisterBenchmark(name, fn)->UseManualTime()->MinTime(0.05);
   }
+  add_train_steps();
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

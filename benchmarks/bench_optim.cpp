@@ -5,6 +5,8 @@
 // momentum, 8 for copy), allocs/step and alloc_bytes/step (CPU allocator).
 //
 // Run: scripts/bench.sh (builds, runs, and prints the comparison table).
+#include "aten_steps.h"
+
 #include <benchmark/benchmark.h>
 #include <c10/core/CPUAllocator.h>
 #include <normopt/normopt.h>
@@ -81,58 +83,6 @@ void report(benchmark::State& state,
   state.counters["alloc_bytes/step"] = (counting().bytes - bytes0) / iters;
 }
 
-template <typename MakeOpt>
-void run_optimizer(benchmark::State& state, MakeOpt make, int64_t bpp) {
-  auto p = make_params(state.range(0));
-  auto opt = make(p);
-  opt->step();  // state is created at the first step, not measured
-  const int64_t a0 = counting().count, b0 = counting().bytes;
-  for (auto _ : state) {
-    opt->step();
-  }
-  report(state, numel(p), bpp, a0, b0);
-}
-
-void BM_Adam_normopt(benchmark::State& state) {
-  run_optimizer(
-      state,
-      [](auto& p) {
-        return std::make_unique<normopt::optim::Adam>(
-            p, normopt::optim::AdamOptions(1e-3));
-      },
-      28);
-}
-
-void BM_Adam_libtorch(benchmark::State& state) {
-  run_optimizer(
-      state,
-      [](auto& p) {
-        return std::make_unique<torch::optim::Adam>(
-            p, torch::optim::AdamOptions(1e-3));
-      },
-      28);
-}
-
-void BM_SGD_normopt(benchmark::State& state) {
-  run_optimizer(
-      state,
-      [](auto& p) {
-        return std::make_unique<normopt::optim::SGD>(
-            p, normopt::optim::SGDOptions(1e-3).momentum(0.9));
-      },
-      16);
-}
-
-void BM_SGD_libtorch(benchmark::State& state) {
-  run_optimizer(
-      state,
-      [](auto& p) {
-        return std::make_unique<torch::optim::SGD>(
-            p, torch::optim::SGDOptions(1e-3).momentum(0.9));
-      },
-      16);
-}
-
 // PyTorch's fused CPU kernel, called directly with its state lists.
 void BM_Adam_aten_fused(benchmark::State& state) {
   torch::NoGradGuard g;
@@ -147,19 +97,7 @@ void BM_Adam_aten_fused(benchmark::State& state) {
   }
   const int64_t a0 = counting().count, b0 = counting().bytes;
   for (auto _ : state) {
-    at::_fused_adam_(params,
-                     grads,
-                     m,
-                     v,
-                     {},
-                     steps,
-                     1e-3,
-                     0.9,
-                     0.999,
-                     0,
-                     1e-8,
-                     false,
-                     false);
+    aten_fused_adam(params, grads, m, v, steps);
   }
   report(state, numel(p), 28, a0, b0);
 }
@@ -175,7 +113,7 @@ void BM_SGD_aten_fused(benchmark::State& state) {
   }
   const int64_t a0 = counting().count, b0 = counting().bytes;
   for (auto _ : state) {
-    at::_fused_sgd_(params, grads, bufs, 0, 0.9, 1e-3, 0, false, false, false);
+    aten_fused_sgd(params, grads, bufs);
   }
   report(state, numel(p), 16, a0, b0);
 }
@@ -195,18 +133,39 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->ArgName("shape")->Arg(0)->Arg(1)->Arg(2)->UseRealTime();
 }
 
-}  // namespace
+// Registers `name`: Optimizer(parameters, options).step() over each shape;
+// the state is created by a first step, not measured.
+template <typename Optimizer, typename Options>
+void add_optimizer(const char* name, Options options, int64_t bytes_per_param) {
+  benchmark::RegisterBenchmark(name, [=](benchmark::State& state) {
+    auto p = make_params(state.range(0));
+    Optimizer opt(p, options);
+    opt.step();
+    const int64_t a0 = counting().count, b0 = counting().bytes;
+    for (auto _ : state) {
+      opt.step();
+    }
+    report(state, numel(p), bytes_per_param, a0, b0);
+  })->Apply(shapes);
+}
 
-BENCHMARK(BM_Copy)->UseRealTime();
-BENCHMARK(BM_Adam_normopt)->Apply(shapes);
-BENCHMARK(BM_Adam_aten_fused)->Apply(shapes);
-BENCHMARK(BM_Adam_libtorch)->Apply(shapes);
-BENCHMARK(BM_SGD_normopt)->Apply(shapes);
-BENCHMARK(BM_SGD_aten_fused)->Apply(shapes);
-BENCHMARK(BM_SGD_libtorch)->Apply(shapes);
+}  // namespace
 
 int main(int argc, char** argv) {
   counting();  // install the counting allocator before any tensor exists
+  benchmark::RegisterBenchmark("BM_Copy", BM_Copy)->UseRealTime();
+  add_optimizer<normopt::optim::Adam>(
+      "BM_Adam_normopt", normopt::optim::AdamOptions(1e-3), 28);
+  benchmark::RegisterBenchmark("BM_Adam_aten_fused", BM_Adam_aten_fused)
+      ->Apply(shapes);
+  add_optimizer<torch::optim::Adam>(
+      "BM_Adam_libtorch", torch::optim::AdamOptions(1e-3), 28);
+  add_optimizer<normopt::optim::SGD>(
+      "BM_SGD_normopt", normopt::optim::SGDOptions(1e-3).momentum(0.9), 16);
+  benchmark::RegisterBenchmark("BM_SGD_aten_fused", BM_SGD_aten_fused)
+      ->Apply(shapes);
+  add_optimizer<torch::optim::SGD>(
+      "BM_SGD_libtorch", torch::optim::SGDOptions(1e-3).momentum(0.9), 16);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
