@@ -272,12 +272,7 @@ inline void check_adam_args(at::DeviceType device,
                             const AdamStepOptions& o) {
   constexpr const char* kOp = "normopt::adam_step_capturable_";
   check_adam_lists(kOp, device, l, o.amsgrad);
-  TORCH_CHECK(state_steps.size() == l.params.size(),
-              kOp,
-              ": expected ",
-              l.params.size(),
-              " tensors in state_steps (one per parameter), got ",
-              state_steps.size());
+  check_lengths(kOp, l.params.size(), {{"state_steps", state_steps}}, {});
   for (size_t i = 0; i < state_steps.size(); ++i) {
     const auto& s = state_steps[i];
     TORCH_CHECK(s.defined(), kOp, ": state_steps[", i, "] is undefined");

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <sstream>
 #include <typeinfo>
+#include <type_traits>
 
 namespace normopt::train::detail {
 namespace {
@@ -208,37 +209,25 @@ c10::IValue read_field(torch::serialize::InputArchive& record,
   return value;
 }
 
+// An int64_t, bool or std::string entry: present and of that type.
+template <typename T>
 void read_entry(torch::serialize::InputArchive& record,
                 const std::string& path,
                 const char* key,
-                int64_t& out) {
+                T& out) {
+  static_assert(std::is_same_v<T, int64_t> || std::is_same_v<T, bool> ||
+                std::is_same_v<T, std::string>);
   auto v = read_field(record, path, key);
-  if (!v.isInt()) {
-    refuse(path, std::string("its '") + key + "' entry is not an integer");
+  const bool fits = std::is_same_v<T, int64_t> ? v.isInt()
+                    : std::is_same_v<T, bool>  ? v.isBool()
+                                               : v.isString();
+  if (!fits) {
+    const char* kind = std::is_same_v<T, int64_t> ? "an integer"
+                       : std::is_same_v<T, bool>  ? "a bool"
+                                                  : "a string";
+    refuse(path, std::string("its '") + key + "' entry is not " + kind);
   }
-  out = v.toInt();
-}
-
-void read_entry(torch::serialize::InputArchive& record,
-                const std::string& path,
-                const char* key,
-                bool& out) {
-  auto v = read_field(record, path, key);
-  if (!v.isBool()) {
-    refuse(path, std::string("its '") + key + "' entry is not a bool");
-  }
-  out = v.toBool();
-}
-
-void read_entry(torch::serialize::InputArchive& record,
-                const std::string& path,
-                const char* key,
-                std::string& out) {
-  auto v = read_field(record, path, key);
-  if (!v.isString()) {
-    refuse(path, std::string("its '") + key + "' entry is not a string");
-  }
-  out = v.toStringRef();
+  out = v.to<T>();
 }
 
 void read_entry(torch::serialize::InputArchive& record,

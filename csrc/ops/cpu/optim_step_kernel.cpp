@@ -24,13 +24,16 @@ namespace normopt::ops::cpu {
 inline namespace CPU_CAPABILITY {
 namespace {
 
-using Hyper = AdamStepOptions;
-
 // The update of one element, in opmath_t; the vector loop below is the same
 // sequence of operations, so head, body and tail round identically.
 template <typename T>
-inline void adam_scalar(
-    T& p, T g, T& m, T& v, T* vmax, const Hyper& h, const AdamTensor& t) {
+inline void adam_scalar(T& p,
+                        T g,
+                        T& m,
+                        T& v,
+                        T* vmax,
+                        const AdamStepOptions& h,
+                        const AdamTensor& t) {
   if (h.maximize) {
     g = -g;
   }
@@ -60,7 +63,7 @@ void adam_range_vec(scalar_t* p,
                     scalar_t* vmax,
                     int64_t begin,
                     int64_t end,
-                    const Hyper& h,
+                    const AdamStepOptions& h,
                     const AdamTensor& t) {
   using Vec = at::vec::Vectorized<scalar_t>;
   const Vec b1(scalar_t(h.beta1)), one_minus_b1(scalar_t(1 - h.beta1));
@@ -111,7 +114,7 @@ void adam_range_reduced(scalar_t* p,
                         scalar_t* vmax,
                         int64_t begin,
                         int64_t end,
-                        const Hyper& h,
+                        const AdamStepOptions& h,
                         const AdamTensor& t) {
   using opmath_t = at::opmath_type<scalar_t>;
   for (int64_t i = begin; i < end; ++i) {
