@@ -47,6 +47,10 @@ struct SgdRun {
   normopt::optim::SGD sgd{model->parameters(),
                           normopt::optim::SGDOptions(1e-2)};
   Table table = income_like_table();
+
+  History fit(const FitOptions& options) {
+    return normopt::train::fit(model, sgd, table, options);
+  }
 };
 
 }  // namespace
@@ -55,10 +59,7 @@ TEST(Callbacks, HooksInOrder_WithTheStateOfTheRun) {
   torch::manual_seed(0);
   SgdRun run;
   auto recorder = std::make_shared<Recorder>();
-  normopt::train::fit(
-      run.model,
-      run.sgd,
-      run.table,
+  run.fit(
       quiet().epochs(2).batch_size(12).shuffle(false).callbacks({recorder}));
   // 20 rows in batches of 12: 2 steps per epoch, of 12 and 8 rows.
   const std::vector<std::string> expected = {"begin e0 b0/2",
@@ -89,11 +90,8 @@ TEST(Callbacks, RequestStop_EndsAfterThisEpoch_IgnoredAtTheLast) {
   for (const int64_t at : {3, 10}) {
     torch::manual_seed(0);
     SgdRun run;
-    auto h = normopt::train::fit(
-        run.model,
-        run.sgd,
-        run.table,
-        quiet().epochs(10).callbacks({std::make_shared<StopAt>(at)}));
+    auto h =
+        run.fit(quiet().epochs(10).callbacks({std::make_shared<StopAt>(at)}));
     EXPECT_EQ(h.epochs.size(), static_cast<size_t>(at));
     // Stopping at the planned last epoch is no early stop.
     EXPECT_EQ(h.stopped_early, at < 10) << "stop at " << at;
@@ -112,14 +110,10 @@ TEST(Callbacks, EpochMeasured_ChangedLogIsWhatEverythingAfterSees) {
   std::vector<double> seen;
   torch::manual_seed(0);
   SgdRun run;
-  auto h = normopt::train::fit(
-      run.model,
-      run.sgd,
-      run.table,
-      quiet().epochs(20).early_stopping_patience(2).callbacks(
-          {std::make_shared<Pin>(),
-           normopt::train::on_epoch_end(
-               [&](const EpochLog& log) { seen.push_back(log.train_loss); })}));
+  auto h = run.fit(quiet().epochs(20).early_stopping_patience(2).callbacks(
+      {std::make_shared<Pin>(),
+       normopt::train::on_epoch_end(
+           [&](const EpochLog& log) { seen.push_back(log.train_loss); })}));
   ASSERT_EQ(h.epochs.size(), 3u);
   EXPECT_TRUE(h.stopped_early);
   EXPECT_EQ(seen, std::vector<double>(3, 42.0));
@@ -146,10 +140,7 @@ TEST(Callbacks, BeforeStep_SeesAndMayChangeTheGradients) {
   run.model->fit_statistics(run.table.features, run.table.targets);
   const auto before = snapshot(*run.model);
   auto zero = std::make_shared<ZeroGrad>();
-  normopt::train::fit(run.model,
-                      run.sgd,
-                      run.table,
-                      quiet().epochs(3).batch_size(5).callbacks({zero}));
+  run.fit(quiet().epochs(3).batch_size(5).callbacks({zero}));
   EXPECT_EQ(zero->steps, 12);
   const auto after = snapshot(*run.model);
   ASSERT_EQ(before.size(), after.size());
@@ -164,10 +155,7 @@ TEST(Callbacks, CallersCallbacksRunBeforeTheSchedulers) {
   torch::manual_seed(0);
   SgdRun run;
   std::vector<std::pair<double, double>> seen;  // (log.lr, optimizer's lr)
-  normopt::train::fit(
-      run.model,
-      run.sgd,
-      run.table,
+  run.fit(
       quiet()
           .epochs(4)
           .scheduler(std::make_shared<torch::optim::StepLR>(run.sgd, 1, 0.5))
@@ -188,17 +176,12 @@ TEST(Callbacks, Resume_ReplaysTheSavedEpochsThenContinues) {
   {
     torch::manual_seed(0);
     SgdRun run;
-    normopt::train::fit(
-        run.model, run.sgd, run.table, quiet().epochs(2).checkpoint_path(path));
+    run.fit(quiet().epochs(2).checkpoint_path(path));
   }
   torch::manual_seed(0);
   SgdRun run;
   auto recorder = std::make_shared<Recorder>();
-  normopt::train::fit(
-      run.model,
-      run.sgd,
-      run.table,
-      quiet().epochs(3).resume_from(path).callbacks({recorder}));
+  run.fit(quiet().epochs(3).resume_from(path).callbacks({recorder}));
   const std::vector<std::string> expected = {"resume1 e1 b0/1",
                                              "resume2 e2 b0/1",
                                              "begin e2 b0/1",
@@ -212,12 +195,8 @@ TEST(Callbacks, Resume_ReplaysTheSavedEpochsThenContinues) {
 
 TEST(Callbacks, NullCallbackOrFunction_Refused) {
   SgdRun run;
-  expect_error(
-      [&] {
-        normopt::train::fit(
-            run.model, run.sgd, run.table, quiet().callbacks({nullptr}));
-      },
-      {"FitOptions::callbacks holds a null callback"});
+  expect_error([&] { run.fit(quiet().callbacks({nullptr})); },
+               {"FitOptions::callbacks holds a null callback"});
   expect_error([&] { normopt::train::on_epoch_end(nullptr); },
                {"on_epoch_end: the function is empty"});
 }
@@ -237,13 +216,9 @@ TEST(Callbacks, WriteHistory_TheRunSoFarEveryNEpochsAndAtTheEnd) {
   };
   torch::manual_seed(0);
   SgdRun run;
-  const auto h = normopt::train::fit(
-      run.model,
-      run.sgd,
-      run.table,
-      quiet().epochs(5).callbacks(
-          {normopt::train::write_history(csv, json, "run", /*every=*/2),
-           normopt::train::on_epoch_end(count_rows)}));
+  const auto h = run.fit(quiet().epochs(5).callbacks(
+      {normopt::train::write_history(csv, json, "run", /*every=*/2),
+       normopt::train::on_epoch_end(count_rows)}));
   // Written after epochs 2 and 4, then at the end (epoch 5).
   EXPECT_EQ(rows_seen, (std::vector<size_t>{0, 2, 2, 4, 4}));
   const auto final_csv = dir.file("expected.csv");

@@ -128,6 +128,23 @@ FitOptions with_validation(bool validation, FitOptions options) {
   return options;
 }
 
+// A StandardizedRegressor(LinearRegressor) over `table`'s features trained
+// by Adam (lr 1e-2) with `options`: the small run most tests here save,
+// resume or refuse. The caller seeds torch.
+struct SmallRun {
+  History history;
+  StandardizedRegressor model;
+};
+
+SmallRun fit_small(const FitOptions& options,
+                   const Table& table = train_table()) {
+  auto model = StandardizedRegressor(LinearRegressor(table.features.size(1)));
+  normopt::optim::Adam adam(model->parameters(),
+                            normopt::optim::AdamOptions(1e-2));
+  auto history = normopt::train::fit(model, adam, table, options);
+  return {history, model};
+}
+
 // A run of `s`: its model and optimizer built afresh after seeding torch
 // with `seed`, trained with s's options as `edit` changes them.
 Outcome run_setup(
@@ -284,14 +301,8 @@ TEST(Checkpoint, ResumeAfterSparseCheckpoints_RedoesTheLostEpochs) {
 TEST(Checkpoint, Every_SavesOnScheduleAndAtTheEnd) {
   TempDir dir;
   const auto path = dir.file("run.pt");
-  auto model = StandardizedRegressor(LinearRegressor(2));
-  normopt::optim::Adam adam(model->parameters(),
-                            normopt::optim::AdamOptions(1e-2));
   std::vector<int64_t> seen;  // the saved epoch when each epoch ends
-  normopt::train::fit(
-      model,
-      adam,
-      train_table(),
+  fit_small(
       quiet().epochs(7).checkpoint_path(path).checkpoint_every(3).callbacks(
           {normopt::train::on_epoch_end([&](const auto&) {
             seen.push_back(normopt::test::exists(path) ? saved_epoch(path) : 0);
@@ -323,15 +334,11 @@ TEST(Checkpoint, FinishedRun_ResumeReturnsSavedHistoryAndModel) {
 TEST(Checkpoint, File_LoadsAsAModelWithTorchLoad) {
   TempDir dir;
   const auto path = dir.file("run.pt");
-  auto model = StandardizedRegressor(LinearRegressor(2));
-  normopt::optim::Adam adam(model->parameters(),
-                            normopt::optim::AdamOptions(1e-2));
-  normopt::train::fit(
-      model, adam, train_table(), quiet().epochs(3).checkpoint_path(path));
+  auto run = fit_small(quiet().epochs(3).checkpoint_path(path));
   auto loaded = StandardizedRegressor(LinearRegressor(2));
   torch::load(loaded, path);
   const auto& x = train_table().features;
-  EXPECT_TRUE(bit_equal(model->predict(x), loaded->predict(x)));
+  EXPECT_TRUE(bit_equal(run.model->predict(x), loaded->predict(x)));
 }
 
 // ---- Refused files: clear error, nothing loaded, file untouched -------------
@@ -339,15 +346,7 @@ TEST(Checkpoint, File_LoadsAsAModelWithTorchLoad) {
 TEST(Checkpoint, ForeignOrDamagedFiles_RefusedLeavingModelAndFile) {
   TempDir dir;
   const auto good = dir.file("good.pt");
-  {
-    auto model = StandardizedRegressor(LinearRegressor(2));
-    normopt::optim::Adam adam(model->parameters(),
-                              normopt::optim::AdamOptions(1e-2));
-    normopt::train::fit(model,
-                        adam,
-                        train_table(),
-                        quiet().epochs(4).batch_size(16).checkpoint_path(good));
-  }
+  fit_small(quiet().epochs(4).batch_size(16).checkpoint_path(good));
   const auto good_bytes = read_bytes(good);
 
   const auto truncated = dir.file("truncated.pt");
@@ -364,14 +363,7 @@ TEST(Checkpoint, ForeignOrDamagedFiles_RefusedLeavingModelAndFile) {
   {
     Table t = train_table();
     t.features = torch::cat({t.features, t.features.narrow(1, 0, 1)}, 1);
-    auto model = StandardizedRegressor(LinearRegressor(3));
-    normopt::optim::Adam adam(model->parameters(),
-                              normopt::optim::AdamOptions(1e-2));
-    normopt::train::fit(
-        model,
-        adam,
-        t,
-        quiet().epochs(2).batch_size(16).checkpoint_path(wider));
+    fit_small(quiet().epochs(2).batch_size(16).checkpoint_path(wider), t);
   }
 
   struct Case {
@@ -530,21 +522,13 @@ TEST(Checkpoint, FlippedBytes_RefusedOrHarmless) {
   const auto good = dir.file("good.pt");
   const auto base = quiet().epochs(6).batch_size(16);
   auto resume = [&](const std::string& path) {
-    auto model = StandardizedRegressor(LinearRegressor(2));
-    normopt::optim::Adam adam(model->parameters(),
-                              normopt::optim::AdamOptions(1e-2));
     auto options = base;
-    auto h = normopt::train::fit(
-        model, adam, train_table(), options.resume_from(path));
-    return std::make_pair(h, snapshot(*model));
+    auto run = fit_small(options.resume_from(path));
+    return std::make_pair(run.history, snapshot(*run.model));
   };
   {
-    auto model = StandardizedRegressor(LinearRegressor(2));
-    normopt::optim::Adam adam(model->parameters(),
-                              normopt::optim::AdamOptions(1e-2));
     auto options = base;
-    normopt::train::fit(
-        model, adam, train_table(), options.epochs(3).checkpoint_path(good));
+    fit_small(options.epochs(3).checkpoint_path(good));
   }
   const auto [intact_history, intact_state] = resume(good);
   const auto bytes = read_bytes(good);
@@ -617,29 +601,16 @@ constexpr const char* kColumns =
 // A 4-epoch Adam run's checkpoint at `path`; returns its History.
 History write_checkpoint(const std::string& path) {
   torch::manual_seed(0);
-  auto model = StandardizedRegressor(LinearRegressor(2));
-  normopt::optim::Adam adam(model->parameters(),
-                            normopt::optim::AdamOptions(1e-2));
-  return normopt::train::fit(
-      model,
-      adam,
-      train_table(),
-      quiet().epochs(4).batch_size(16).checkpoint_path(path));
+  return fit_small(quiet().epochs(4).batch_size(16).checkpoint_path(path))
+      .history;
 }
 
 // Resumes a 6-epoch run from `path`; the History and the model's state.
 std::pair<History, std::vector<torch::Tensor>> resume_from(
     const std::string& path) {
   torch::manual_seed(3);
-  auto model = StandardizedRegressor(LinearRegressor(2));
-  normopt::optim::Adam adam(model->parameters(),
-                            normopt::optim::AdamOptions(1e-2));
-  auto h =
-      normopt::train::fit(model,
-                          adam,
-                          train_table(),
-                          quiet().epochs(6).batch_size(16).resume_from(path));
-  return {h, snapshot(*model)};
+  auto run = fit_small(quiet().epochs(6).batch_size(16).resume_from(path));
+  return {run.history, snapshot(*run.model)};
 }
 
 }  // namespace
@@ -817,11 +788,7 @@ TEST(Checkpoint, StaleTmpFromACrashedSave_IsIgnored) {
   const std::string stale = "half a checkpoint from a killed process";
   write_bytes(path + ".tmp", stale);
   write_bytes(path + ".tmp.0123456789abcdef", stale);
-  auto model = StandardizedRegressor(LinearRegressor(2));
-  normopt::optim::Adam adam(model->parameters(),
-                            normopt::optim::AdamOptions(1e-2));
-  normopt::train::fit(
-      model, adam, train_table(), quiet().epochs(2).checkpoint_path(path));
+  fit_small(quiet().epochs(2).checkpoint_path(path));
   EXPECT_EQ(saved_epoch(path), 2);
   // Neither read nor touched; the saves left no file of their own.
   EXPECT_EQ(read_bytes(path + ".tmp"), stale);

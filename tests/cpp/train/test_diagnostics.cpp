@@ -56,20 +56,29 @@ double reference_lambda(const Table& t) {
   return static_cast<double>(lambda);
 }
 
+// Adam (lr 1e-2) on make_model(scaling), built after seeding torch with 0,
+// and the income-like table.
+struct AdamCase {
+  explicit AdamCase(TargetScaling scaling = TargetScaling::kZScore)
+      : model((torch::manual_seed(0), make_model(scaling))) {}
+
+  std::vector<normopt::train::Finding> findings(
+      const normopt::train::DiagnoseOptions& options = {}) {
+    return normopt::train::diagnose(model, adam, table, options).findings;
+  }
+
+  Table table = income_like_table();
+  StandardizedRegressor model;
+  normopt::optim::Adam adam{model->parameters(),
+                            normopt::optim::AdamOptions(1e-2)};
+};
+
 }  // namespace
 
 TEST(Diagnose, AdamRawTargets_WarnsScaleStall) {
-  const auto table = income_like_table();
-  torch::manual_seed(0);
-  auto model = make_model(TargetScaling::kNone);
-  normopt::optim::Adam adam(model->parameters(),
-                            normopt::optim::AdamOptions(1e-2));
-  auto findings = normopt::train::diagnose(
-                      model,
-                      adam,
-                      table,
-                      normopt::train::DiagnoseOptions().planned_steps(200))
-                      .findings;
+  AdamCase run(TargetScaling::kNone);
+  const auto findings =
+      run.findings(normopt::train::DiagnoseOptions().planned_steps(200));
   const auto* stall = find(findings, "adam_scale_stall");
   ASSERT_NE(stall, nullptr);
   EXPECT_EQ(stall->severity, normopt::train::Severity::kWarning);
@@ -81,16 +90,17 @@ TEST(Diagnose, AdamRawTargets_WarnsScaleStall) {
   ASSERT_NE(find(findings, "target_scale"), nullptr);
   EXPECT_EQ(find(findings, "ok"), nullptr);
   // Without a plan, the 10,000-step budget still flags a 4e6-step journey.
-  auto unplanned = normopt::train::diagnose(model, adam, table).findings;
+  auto unplanned = run.findings();
   ASSERT_NE(find(unplanned, "adam_scale_stall"), nullptr);
   EXPECT_NE(find(unplanned, "adam_scale_stall")->message.find("10,000"),
             std::string::npos);
   // torch::optim::Adam gets the same check.
-  torch::optim::Adam torch_adam(model->parameters(),
+  torch::optim::Adam torch_adam(run.model->parameters(),
                                 torch::optim::AdamOptions(1e-2));
-  EXPECT_NE(find(normopt::train::diagnose(model, torch_adam, table).findings,
-                 "adam_scale_stall"),
-            nullptr);
+  EXPECT_NE(
+      find(normopt::train::diagnose(run.model, torch_adam, run.table).findings,
+           "adam_scale_stall"),
+      nullptr);
   std::ostringstream printed;
   printed << *stall;
   EXPECT_EQ(printed.str().rfind("[warning] adam_scale_stall: Adam moves", 0),
@@ -98,17 +108,8 @@ TEST(Diagnose, AdamRawTargets_WarnsScaleStall) {
 }
 
 TEST(Diagnose, AdamStandardized_NoWarning) {
-  const auto table = income_like_table();
-  torch::manual_seed(0);
-  auto model = make_model();
-  normopt::optim::Adam adam(model->parameters(),
-                            normopt::optim::AdamOptions(1e-2));
-  auto findings = normopt::train::diagnose(
-                      model,
-                      adam,
-                      table,
-                      normopt::train::DiagnoseOptions().planned_steps(200))
-                      .findings;
+  const auto findings =
+      AdamCase().findings(normopt::train::DiagnoseOptions().planned_steps(200));
   EXPECT_EQ(find(findings, "adam_scale_stall"), nullptr);
   EXPECT_EQ(find(findings, "target_scale"), nullptr);
   ASSERT_NE(find(findings, "ok"), nullptr);
