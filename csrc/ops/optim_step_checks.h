@@ -237,49 +237,42 @@ inline void check_adam_hyper(const char* op, const AdamStepOptions& o) {
   TORCH_CHECK(o.eps >= 0, op, ": invalid eps ", o.eps);
 }
 
-/// Every argument check of normopt::adam_step_ (host step counts).
-inline void check_adam_args(at::DeviceType device,
-                            const AdamLists& l,
-                            at::IntArrayRef steps,
-                            const AdamStepOptions& o) {
-  constexpr const char* kOp = "normopt::adam_step_";
-  check_adam_lists(kOp, device, l, o.amsgrad);
-  TORCH_CHECK(steps.size() == l.params.size(),
-              kOp,
+/// adam_step_'s step counts: one per parameter, each at least 1.
+inline void check_step_counts(const char* op,
+                              at::TensorList params,
+                              at::IntArrayRef steps) {
+  TORCH_CHECK(steps.size() == params.size(),
+              op,
               ": expected ",
-              l.params.size(),
+              params.size(),
               " step counts, got ",
               steps.size());
   for (size_t i = 0; i < steps.size(); ++i) {
     TORCH_CHECK(steps[i] >= 1,
-                kOp,
+                op,
                 ": steps[",
                 i,
                 "] is ",
                 steps[i],
                 "; step counts start at 1");
   }
-  check_adam_hyper(kOp, o);
 }
 
-/// Every argument check of normopt::adam_step_capturable_. The step counts
-/// are one-element float32 or float64 tensors (one dtype for the list), each
-/// on its parameter's device; their values are not checked (that would read
-/// device memory on the host, which a captured step cannot do).
-inline void check_adam_args(at::DeviceType device,
-                            const AdamLists& l,
-                            at::TensorList state_steps,
-                            const AdamStepOptions& o) {
-  constexpr const char* kOp = "normopt::adam_step_capturable_";
-  check_adam_lists(kOp, device, l, o.amsgrad);
-  check_lengths(kOp, l.params.size(), {{"state_steps", state_steps}}, {});
+/// adam_step_capturable_'s step counts: one-element float32 or float64
+/// tensors (one dtype for the list), each on its parameter's device; their
+/// values are not checked (that would read device memory on the host, which
+/// a captured step cannot do).
+inline void check_step_counts(const char* op,
+                              at::TensorList params,
+                              at::TensorList state_steps) {
+  check_lengths(op, params.size(), {{"state_steps", state_steps}}, {});
   for (size_t i = 0; i < state_steps.size(); ++i) {
     const auto& s = state_steps[i];
-    TORCH_CHECK(s.defined(), kOp, ": state_steps[", i, "] is undefined");
+    TORCH_CHECK(s.defined(), op, ": state_steps[", i, "] is undefined");
     TORCH_CHECK(
         (s.scalar_type() == at::kFloat || s.scalar_type() == at::kDouble) &&
             s.scalar_type() == state_steps[0].scalar_type(),
-        kOp,
+        op,
         ": state_steps[",
         i,
         "] has dtype ",
@@ -288,8 +281,8 @@ inline void check_adam_args(at::DeviceType device,
         state_steps[0].scalar_type(),
         "; step counts are float32 or float64 tensors, one dtype for the "
         "list");
-    TORCH_CHECK(s.device() == l.params[i].device(),
-                kOp,
+    TORCH_CHECK(s.device() == params[i].device(),
+                op,
                 ": state_steps[",
                 i,
                 "] is on ",
@@ -297,17 +290,29 @@ inline void check_adam_args(at::DeviceType device,
                 " but params[",
                 i,
                 "] on ",
-                l.params[i].device(),
+                params[i].device(),
                 "; a capturable step keeps each step count on its "
                 "parameter's device");
     TORCH_CHECK(s.sym_numel() == 1,
-                kOp,
+                op,
                 ": state_steps[",
                 i,
                 "] has shape ",
                 s.sym_sizes(),
                 "; a step count is one element (e.g. torch.zeros(()))");
   }
+}
+
+/// Every argument check of normopt::adam_step_ (Steps = at::IntArrayRef) or
+/// adam_step_capturable_ (at::TensorList).
+template <typename Steps>
+void check_adam_args(at::DeviceType device,
+                     const AdamLists& l,
+                     Steps steps,
+                     const AdamStepOptions& o) {
+  constexpr const char* kOp = kAdamOp<Steps>;
+  check_adam_lists(kOp, device, l, o.amsgrad);
+  check_step_counts(kOp, l.params, steps);
   check_adam_hyper(kOp, o);
 }
 

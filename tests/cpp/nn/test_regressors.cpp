@@ -174,11 +174,19 @@ TEST(StandardizedRegressor, TrainsInStandardizedSpaceToExactFit) {
   EXPECT_LT(normopt::test::max_rel_error(model->predict(x), y), 1e-4);
 }
 
+// fitted_model(), saved to dir/model.pt; `x` gets its inputs.
+StandardizedRegressor saved_model(const normopt::test::TempDir& dir,
+                                  torch::Tensor* x) {
+  torch::Tensor y;
+  auto model = fitted_model(x, &y);
+  torch::save(model, dir.file("model.pt"));
+  return model;
+}
+
 TEST(StandardizedRegressor, SaveLoad_FreshInstancePredictsSame) {
   normopt::test::TempDir dir;
-  torch::Tensor x, y;
-  auto model = fitted_model(&x, &y);
-  torch::save(model, dir.file("model.pt"));
+  torch::Tensor x;
+  auto model = saved_model(dir, &x);
   StandardizedRegressor fresh(LinearRegressor(2));
   EXPECT_FALSE(fresh->normalization->is_adapted());
   torch::load(fresh, dir.file("model.pt"));
@@ -187,9 +195,8 @@ TEST(StandardizedRegressor, SaveLoad_FreshInstancePredictsSame) {
 
 TEST(StandardizedRegressor, LoadDifferentShapes_ErrorsAndKeepsParameters) {
   normopt::test::TempDir dir;
-  torch::Tensor x, y;
-  auto model = fitted_model(&x, &y);
-  torch::save(model, dir.file("model.pt"));
+  torch::Tensor x;
+  saved_model(dir, &x);
   StandardizedRegressor other(LinearRegressor(5));
   auto before = other->regressor.get<LinearRegressor>()->weight.clone();
   expect_error([&] { torch::load(other, dir.file("model.pt")); },
