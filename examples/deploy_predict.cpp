@@ -14,27 +14,22 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
-#include <string>
 
 int main(int argc, char** argv) {
-  std::string path;
   RowsInput input;
   CLI::App app{
       "Serves an AOTInductor package (normopt::deploy::Predictor) "
       "and prints one prediction per row, with 17 significant "
       "digits.",
       "deploy_predict"};
-  app.add_option("package", path, "the .pt2 package")
-      ->required()
-      ->type_name("FILE");
-  input.add_to(app);
+  input.add_to(app, "package", "the .pt2 package");
   CLI11_PARSE(app, argc, argv);
   const at::Tensor rows = input.tensor("deploy_predict");
   if (!rows.defined()) {
     return 2;
   }
   try {
-    normopt::deploy::Predictor predictor(path);
+    normopt::deploy::Predictor predictor(input.path);
     // In the dtype the package was compiled for (its metadata says).
     const auto& meta = predictor.metadata();
     const auto dtype = meta.find(normopt::deploy::kMetadataInputDtype);

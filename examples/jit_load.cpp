@@ -16,25 +16,21 @@
 #include <string>
 
 int main(int argc, char** argv) {
-  std::string path;
   bool float64 = false;
   RowsInput input;
   CLI::App app{
       "Loads a TorchScript file and prints forward(x), one row per "
       "line, with 17 significant digits.",
       "jit_load"};
-  app.add_option("model", path, "TorchScript file")
-      ->required()
-      ->type_name("FILE");
   app.add_flag("--float64", float64, "float64 input (default float32)");
-  input.add_to(app);
+  input.add_to(app, "model", "TorchScript file");
   CLI11_PARSE(app, argc, argv);
   const at::Tensor rows = input.tensor("jit_load");
   if (!rows.defined()) {
     return 2;
   }
   try {
-    auto module = normopt::jit::load_pipeline(path);
+    auto module = normopt::jit::load_pipeline(input.path);
     module.eval();
     auto x = rows.to(float64 ? torch::kFloat64 : torch::kFloat32);
     torch::NoGradGuard no_grad;

@@ -1,6 +1,7 @@
 #pragma once
-// What the two serving examples (jit_load, deploy_predict) share: the input
-// given on the command line as values, row by row, with --cols per row, and
+// What the two serving examples (jit_load, deploy_predict) share: the file
+// to serve and the input given on the command line as values, row by row,
+// with --cols per row, and
 // the output printed one row per line with 17 significant digits (an exact
 // round trip).
 
@@ -10,14 +11,18 @@
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <string>
 #include <vector>
 
 struct RowsInput {
+  std::string path;
   int64_t cols = 2;
   std::vector<double> values;
 
-  /// Adds --cols and the values to `app`.
-  void add_to(CLI::App& app) {
+  /// Adds the file (a required positional argument named `file`), --cols
+  /// and the values to `app`.
+  void add_to(CLI::App& app, const char* file, const char* file_help) {
+    app.add_option(file, path, file_help)->required()->type_name("FILE");
     app.add_option("--cols", cols, "values per row")
         ->type_name("F")
         ->check(CLI::Range(int64_t{1}, std::numeric_limits<int64_t>::max()))

@@ -49,14 +49,8 @@ double max_gap(torch::nn::Sequential& a, torch::nn::Sequential& b) {
 
 TEST(AdamCapturableCuda, MatchesCpuKernel_AllDtypesAndOptions) {
   NORMOPT_SKIP_WITHOUT_CUDA();
-  for (auto step_dtype : {torch::kFloat, torch::kDouble}) {
-    SCOPED_TRACE(c10::toString(step_dtype));
-    normopt::test::expect_adam_matches_cpu_kernel(
-        normopt::test::as_adam_step(normopt::test::kAdamCapturableOp,
-                                    step_dtype),
-        torch::kCUDA,
-        normopt::test::cuda_launch_sizes());
-  }
+  normopt::test::expect_capturable_matches_cpu_kernel(
+      torch::kCUDA, normopt::test::cuda_launch_sizes());
 }
 
 // The op alone, captured once and replayed 5 times, equals 5 eager calls:

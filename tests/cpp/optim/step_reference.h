@@ -205,6 +205,17 @@ inline void expect_adam_matches_cpu_kernel(
   }
 }
 
+/// expect_adam_matches_cpu_kernel for adam_step_capturable_ through the
+/// dispatcher, with float32 and with float64 step counts.
+inline void expect_capturable_matches_cpu_kernel(
+    torch::Device device, const std::vector<int64_t>& sizes) {
+  for (auto step_dtype : {torch::kFloat, torch::kDouble}) {
+    SCOPED_TRACE(c10::toString(step_dtype));
+    expect_adam_matches_cpu_kernel(
+        as_adam_step(kAdamCapturableOp, step_dtype), device, sizes);
+  }
+}
+
 /// Three SGD steps of every variant and dtype, as above.
 inline void expect_sgd_matches_cpu_kernel(const SgdStepFn& step,
                                           torch::Device device,
