@@ -361,26 +361,25 @@ int64_t reset_peak_rss() {
   return clear.fail() ? -1 : 0;
 }
 
-int64_t peak_rss_kb() {
+// A kB field of /proc/self/status ("VmHWM:", the peak resident set;
+// "VmRSS:", the current one); -1 where there is none.
+int64_t status_kb(const std::string& field) {
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) {
-      return std::stoll(line.substr(6));
+    if (line.rfind(field, 0) == 0) {
+      return std::stoll(line.substr(field.size()));
     }
   }
   return -1;
 }
 
+int64_t peak_rss_kb() {
+  return status_kb("VmHWM:");
+}
+
 int64_t rss_kb() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      return std::stoll(line.substr(6));
-    }
-  }
-  return -1;
+  return status_kb("VmRSS:");
 }
 
 // Streaming a 120 MB file in parts of 8192 rows with a 1 MiB buffer raises

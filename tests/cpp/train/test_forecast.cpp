@@ -48,6 +48,22 @@ struct MlpImpl : torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
+// Trains `model` by hand for `steps` full-batch steps of `optimizer` on
+// (x, y), as a user's own loop would; returns the final MSE.
+template <typename Model>
+double hand_trained_mse(Model& model,
+                        torch::optim::Optimizer& optimizer,
+                        const torch::Tensor& x,
+                        const torch::Tensor& y,
+                        int steps) {
+  for (int step = 0; step < steps; ++step) {
+    optimizer.zero_grad();
+    torch::mse_loss(model->forward(x), y).backward();
+    optimizer.step();
+  }
+  return torch::mse_loss(model->forward(x), y).template item<double>();
+}
+
 }  // namespace
 
 TEST(Forecast, FullBatchAdam_EqualsFitHistoryEpochByEpoch) {
@@ -105,13 +121,8 @@ TEST(Forecast, PlainLinearInOwnLoop_EqualsTheLoop) {
                                           table.features,
                                           table.targets,
                                           DiagnoseOptions().planned_steps(300));
-  for (int step = 0; step < 300; ++step) {
-    sgd.zero_grad();
-    torch::mse_loss(linear(table.features), table.targets).backward();
-    sgd.step();
-  }
   const double mse =
-      torch::mse_loss(linear(table.features), table.targets).item<double>();
+      hand_trained_mse(linear, sgd, table.features, table.targets, 300);
   EXPECT_LT(rel(d.forecast_mse, mse), 1e-9);
 }
 
@@ -256,13 +267,8 @@ TEST(Forecast, ParamGroupsWithTheirOwnLrs_EqualsTheLoop) {
   const auto* note = d.find("param_groups");
   ASSERT_NE(note, nullptr);
   EXPECT_NE(note->message.find("2 param groups"), std::string::npos);
-  for (int step = 0; step < 100; ++step) {
-    adam.zero_grad();
-    torch::mse_loss(linear(table.features), table.targets).backward();
-    adam.step();
-  }
   const double mse =
-      torch::mse_loss(linear(table.features), table.targets).item<double>();
+      hand_trained_mse(linear, adam, table.features, table.targets, 100);
   EXPECT_LT(rel(d.forecast_mse, mse), 1e-9);
 }
 
@@ -290,12 +296,7 @@ TEST(Forecast, SequentialInOwnLoop_IsReplayed) {
   const auto y = (table.targets - 48000) / 1000;
   const auto d = normopt::train::diagnose(
       net, sgd, x, y, DiagnoseOptions().planned_steps(50));
-  for (int step = 0; step < 50; ++step) {
-    sgd.zero_grad();
-    torch::mse_loss(net->forward(x), y).backward();
-    sgd.step();
-  }
-  const double mse = torch::mse_loss(net->forward(x), y).item<double>();
+  const double mse = hand_trained_mse(net, sgd, x, y, 50);
   EXPECT_LT(rel(d.forecast_mse, mse), 1e-9) << d;
 }
 
