@@ -45,6 +45,7 @@
 #include <normopt/data/csv.h>
 #include <normopt/data/csv_reader.h>
 
+#include "../cpp/data/read_stream.h"
 #include "data/csv/parts.h"
 
 #include <ATen/ATen.h>
@@ -204,18 +205,9 @@ void check_blocks_and_stream(std::string_view text,
   const int64_t chunk = 1 + static_cast<int64_t>(text.size() / 16 % 4);
   const Outcome streamed = outcome_of([&] {
     normopt::data::CsvReader reader(path, options, chunk, buffer);
-    std::vector<at::Tensor> features, targets;
-    Table all;
-    while (auto part = reader.next()) {
-      check(part->size() >= 1 && part->size() <= chunk, "part size");
-      features.push_back(part->features);
-      targets.push_back(part->targets);
-      all.feature_names = part->feature_names;
-      all.target_name = part->target_name;
-    }
-    all.features = at::cat(features);
-    all.targets = at::cat(targets);
-    return all;
+    return normopt::test::read_stream(reader, [&](const Table& part) {
+      check(part.size() >= 1 && part.size() <= chunk, "part size");
+    });
   });
   // The serial parse naming the same source as the stream.
   const Outcome expected =

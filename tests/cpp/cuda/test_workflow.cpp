@@ -54,6 +54,18 @@ double trajectory_gap(const Make& ours, const Make& theirs) {
   return gap;
 }
 
+// trajectory_gap between normopt's optimizer Ours and LibTorch's Theirs,
+// each built with its options.
+template <typename Ours,
+          typename Theirs,
+          typename OurOptions,
+          typename TheirOptions>
+double gap_to_libtorch(const OurOptions& ours, const TheirOptions& theirs) {
+  return trajectory_gap(
+      [&](auto p) { return std::make_unique<Ours>(p, ours); },
+      [&](auto p) { return std::make_unique<Theirs>(p, theirs); });
+}
+
 History fit_on(torch::Device device,
                const normopt::data::Table& table,
                FitOptions options,
@@ -88,54 +100,33 @@ void expect_same_parameters(StandardizedRegressor a,
 
 TEST(AdamCuda, TrajectoryMatchesTorchOptimAdam) {
   NORMOPT_SKIP_WITHOUT_CUDA();
-  const double gap = trajectory_gap(
-      [](auto p) {
-        return std::make_unique<normopt::optim::Adam>(
-            p,
-            normopt::optim::AdamOptions(1e-2).weight_decay(0.01).amsgrad(true));
-      },
-      [](auto p) {
-        return std::make_unique<torch::optim::Adam>(
-            p,
-            torch::optim::AdamOptions(1e-2).weight_decay(0.01).amsgrad(true));
-      });
-  EXPECT_LT(gap, 1e-5);
+  EXPECT_LT(
+      (gap_to_libtorch<normopt::optim::Adam, torch::optim::Adam>(
+          normopt::optim::AdamOptions(1e-2).weight_decay(0.01).amsgrad(true),
+          torch::optim::AdamOptions(1e-2).weight_decay(0.01).amsgrad(true))),
+      1e-5);
 }
 
 TEST(AdamWCuda, TrajectoryMatchesTorchOptimAdamW) {
   NORMOPT_SKIP_WITHOUT_CUDA();
-  const double gap = trajectory_gap(
-      [](auto p) {
-        return std::make_unique<normopt::optim::AdamW>(
-            p, normopt::optim::AdamWOptions(1e-2).weight_decay(0.1));
-      },
-      [](auto p) {
-        return std::make_unique<torch::optim::AdamW>(
-            p, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
-      });
-  EXPECT_LT(gap, 1e-5);
+  EXPECT_LT((gap_to_libtorch<normopt::optim::AdamW, torch::optim::AdamW>(
+                normopt::optim::AdamWOptions(1e-2).weight_decay(0.1),
+                torch::optim::AdamWOptions(1e-2).weight_decay(0.1))),
+            1e-5);
 }
 
 TEST(SGDCuda, TrajectoryMatchesTorchOptimSGD_NesterovMomentum) {
   NORMOPT_SKIP_WITHOUT_CUDA();
-  const double gap = trajectory_gap(
-      [](auto p) {
-        return std::make_unique<normopt::optim::SGD>(
-            p,
-            normopt::optim::SGDOptions(1e-2)
-                .momentum(0.9)
-                .nesterov(true)
-                .weight_decay(1e-3));
-      },
-      [](auto p) {
-        return std::make_unique<torch::optim::SGD>(
-            p,
-            torch::optim::SGDOptions(1e-2)
-                .momentum(0.9)
-                .nesterov(true)
-                .weight_decay(1e-3));
-      });
-  EXPECT_LT(gap, 1e-5);
+  EXPECT_LT((gap_to_libtorch<normopt::optim::SGD, torch::optim::SGD>(
+                normopt::optim::SGDOptions(1e-2)
+                    .momentum(0.9)
+                    .nesterov(true)
+                    .weight_decay(1e-3),
+                torch::optim::SGDOptions(1e-2)
+                    .momentum(0.9)
+                    .nesterov(true)
+                    .weight_decay(1e-3))),
+            1e-5);
 }
 
 TEST(FitCuda, MatchesCpu) {

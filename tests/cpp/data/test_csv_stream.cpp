@@ -4,6 +4,7 @@
 // test_csv.cpp checks against hand-written values.
 
 #include "../common.h"
+#include "read_stream.h"
 
 #include <normopt/data/csv.h>
 #include <normopt/data/csv_reader.h>
@@ -86,20 +87,11 @@ std::string write_file(const std::string& path, const std::string& text) {
 
 // Every row of the stream, concatenated.
 Table read_all(CsvReader& reader, std::vector<int64_t>* part_rows = nullptr) {
-  std::vector<at::Tensor> features, targets;
-  Table all;
-  while (auto part = reader.next()) {
+  return normopt::test::read_stream(reader, [&](const Table& part) {
     if (part_rows != nullptr) {
-      part_rows->push_back(part->size());
+      part_rows->push_back(part.size());
     }
-    features.push_back(part->features);
-    targets.push_back(part->targets);
-    all.feature_names = part->feature_names;
-    all.target_name = part->target_name;
-  }
-  all.features = at::cat(features);
-  all.targets = at::cat(targets);
-  return all;
+  });
 }
 
 void expect_same_table(const Table& a, const Table& b) {
