@@ -200,16 +200,9 @@ bool adam_family_step(
     steps.clear();
     for (size_t i = 0; i < group.params().size(); ++i) {
       auto& p = group.params()[i];
-      if (!p.grad().defined()) {
+      if (!has_dense_grad(name, i, p)) {
         continue;
       }
-      TORCH_CHECK(
-          !p.grad().is_sparse(),
-          name,
-          ": parameter ",
-          i,
-          " has a sparse gradient, which this optimizer does not support; "
-          "use a dense embedding or gradient");
       auto& slot = state[p.unsafeGetTensorImpl()];
       if (!slot) {
         auto s = std::make_unique<AdamParamState>();

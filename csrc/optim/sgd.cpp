@@ -110,15 +110,9 @@ at::Tensor SGD::step(LossClosure closure) {
     lists.clear();
     for (size_t i = 0; i < group.params().size(); ++i) {
       auto& p = group.params()[i];
-      if (!p.grad().defined()) {
+      if (!detail::has_dense_grad("normopt::optim::SGD", i, p)) {
         continue;
       }
-      TORCH_CHECK(
-          !p.grad().is_sparse(),
-          "normopt::optim::SGD: parameter ",
-          i,
-          " has a sparse gradient, which this optimizer does not support; "
-          "use a dense embedding or gradient");
       int k = 0;
       if (o.momentum() != 0) {
         auto& slot = state_[p.unsafeGetTensorImpl()];

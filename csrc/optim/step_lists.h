@@ -2,6 +2,7 @@
 // Internal: the tensor lists an optimizer's step() hands to a fused op.
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
 
 #include <array>
 #include <cstddef>
@@ -45,5 +46,23 @@ class StepLists {
 
   std::array<std::vector<at::Tensor>, N>& lists_;
 };
+
+/// Whether parameter `i` of a param group takes part in a step: it has a
+/// gradient, which must be dense (`optimizer` names the optimizer in the
+/// message).
+inline bool has_dense_grad(const char* optimizer,
+                           size_t i,
+                           const at::Tensor& param) {
+  if (!param.grad().defined()) {
+    return false;
+  }
+  TORCH_CHECK(!param.grad().is_sparse(),
+              optimizer,
+              ": parameter ",
+              i,
+              " has a sparse gradient, which this optimizer does not "
+              "support; use a dense embedding or gradient");
+  return true;
+}
 
 }  // namespace normopt::optim::detail
