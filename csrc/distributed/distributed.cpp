@@ -2,10 +2,9 @@
 // statistics of the union of the shards, and gradient all-reduce for
 // data-parallel fit.
 #include <normopt/config.h>
+#include <normopt/data/detail/csv_range.h>
 #include <normopt/distributed/distributed.h>
 #include <normopt/ops/moments.h>
-
-#include "../data/csv_range.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>

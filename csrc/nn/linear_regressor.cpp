@@ -1,6 +1,6 @@
 #include <normopt/nn/linear_regressor.h>
 
-#include "serialize.h"
+#include <normopt/nn/detail/serialize.h>
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>

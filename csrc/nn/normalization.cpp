@@ -1,8 +1,9 @@
 #include <normopt/nn/normalization.h>
+
+#include <normopt/nn/detail/serialize.h>
 #include <normopt/ops/moments.h>
 
 #include "../util/finite.h"
-#include "serialize.h"
 #include "stream_statistics.h"
 
 #include <ATen/ATen.h>

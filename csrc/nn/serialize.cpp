@@ -1,4 +1,4 @@
-#include "serialize.h"
+#include <normopt/nn/detail/serialize.h>
 
 #include <ATen/ATen.h>
 #include <torch/serialize/input-archive.h>

@@ -1,6 +1,7 @@
 #include <normopt/nn/standardized_regressor.h>
 
-#include "serialize.h"
+#include <normopt/nn/detail/serialize.h>
+
 #include "stream_statistics.h"
 
 #include <ATen/ATen.h>

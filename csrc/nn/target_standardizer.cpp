@@ -1,11 +1,12 @@
 #include <normopt/nn/target_standardizer.h>
 
+#include <normopt/nn/detail/serialize.h>
+
 #include <normopt/ops/moments.h>
 #include <algorithm>
 #include <iterator>
 
 #include "../util/finite.h"
-#include "serialize.h"
 #include "stream_statistics.h"
 
 #include <ATen/ATen.h>

@@ -1,4 +1,4 @@
-#include "lend_state.h"
+#include <normopt/optim/detail/lend_state.h>
 
 #include <normopt/optim/adam.h>
 #include <normopt/optim/adamw.h>

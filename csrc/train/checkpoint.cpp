@@ -1,6 +1,7 @@
 #include "checkpoint.h"
 
-#include "../nn/serialize.h"
+#include <normopt/nn/detail/serialize.h>
+
 #include "../util/files.h"
 #include "../util/finite.h"
 #include "../util/zip_check.h"
@@ -14,8 +15,8 @@
 #include <iterator>
 #include <mutex>
 #include <sstream>
-#include <typeinfo>
 #include <type_traits>
+#include <typeinfo>
 
 namespace normopt::train::detail {
 namespace {

@@ -1,7 +1,7 @@
 #include "fused_steps.h"
 
-#include "../ops/affine_steps.h"
-#include "../optim/lend_state.h"
+#include <normopt/ops/detail/affine_steps.h>
+#include <normopt/optim/detail/lend_state.h>
 
 namespace normopt::train::detail {
 

@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <cstdint>
+#include <cstdio>
 
 namespace normopt::util {
 namespace {
@@ -34,12 +35,10 @@ constexpr uint32_t kLocalSignature = 0x04034b50;
 constexpr size_t kEndSize = 22, kCentralSize = 46, kLocalSize = 30;
 constexpr uint16_t kUnreadableFlags = 0x0001 | 0x0020 | 0x0040 | 0x2000;
 
+// Four lower-case hex digits, as zip tools print the flags.
 std::string hex16(uint16_t v) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(4, '0');
-  for (int i = 3; i >= 0; --i, v >>= 4) {
-    out[i] = kDigits[v & 0xF];
-  }
+  char out[5];
+  std::snprintf(out, sizeof out, "%04x", static_cast<unsigned>(v));
   return out;
 }
 

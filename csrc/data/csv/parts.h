@@ -1,8 +1,8 @@
 #pragma once
 // Internal to the CSV reader: the parts that read_csv and parse_csv
 // (csrc/data/csv.cpp), data::CsvReader (csrc/data/csv_reader.cpp) and
-// read_csv_range (../csv_range.h, for distributed::read_csv_shard) are
-// made of, one job per file:
+// read_csv_range (<normopt/data/detail/csv_range.h>, for
+// distributed::read_csv_shard) are made of, one job per file:
 //   header.cpp   the header row (read_header)
 //   columns.cpp  the target and feature columns the options select
 //                (select_columns)
@@ -10,16 +10,16 @@
 //                intra-op threads (parse_records, read_rows, parse_in_blocks)
 //   ranges.cpp   the rows of a byte range of a file, parsed as they are
 //                read; ranges in parallel, or one per rank (parse_windows,
-//                parse_in_ranges, and read_csv_range of ../csv_range.h)
+//                parse_in_ranges, and read_csv_range of data/detail/csv_range.h)
 //   tensors.cpp  the Table made of the parsed values (make_table)
 // check_options is defined in csv.cpp, read_file_header in csv_reader.cpp;
 // scanner.h splits a text into records and fields.
 
 #include <normopt/data/csv.h>
+#include <normopt/data/detail/csv_range.h>
 #include <normopt/macros.h>
 
 #include "../../util/files.h"
-#include "../csv_range.h"
 #include "scanner.h"
 
 #include <cstdint>

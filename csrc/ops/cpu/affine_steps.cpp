@@ -2,7 +2,7 @@
 // loops over the rows (a few hundred operations for a small model), then the
 // optimizer update through the same fused pass as adam_step_ and sgd_step_
 // (optim_step_kernel.cpp), so an update equals the per-step op's bit for bit.
-#include "../affine_steps.h"
+#include <normopt/ops/detail/affine_steps.h>
 
 #include "../adam_bias_correction.h"
 #include "optim_step_kernel.h"

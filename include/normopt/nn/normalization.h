@@ -50,8 +50,7 @@ struct NORMOPT_API NormalizationOptions {
 /// `variance`, `count`), so torch::save/torch::load and .to(device, dtype)
 /// carry them. Statistics are computed exactly in float64 and stored in
 /// float64 until the module is converted with .to(dtype).
-class NORMOPT_API NormalizationImpl
-    : public CountedModule<NormalizationImpl> {
+class NORMOPT_API NormalizationImpl : public CountedModule<NormalizationImpl> {
  public:
   explicit NormalizationImpl(NormalizationOptions options_ = {});
 

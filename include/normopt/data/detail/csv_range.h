@@ -1,9 +1,13 @@
 #pragma once
-// Internal: the data module's interface for distributed::read_csv_shard
+// Internal (namespace detail, not normopt's API: it may change in any
+// release). One module's interface for another inside the library, kept
+// in include/normopt/<module>/detail/ so that no file reaches into another
+// module's csrc/ folder.
+//
+// The data module's interface for distributed::read_csv_shard
 // (csrc/distributed/distributed.cpp), which reads a CSV file split over
-// ranks. The only data header outside the public include/normopt/data/
-// that another module may include; defined in csv/ranges.cpp. The rest of
-// the CSV reader (csv/parts.h) stays private to data/.
+// ranks; defined in csrc/data/csv/ranges.cpp. The rest of the CSV reader
+// (csrc/data/csv/parts.h) stays private to data/.
 
 #include <normopt/data/csv.h>
 #include <normopt/data/table.h>

@@ -1,5 +1,10 @@
 #pragma once
-// Internal: shape-checked module loading shared by every normopt module;
+// Internal (namespace detail, not normopt's API: it may change in any
+// release). One module's interface for another inside the library, kept
+// in include/normopt/<module>/detail/ so that no file reaches into another
+// module's csrc/ folder.
+//
+// Shape-checked module loading shared by every normopt module;
 // also the nn module's interface for train/checkpoint.cpp, which checks a
 // checkpoint's model against the model (read_checked) before loading
 // anything.

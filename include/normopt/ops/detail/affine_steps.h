@@ -1,12 +1,17 @@
 #pragma once
-// Internal: many optimizer steps of an affine model under the MSE in one
+// Internal (namespace detail, not normopt's API: it may change in any
+// release). One module's interface for another inside the library, kept
+// in include/normopt/<module>/detail/ so that no file reaches into another
+// module's csrc/ folder.
+//
+// Many optimizer steps of an affine model under the MSE in one
 // call, for fit()'s minibatch loop. Per step it does what fit()'s per-step
 // path does with ATen calls (the closed-form gradient of the batch, the
 // finiteness check, the fused optimizer update), on raw pointers: a step of
 // a small model costs what its arithmetic costs, not tens of ATen calls.
 // The ops module's interface for train/fused_steps.cpp and
-// optim/lend_state.h (which lends an optimizer's state as an
-// AffineStepParam); not an op, so not in the public include/normopt/ops/.
+// optim/detail/lend_state.h (which lends an optimizer's state as an
+// AffineStepParam); not an op, so not in ops' public optim_step.h.
 
 #include <normopt/ops/optim_step.h>
 

@@ -1,10 +1,15 @@
 #pragma once
-// Internal: what an optimizer lends to a fused run of steps
+// Internal (namespace detail, not normopt's API: it may change in any
+// release). One module's interface for another inside the library, kept
+// in include/normopt/<module>/detail/ so that no file reaches into another
+// module's csrc/ folder.
+//
+// What an optimizer lends to a fused run of steps
 // (ops::affine_mse_steps_, which fit() calls): a parameter's settings and
 // its optimizer state, shared, so the fused steps advance the optimizer's
 // own state and its next step(), save() and a resumed run see them.
 
-#include "../ops/affine_steps.h"
+#include <normopt/ops/detail/affine_steps.h>
 
 #include <torch/optim/optimizer.h>
 
