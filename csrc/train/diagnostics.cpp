@@ -39,17 +39,20 @@ class RngGuard {
   at::Tensor state_;
 };
 
-// How far to look for steps_needed: ten times the plan while the quadratic
+// How far to look for steps_needed: ten times the plan on the full-batch
+// quadratic, three times on minibatches (each replayed step gathers its
+// rows; beyond that steps_needed is extrapolated), while the look-ahead
 // stays within about 2e8 multiply-adds (a few tenths of a second).
 int64_t horizon_of(const Problem& p, int64_t steps, int64_t batch) {
+  const bool minibatch = batch > 0 && p.z.defined();
   const double per_step =
       static_cast<double>(p.targets) * static_cast<double>(p.features + 1) *
-      static_cast<double>(batch > 0 && p.z.defined()
-                              ? std::min(batch, p.rows) + p.features
-                              : p.features + 1);
+      static_cast<double>(minibatch ? std::min(batch, p.rows) + p.features
+                                    : p.features + 1);
   const double budget = 2e8 / std::max(per_step, 1.0);
-  return std::max(steps,
-                  std::min<int64_t>(10 * steps, static_cast<int64_t>(budget)));
+  const int64_t ahead = minibatch ? 3 : 10;
+  return std::max(
+      steps, std::min<int64_t>(ahead * steps, static_cast<int64_t>(budget)));
 }
 
 void check_options(const DiagnoseOptions& options) {

@@ -50,9 +50,7 @@ class TableRows : public TrainingRows {
   TableRows(nn::StandardizedRegressor& model,
             const data::Table& train,
             const FitOptions& options)
-      : model_(model),
-        options_(options),
-        generator_(at::make_generator<at::CPUGeneratorImpl>(options.seed())) {
+      : model_(model), options_(options) {
     const auto data_options = data_options_of(model);
     const auto eval_options = data_options.dtype(at::kDouble);
     x_ = prepared_inputs(model, train.features, data_options);
@@ -69,9 +67,7 @@ class TableRows : public TrainingRows {
     // permuted: its order cannot change the step.
     BatchBlock block{x_, y_std_, at::Tensor(), batch_, batches};
     if (options_.shuffle() && batches > 1) {
-      block.order =
-          epoch_permutation(generator_, options_.seed(), epoch, rows, true)
-              .to(x_.device());
+      block.order = epoch_order(options_.seed(), epoch, rows).to(x_.device());
     }
     fn(block);
   }
@@ -83,7 +79,6 @@ class TableRows : public TrainingRows {
  private:
   nn::StandardizedRegressor& model_;
   const FitOptions& options_;
-  at::Generator generator_;
   at::Tensor x_, y_std_, y_std64_, scale64_;
   int64_t batch_ = 0;
 };

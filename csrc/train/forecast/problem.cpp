@@ -316,7 +316,7 @@ Problem problem_of(nn::StandardizedRegressor& model,
   p.target_mean = raw.mt;
   p.target_sd = (raw.stt / raw.n).sqrt();
   p.unit = unit_of(scalers, raw.mt.size(0));
-  if (keep_rows || !per_column) {
+  if (!per_column) {
     std::tie(p.z, p.t) = loss_units(scalers, train.features, train.targets);
     compute_moments(p);
   } else {
@@ -334,6 +334,9 @@ Problem problem_of(nn::StandardizedRegressor& model,
     seen.stt = raw.stt * b.square();
     set_moments(p, seen);
     sum_residuals_if_near_exact(p, scalers, train);
+    if (keep_rows) {
+      std::tie(p.z, p.t) = loss_units(scalers, train.features, train.targets);
+    }
   }
   p.feature_names = train.feature_names;
   p.target_scaling = scaling_name(model->target->options.method());

@@ -88,8 +88,8 @@ OptimizerView view_optimizer(const torch::optim::Optimizer& optimizer);
 
 /// The problem of a StandardizedRegressor on a table (its statistics, or
 /// those fit() would compute when missing); the rows (z, t) only when
-/// `keep_rows` (a minibatch or module replay needs them): otherwise the
-/// moments come from float64 blocks, without a copy of the table.
+/// `keep_rows` (a minibatch or module replay needs them). The moments come
+/// from float64 blocks of the table either way (per-column scaling).
 Problem problem_of(nn::StandardizedRegressor& model,
                    const data::Table& train,
                    bool keep_rows);

@@ -220,11 +220,20 @@ class AffineQuadratic {
     std::fill(grad, grad + theta_.size(), 0.0);
     const double* z = ptr(pr_.z);
     const double* t = ptr(pr_.t);
+    // The rows are scattered over z: each is fetched a few rows ahead.
+    constexpr int64_t kAhead = 8;
     for (int64_t r = 0; r < n; ++r) {
+#if defined(__GNUC__)
+      if (r + kAhead < n) {
+        __builtin_prefetch(z + rows[r + kAhead] * p_);
+        __builtin_prefetch(t + rows[r + kAhead] * k_);
+      }
+#endif
       const double* zi = z + rows[r] * p_;
+      const double* ti = t + rows[r] * k_;
       for (int64_t j = 0; j < k_; ++j) {
         const double* w = theta_.data() + j * p_;
-        double e = (bias_ ? theta_[k_ * p_ + j] : 0) - t[rows[r] * k_ + j];
+        double e = (bias_ ? theta_[k_ * p_ + j] : 0) - ti[j];
         for (int64_t a = 0; a < p_; ++a) {
           e += zi[a] * w[a];
         }
@@ -282,7 +291,6 @@ void minibatches(const Problem& problem,
   const int64_t n = problem.rows;
   const int64_t batch = batch_rows(n, plan.batch_size);
   const int64_t batches = batches_per_epoch(n, plan.batch_size);
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(plan.seed);
   auto in_order = at::arange(n, at::kLong);
   std::vector<double> grad(static_cast<size_t>(q.size()));
   if (!rec.after(0, q.mse(nullptr))) {
@@ -291,8 +299,7 @@ void minibatches(const Problem& problem,
   int64_t step = 0;
   for (int64_t epoch = 1;; ++epoch) {
     const auto order =
-        plan.shuffle ? epoch_permutation(generator, plan.seed, epoch, n, true)
-                     : in_order;
+        plan.shuffle ? epoch_order(plan.seed, epoch, n) : in_order;
     const int64_t* rows = order.data_ptr<int64_t>();
     for (int64_t b = 0; b < batches; ++b) {
       const int64_t start = b * batch;
@@ -337,9 +344,12 @@ void Stepper::step(double* theta, double* grad) {
     }
     return;
   }
-  const double t = static_cast<double>(t_);
-  const double bc1 = 1 - std::pow(d_.beta1, t);
-  const double bc2 = 1 - std::pow(d_.beta2, t);
+  // beta^t as running products: a pow() each would cost more than the
+  // arithmetic of a small model's step.
+  beta1_t_ *= d_.beta1;
+  beta2_t_ *= d_.beta2;
+  const double bc1 = 1 - beta1_t_;
+  const double bc2 = 1 - beta2_t_;
   for (size_t i = 0; i < n; ++i) {
     const double lr = lrs_[i];
     theta[i] *= 1 - lr * d_.decoupled_weight_decay;
@@ -464,8 +474,7 @@ Run forecast_module(const Problem& problem,
   for (int64_t epoch = 1; done < horizon; ++epoch) {
     at::Tensor order;
     if (batches > 1 && plan.shuffle) {
-      order =
-          epoch_permutation(generator, plan.seed, epoch, n, true).to(device);
+      order = epoch_order(plan.seed, epoch, n).to(device);
     }
     for (int64_t b = 0; b < batches && done < horizon; ++b) {
       at::Tensor zb = z, tb = t;

@@ -29,6 +29,7 @@ class Stepper {
   optim::StepDescription d_;
   std::vector<double> lrs_, m_, v_, vmax_;
   int64_t t_ = 0;
+  double beta1_t_ = 1, beta2_t_ = 1;  // beta1^t, beta2^t
 };
 
 /// How the run is planned.

@@ -2,6 +2,8 @@
 
 #include <normopt/normopt.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -153,6 +155,52 @@ TEST(Fit, FullBatchSGD_MatchesHandComputedSteps) {
   }
   EXPECT_LT(normopt::test::max_rel_error(model->parameters()[0], w), 1e-12);
   EXPECT_LT(normopt::test::max_rel_error(model->parameters()[1], b), 1e-12);
+}
+
+// fit()'s documented order: epoch e visits the rows in
+// randperm(N, generator seeded with seed + e), batch by batch. Two fits of
+// the same seed in one process (the second reads its orders kept from the
+// first) both follow it.
+TEST(Fit, MinibatchSGD_VisitsRandpermOfSeedPlusEpoch) {
+  const auto table = income_like_table();  // N = 20
+  const uint64_t seed = 11;
+  auto [mean, var] = normopt::test::reference_stats(table.features);
+  auto [ymean, yvar] = normopt::test::reference_stats(table.targets);
+  const auto z =
+      (table.features.to(torch::kFloat64) - normopt::test::as_tensor(mean)) /
+      normopt::test::as_tensor(var).sqrt();
+  const auto yt =
+      (table.targets.to(torch::kFloat64) - ymean[0]) / std::sqrt(yvar[0]);
+  for (int run = 0; run < 2; ++run) {
+    torch::manual_seed(0);
+    auto model = make_model();
+    model->to(torch::kFloat64);
+    auto w = model->parameters()[0].detach().clone();
+    auto b = model->parameters()[1].detach().clone();
+    normopt::optim::SGD sgd(model->parameters(),
+                            normopt::optim::SGDOptions(0.05));
+    normopt::train::fit(
+        model, sgd, table, quiet().epochs(3).batch_size(6).seed(seed));
+    for (int64_t e = 1; e <= 3; ++e) {
+      auto generator = at::make_generator<at::CPUGeneratorImpl>(seed + e);
+      const auto order = torch::randperm(20, generator, torch::kLong);
+      for (int64_t start = 0; start < 20; start += 6) {
+        const auto rows =
+            order.narrow(0, start, std::min<int64_t>(6, 20 - start));
+        const auto zb = z.index_select(0, rows), yb = yt.index_select(0, rows);
+        const auto r = torch::matmul(zb, w.t()) + b - yb;
+        const double scale = 2.0 / static_cast<double>(rows.size(0));
+        const auto gw = scale * torch::matmul(r.t(), zb);
+        const auto gb = scale * r.sum(0);
+        w = w - 0.05 * gw;
+        b = b - 0.05 * gb;
+      }
+    }
+    EXPECT_LT(normopt::test::max_rel_error(model->parameters()[0], w), 1e-12)
+        << "run " << run;
+    EXPECT_LT(normopt::test::max_rel_error(model->parameters()[1], b), 1e-12)
+        << "run " << run;
+  }
 }
 
 TEST(Fit, EarlyStopping_StopsAndSetsFlag) {
