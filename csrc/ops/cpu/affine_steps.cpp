@@ -77,19 +77,23 @@ void check_rows(const AffineStepRows& r, const AffineStepParam& weight) {
 }
 
 // The gradient of one batch into gw (k × p) and gb (k); returns whether the
-// loss and every gradient element are finite.
-template <typename T>
-bool batch_gradient(const T* x,
-                    const T* y,
-                    const int64_t* order,
+// loss and every gradient element are finite. P and K > 0 fix p and k at
+// compile time (a small model's loops unrolled, its gradient in registers);
+// 0 takes them from p_any and k_any.
+template <typename T, int P, int K>
+bool batch_gradient(const T* __restrict__ x,
+                    const T* __restrict__ y,
+                    const int64_t* __restrict__ order,
                     int64_t start,
                     int64_t len,
-                    int64_t p,
-                    int64_t k,
-                    const T* w,
-                    const T* b,
-                    T* gw,
-                    T* gb) {
+                    int64_t p_any,
+                    int64_t k_any,
+                    const T* __restrict__ w,
+                    const T* __restrict__ b,
+                    T* __restrict__ gw,
+                    T* __restrict__ gb) {
+  const int64_t p = P > 0 ? P : p_any;
+  const int64_t k = K > 0 ? K : k_any;
   std::fill(gw, gw + k * p, T(0));
   std::fill(gb, gb + k, T(0));
   T loss = 0;
@@ -134,8 +138,8 @@ bool batch_gradient(const T* x,
   return finite;
 }
 
-// The optimizer's update of the parameters given their gradients: one call
-// of the fused pass, as adam_step_ / sgd_step_ make it.
+// The optimizer's update of the parameters given their gradients: the fused
+// pass of adam_step_ / sgd_step_, with the same per-tensor constants.
 class Updater {
  public:
   explicit Updater(std::vector<AffineStepParam*> params)
@@ -150,47 +154,71 @@ class Updater {
   }
 
  private:
+  // Weight and bias usually share their options and step count: one bias
+  // correction and one pass of the kernel serve both. Param groups may give
+  // them their own options: a pass each then.
   void adam() {
-    for (auto* p : params_) {
-      const auto& o = p->adam;
-      ++*p->step;
-      const auto bc =
-          detail::adam_bias_correction(o.lr,
-                                       o.beta1,
-                                       o.beta2,
-                                       static_cast<double>(*p->step),
-                                       o.keras_epsilon);
-      adam_.assign(
-          1,
-          cpu::AdamTensor{p->param.scalar_type(),
-                          p->param.numel(),
-                          p->param.data_ptr(),
-                          p->grad.const_data_ptr(),
-                          p->exp_avg.data_ptr(),
-                          p->exp_avg_sq.data_ptr(),
-                          o.amsgrad ? p->max_exp_avg_sq.data_ptr() : nullptr,
-                          bc.step_size,
-                          bc.bc2_sqrt});
-      // One call per tensor: param groups may give weight and bias their
-      // own options.
+    for (size_t i = 0; i < params_.size();) {
+      const auto& o = params_[i]->adam;
+      const int64_t step = *params_[i]->step + 1;
+      const auto bc = detail::adam_bias_correction(
+          o.lr, o.beta1, o.beta2, static_cast<double>(step), o.keras_epsilon);
+      adam_.clear();
+      size_t j = i;
+      for (; j < params_.size() && same(params_[j]->adam, o) &&
+             *params_[j]->step + 1 == step;
+           ++j) {
+        auto* p = params_[j];
+        *p->step = step;
+        adam_.push_back(
+            cpu::AdamTensor{p->param.scalar_type(),
+                            p->param.numel(),
+                            p->param.data_ptr(),
+                            p->grad.const_data_ptr(),
+                            p->exp_avg.data_ptr(),
+                            p->exp_avg_sq.data_ptr(),
+                            o.amsgrad ? p->max_exp_avg_sq.data_ptr() : nullptr,
+                            bc.step_size,
+                            bc.bc2_sqrt});
+      }
       cpu::adam_apply(adam_, o);
+      i = j;
     }
   }
 
   void sgd() {
-    for (auto* p : params_) {
-      auto& o = p->sgd;
-      sgd_.assign(1,
-                  cpu::SgdTensor{p->param.scalar_type(),
-                                 p->param.numel(),
-                                 p->param.data_ptr(),
-                                 p->grad.const_data_ptr(),
-                                 p->momentum_buffer.defined()
-                                     ? p->momentum_buffer.data_ptr()
-                                     : nullptr});
+    for (size_t i = 0; i < params_.size();) {
+      const auto o = params_[i]->sgd;
+      sgd_.clear();
+      size_t j = i;
+      for (; j < params_.size() && same(params_[j]->sgd, o); ++j) {
+        auto* p = params_[j];
+        sgd_.push_back(cpu::SgdTensor{p->param.scalar_type(),
+                                      p->param.numel(),
+                                      p->param.data_ptr(),
+                                      p->grad.const_data_ptr(),
+                                      p->momentum_buffer.defined()
+                                          ? p->momentum_buffer.data_ptr()
+                                          : nullptr});
+        p->sgd.is_first_step = false;
+      }
       cpu::sgd_apply(sgd_, o);
-      o.is_first_step = false;
+      i = j;
     }
+  }
+
+  static bool same(const AdamStepOptions& a, const AdamStepOptions& b) {
+    return a.lr == b.lr && a.beta1 == b.beta1 && a.beta2 == b.beta2 &&
+           a.eps == b.eps && a.weight_decay == b.weight_decay &&
+           a.amsgrad == b.amsgrad && a.maximize == b.maximize &&
+           a.decoupled_weight_decay == b.decoupled_weight_decay &&
+           a.keras_epsilon == b.keras_epsilon;
+  }
+  static bool same(const SgdStepOptions& a, const SgdStepOptions& b) {
+    return a.lr == b.lr && a.momentum == b.momentum &&
+           a.dampening == b.dampening && a.weight_decay == b.weight_decay &&
+           a.nesterov == b.nesterov && a.maximize == b.maximize &&
+           a.is_first_step == b.is_first_step;
   }
 
   std::vector<AffineStepParam*> params_;
@@ -254,7 +282,7 @@ int64_t affine_mse_steps_(const AffineStepRows& rows,
     for (; b < end; ++b) {
       const int64_t start = b * rows.batch;
       const int64_t len = std::min(rows.batch, n - start);
-      if (!batch_gradient(x, y, order, start, len, p, k, w, bp, gw, gb)) {
+      if (!affine_mse_gradient(x, y, order, start, len, p, k, w, bp, gw, gb)) {
         return;
       }
       updater.step();
@@ -262,5 +290,62 @@ int64_t affine_mse_steps_(const AffineStepRows& rows,
   });
   return b;
 }
+
+template <typename T>
+bool affine_mse_gradient(const T* x,
+                         const T* y,
+                         const int64_t* order,
+                         int64_t start,
+                         int64_t len,
+                         int64_t p,
+                         int64_t k,
+                         const T* w,
+                         const T* b,
+                         T* gw,
+                         T* gb) {
+  // One target and up to 8 features, the common small model: unrolled.
+  if (k == 1) {
+    switch (p) {
+#define NORMOPT_SMALL_AFFINE(P) \
+  case P:                       \
+    return batch_gradient<T, P, 1>(x, y, order, start, len, p, k, w, b, gw, gb);
+      NORMOPT_SMALL_AFFINE(1)
+      NORMOPT_SMALL_AFFINE(2)
+      NORMOPT_SMALL_AFFINE(3)
+      NORMOPT_SMALL_AFFINE(4)
+      NORMOPT_SMALL_AFFINE(5)
+      NORMOPT_SMALL_AFFINE(6)
+      NORMOPT_SMALL_AFFINE(7)
+      NORMOPT_SMALL_AFFINE(8)
+#undef NORMOPT_SMALL_AFFINE
+      default:
+        break;
+    }
+  }
+  return batch_gradient<T, 0, 0>(x, y, order, start, len, p, k, w, b, gw, gb);
+}
+
+template bool affine_mse_gradient<float>(const float*,
+                                         const float*,
+                                         const int64_t*,
+                                         int64_t,
+                                         int64_t,
+                                         int64_t,
+                                         int64_t,
+                                         const float*,
+                                         const float*,
+                                         float*,
+                                         float*);
+template bool affine_mse_gradient<double>(const double*,
+                                          const double*,
+                                          const int64_t*,
+                                          int64_t,
+                                          int64_t,
+                                          int64_t,
+                                          int64_t,
+                                          const double*,
+                                          const double*,
+                                          double*,
+                                          double*);
 
 }  // namespace normopt::ops

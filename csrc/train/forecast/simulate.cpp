@@ -3,6 +3,8 @@
 #include "../batches.h"
 #include "../mode_guard.h"
 
+#include <normopt/ops/detail/affine_steps.h>
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Generator.h>
@@ -169,7 +171,8 @@ class AffineQuadratic {
         w_opt_t_(problem.w_opt.t().contiguous()),
         theta_(static_cast<size_t>(k_ * p_ + (bias_ ? k_ : 0))),
         gw_(static_cast<size_t>(p_)),
-        loss_(static_cast<size_t>(k_)) {
+        loss_(static_cast<size_t>(k_)),
+        no_bias_(static_cast<size_t>(k_)) {
     const auto w = start.weight.to(at::kDouble).contiguous();
     std::memcpy(theta_.data(), ptr(w), sizeof(double) * k_ * p_);
     if (bias_) {
@@ -215,41 +218,21 @@ class AffineQuadratic {
     return pr_.original_mse(loss_.data());
   }
 
-  // The gradient of the loss on rows `rows[0..n)` of z and t (a minibatch).
-  void batch_gradient(const int64_t* rows, int64_t n, double* grad) const {
-    std::fill(grad, grad + theta_.size(), 0.0);
-    const double* z = ptr(pr_.z);
-    const double* t = ptr(pr_.t);
-    // The rows are scattered over z: each is fetched a few rows ahead.
-    constexpr int64_t kAhead = 8;
-    for (int64_t r = 0; r < n; ++r) {
-#if defined(__GNUC__)
-      if (r + kAhead < n) {
-        __builtin_prefetch(z + rows[r + kAhead] * p_);
-        __builtin_prefetch(t + rows[r + kAhead] * k_);
-      }
-#endif
-      const double* zi = z + rows[r] * p_;
-      const double* ti = t + rows[r] * k_;
-      for (int64_t j = 0; j < k_; ++j) {
-        const double* w = theta_.data() + j * p_;
-        double e = (bias_ ? theta_[k_ * p_ + j] : 0) - ti[j];
-        for (int64_t a = 0; a < p_; ++a) {
-          e += zi[a] * w[a];
-        }
-        double* gj = grad + j * p_;
-        for (int64_t a = 0; a < p_; ++a) {
-          gj[a] += e * zi[a];
-        }
-        if (bias_) {
-          grad[k_ * p_ + j] += e;
-        }
-      }
-    }
-    const double scale = 2.0 / static_cast<double>(n * k_);
-    for (auto* g = grad; g != grad + theta_.size(); ++g) {
-      *g *= scale;
-    }
+  // The gradient of the loss on rows `rows[0..n)` of z and t (a minibatch):
+  // the fused steps' gradient, in float64.
+  void batch_gradient(const int64_t* rows, int64_t n, double* grad) {
+    const double* w = theta_.data();
+    ops::affine_mse_gradient<double>(ptr(pr_.z),
+                                     ptr(pr_.t),
+                                     rows,
+                                     0,
+                                     n,
+                                     p_,
+                                     k_,
+                                     w,
+                                     bias_ ? w + k_ * p_ : nullptr,
+                                     grad,
+                                     bias_ ? grad + k_ * p_ : no_bias_.data());
   }
 
  private:
@@ -258,6 +241,7 @@ class AffineQuadratic {
   bool bias_;
   at::Tensor gram_, cross_t_, w_opt_t_;
   std::vector<double> theta_, gw_, loss_;
+  std::vector<double> no_bias_;  // the bias gradient of a model without one
 };
 
 std::vector<double> affine_lrs(const Problem& problem,

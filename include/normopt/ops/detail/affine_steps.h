@@ -66,4 +66,24 @@ int64_t affine_mse_steps_(const AffineStepRows& rows,
                           AffineStepParam& weight,
                           AffineStepParam* bias);
 
+/// The MSE gradient of one batch of the affine model, on raw row-major
+/// arrays: rows order[start .. start + len) of x (N, p) and y (N, k)
+/// (rows start .. start + len when `order` is null), weight w (k, p) and
+/// bias b (k, or null). Writes dL/dW into gw (k, p) and dL/db into gb (k;
+/// written also without a bias). Returns whether the batch's loss and every
+/// gradient element are finite. T is float or double. The gradient of
+/// affine_mse_steps_ and of diagnose()'s minibatch replay (float64).
+template <typename T>
+bool affine_mse_gradient(const T* x,
+                         const T* y,
+                         const int64_t* order,
+                         int64_t start,
+                         int64_t len,
+                         int64_t p,
+                         int64_t k,
+                         const T* w,
+                         const T* b,
+                         T* gw,
+                         T* gb);
+
 }  // namespace normopt::ops
