@@ -6,8 +6,10 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Dispatch.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 namespace normopt::train::detail {
@@ -34,6 +36,101 @@ at::Tensor prepared_targets(nn::StandardizedRegressor& model,
                             const at::TensorOptions& options) {
   at::NoGradGuard no_grad;
   return model->transform_targets(as_matrix(targets).to(options));
+}
+
+namespace {
+
+// out = (x - mean) / scale per column (or by one scalar), as prepared_inputs
+// and prepared_targets compute it (ops::standardize after the conversion to
+// out's dtype): x converted to Out, standardized in the wider of Out and
+// the statistics' dtype, back to Out.
+template <typename In, typename Out, typename Stat>
+void standardize_rows(const In* x,
+                      const Stat* mean,
+                      const Stat* scale,
+                      int64_t stat_stride,
+                      int64_t rows,
+                      int64_t cols,
+                      Out* out) {
+  using C = std::conditional_t<sizeof(Out) >= sizeof(Stat), Out, Stat>;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t s = c * stat_stride;
+      const C v = static_cast<Out>(x[r * cols + c]);
+      out[r * cols + c] = static_cast<Out>((v - static_cast<C>(mean[s])) /
+                                           static_cast<C>(scale[s]));
+    }
+  }
+}
+
+bool floating(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble;
+}
+
+// standardize_rows when it applies (CPU, 2-D contiguous x and out of one
+// shape, float32 or float64 everywhere, statistics of one dtype per column
+// or one of each); false otherwise.
+bool standardize_into(const at::Tensor& x,
+                      const at::Tensor& mean,
+                      const at::Tensor& scale,
+                      const at::Tensor& out) {
+  if (!x.is_cpu() || !out.is_cpu() || !mean.is_cpu() || !scale.is_cpu() ||
+      x.dim() != 2 || !x.is_contiguous() || !out.is_contiguous() ||
+      out.sizes() != x.sizes() || !floating(x) || !floating(out) ||
+      !floating(mean) || scale.scalar_type() != mean.scalar_type()) {
+    return false;
+  }
+  const int64_t cols = x.size(1);
+  const int64_t stride = mean.numel() == cols && scale.numel() == cols ? 1
+                         : mean.numel() == 1 && scale.numel() == 1     ? 0
+                                                                       : -1;
+  if (stride < 0) {
+    return false;
+  }
+  const auto m = mean.contiguous(), s = scale.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "standardize_into", [&] {
+    using In = scalar_t;
+    AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "standardize_into", [&] {
+      using Out = scalar_t;
+      AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "standardize_into", [&] {
+        standardize_rows(x.const_data_ptr<In>(),
+                         m.const_data_ptr<scalar_t>(),
+                         s.const_data_ptr<scalar_t>(),
+                         stride,
+                         x.size(0),
+                         cols,
+                         out.data_ptr<Out>());
+      });
+    });
+  });
+  return true;
+}
+
+}  // namespace
+
+void prepare_inputs_into(nn::StandardizedRegressor& model,
+                         const at::Tensor& features,
+                         const at::Tensor& out) {
+  const auto& norm = *model->normalization;
+  const auto& axis = norm.options.axis();
+  const bool per_column =
+      axis == std::vector<int64_t>{-1} || axis == std::vector<int64_t>{1};
+  if (per_column && !norm.options.invert() && norm.is_adapted() &&
+      standardize_into(features, norm.mean, norm.scale(), out)) {
+    return;
+  }
+  out.copy_(prepared_inputs(model, features, out.options()));
+}
+
+void prepare_targets_into(nn::StandardizedRegressor& model,
+                          const at::Tensor& targets,
+                          const at::Tensor& out) {
+  const auto& target = *model->target;
+  if (target.is_fitted() &&
+      standardize_into(as_matrix(targets), target.loc, target.scale, out)) {
+    return;
+  }
+  out.copy_(prepared_targets(model, targets, out.options()));
 }
 
 at::TensorOptions data_options_of(const nn::StandardizedRegressor& model) {
@@ -103,15 +200,16 @@ class StreamRows : public TrainingRows {
     const auto data_options = data_options_of(model_);
     epoch_ = epoch;
     first_draw_ = true;
-    xs_.clear();
-    ys_.clear();
     held_ = 0;
     stream_.rewind();
     while (auto part = stream_.next()) {
       check_table(model_, *part, "fit", "training");
-      xs_.push_back(prepared_inputs(model_, part->features, data_options));
-      ys_.push_back(prepared_targets(model_, part->targets, data_options));
-      held_ += part->size();
+      const int64_t n = part->size();
+      reserve(
+          held_ + n, part->features.size(1), targets_of(*part), data_options);
+      prepare_inputs_into(model_, part->features, x_.narrow(0, held_, n));
+      prepare_targets_into(model_, part->targets, y_.narrow(0, held_, n));
+      held_ += n;
       if (held_ >= buffer_rows_) {
         flush(false, fn);
       }
@@ -125,9 +223,17 @@ class StreamRows : public TrainingRows {
     const auto scale64 = model_->target->scale.to(eval_options);
     double loss_sum = 0, mse_sum = 0, count = 0;
     stream_.rewind();
+    at::Tensor x_part, y_part;  // reused: parts are of one size but the last
     while (auto part = stream_.next()) {
-      const auto x = prepared_inputs(model_, part->features, data_options);
-      const auto y64 = prepared_targets(model_, part->targets, eval_options);
+      const int64_t len = part->size();
+      if (!x_part.defined() || x_part.size(0) < len) {
+        x_part = at::empty({len, part->features.size(1)}, data_options);
+        y_part = at::empty({len, targets_of(*part)}, eval_options);
+      }
+      const auto x = x_part.narrow(0, 0, len);
+      const auto y64 = y_part.narrow(0, 0, len);
+      prepare_inputs_into(model_, part->features, x);
+      prepare_targets_into(model_, part->targets, y64);
       const auto [loss, mse] = detail::evaluate(*model_, x, y64, scale64);
       const auto n = static_cast<double>(y64.numel());
       loss_sum += loss * n;
@@ -138,17 +244,40 @@ class StreamRows : public TrainingRows {
   }
 
  private:
+  static int64_t targets_of(const data::Table& part) {
+    return part.targets.dim() == 1 ? 1 : part.targets.size(1);
+  }
+
+  // Room for `rows` prepared rows in the shuffle buffer (x_, y_), keeping
+  // the held ones: the buffer is allocated once and grows only for a part
+  // larger than any before.
+  void reserve(int64_t rows,
+               int64_t features,
+               int64_t targets,
+               const at::TensorOptions& options) {
+    if (x_.defined() && x_.size(0) >= rows) {
+      return;
+    }
+    const int64_t capacity = std::max(rows, buffer_rows_ + rows - held_);
+    auto x = at::empty({capacity, features}, options);
+    auto y = at::empty({capacity, targets}, options);
+    if (held_ > 0) {
+      x.narrow(0, 0, held_).copy_(x_.narrow(0, 0, held_));
+      y.narrow(0, 0, held_).copy_(y_.narrow(0, 0, held_));
+    }
+    x_ = std::move(x);
+    y_ = std::move(y);
+  }
+
   // Steps through the held rows (in a permuted order when shuffling) as one
-  // block;
-  // keeps the rows of a last incomplete batch, unless `last`.
+  // block; moves the rows of a last incomplete batch to the buffer's front
+  // for the next block, unless `last`.
   void flush(bool last, const BlockFn& fn) {
     if (held_ == 0) {
       return;
     }
-    auto x = xs_.size() == 1 ? xs_[0] : at::cat(xs_);
-    auto y = ys_.size() == 1 ? ys_[0] : at::cat(ys_);
-    xs_.clear();
-    ys_.clear();
+    const auto x = x_.narrow(0, 0, held_);
+    const auto y = y_.narrow(0, 0, held_);
     // The rows are visited through the permutation, not copied into its
     // order: only the rows held back for the next block are gathered.
     at::Tensor order;
@@ -165,17 +294,20 @@ class StreamRows : public TrainingRows {
       fn(BatchBlock{x, y, order, batch_, steps});
     }
     const int64_t used = std::min(steps * batch_, held_);
-    if (used < held_) {
-      if (order.defined()) {
-        const auto rest = order.narrow(0, used, held_ - used);
-        xs_.push_back(x.index_select(0, rest));
-        ys_.push_back(y.index_select(0, rest));
-      } else {
-        xs_.push_back(x.narrow(0, used, held_ - used));
-        ys_.push_back(y.narrow(0, used, held_ - used));
-      }
+    const int64_t rest = held_ - used;
+    if (rest > 0) {
+      // Gathered (or copied) before being written back: the rows overlap
+      // the buffer's front.
+      const auto kept =
+          order.defined() ? order.narrow(0, used, rest) : at::Tensor();
+      const auto xr = kept.defined() ? x.index_select(0, kept)
+                                     : x.narrow(0, used, rest).clone();
+      const auto yr = kept.defined() ? y.index_select(0, kept)
+                                     : y.narrow(0, used, rest).clone();
+      x_.narrow(0, 0, rest).copy_(xr);
+      y_.narrow(0, 0, rest).copy_(yr);
     }
-    held_ -= used;
+    held_ = rest;
   }
 
   nn::StandardizedRegressor& model_;
@@ -185,10 +317,10 @@ class StreamRows : public TrainingRows {
   int64_t batch_ = 0;
   int64_t buffer_rows_ = 0;
   // The epoch being read: its number, whether its generator is still to be
-  // seeded, and the rows held back for the next block.
+  // seeded; the shuffle buffer's prepared rows and how many it holds.
   int64_t epoch_ = 0;
   bool first_draw_ = true;
-  std::vector<at::Tensor> xs_, ys_;
+  at::Tensor x_, y_;
   int64_t held_ = 0;
 };
 

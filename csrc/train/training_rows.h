@@ -59,12 +59,23 @@ at::Tensor prepared_targets(nn::StandardizedRegressor& model,
                             const at::Tensor& targets,
                             const at::TensorOptions& options);
 
+/// prepared_inputs / prepared_targets (on `out`'s dtype and device) written
+/// into `out`, rows of the right shape: the same values, on the CPU in one
+/// pass without temporaries when the scaler is per column with float64
+/// statistics (the usual case).
+void prepare_inputs_into(nn::StandardizedRegressor& model,
+                         const at::Tensor& features,
+                         const at::Tensor& out);
+void prepare_targets_into(nn::StandardizedRegressor& model,
+                          const at::Tensor& targets,
+                          const at::Tensor& out);
+
 /// The dtype and device of the model's parameters.
 at::TensorOptions data_options_of(const nn::StandardizedRegressor& model);
 
 /// A Table in memory: one block per epoch over rows prepared once (the
 /// input statistics stay fixed while the regressor trains), permuted by
-/// epoch_permutation when shuffling.
+/// epoch_order when shuffling.
 std::unique_ptr<TrainingRows> table_rows(nn::StandardizedRegressor& model,
                                          const data::Table& train,
                                          const FitOptions& options);

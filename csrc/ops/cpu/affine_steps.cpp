@@ -83,6 +83,7 @@ void check_rows(const AffineStepRows& r, const AffineStepParam& weight) {
 template <typename T, int P, int K>
 bool batch_gradient(const T* __restrict__ x,
                     const T* __restrict__ y,
+                    int64_t n,
                     const int64_t* __restrict__ order,
                     int64_t start,
                     int64_t len,
@@ -98,12 +99,13 @@ bool batch_gradient(const T* __restrict__ x,
   std::fill(gb, gb + k, T(0));
   T loss = 0;
   // Rows visited through `order` are scattered over a block that may be
-  // far larger than the caches: each is fetched a few rows ahead.
-  constexpr int64_t kAhead = 8;
+  // far larger than the caches: each is fetched some rows ahead, across
+  // the end of the batch (the next batch's rows come next).
+  constexpr int64_t kAhead = 16;
   for (int64_t r = start; r < start + len; ++r) {
     const int64_t row = order ? order[r] : r;
 #if defined(__GNUC__)
-    if (order && r + kAhead < start + len) {
+    if (order && r + kAhead < n) {
       __builtin_prefetch(x + order[r + kAhead] * p);
       __builtin_prefetch(y + order[r + kAhead] * k);
     }
@@ -282,7 +284,8 @@ int64_t affine_mse_steps_(const AffineStepRows& rows,
     for (; b < end; ++b) {
       const int64_t start = b * rows.batch;
       const int64_t len = std::min(rows.batch, n - start);
-      if (!affine_mse_gradient(x, y, order, start, len, p, k, w, bp, gw, gb)) {
+      if (!affine_mse_gradient(
+              x, y, n, order, start, len, p, k, w, bp, gw, gb)) {
         return;
       }
       updater.step();
@@ -294,6 +297,7 @@ int64_t affine_mse_steps_(const AffineStepRows& rows,
 template <typename T>
 bool affine_mse_gradient(const T* x,
                          const T* y,
+                         int64_t n,
                          const int64_t* order,
                          int64_t start,
                          int64_t len,
@@ -306,9 +310,10 @@ bool affine_mse_gradient(const T* x,
   // One target and up to 8 features, the common small model: unrolled.
   if (k == 1) {
     switch (p) {
-#define NORMOPT_SMALL_AFFINE(P) \
-  case P:                       \
-    return batch_gradient<T, P, 1>(x, y, order, start, len, p, k, w, b, gw, gb);
+#define NORMOPT_SMALL_AFFINE(P)     \
+  case P:                           \
+    return batch_gradient<T, P, 1>( \
+        x, y, n, order, start, len, p, k, w, b, gw, gb);
       NORMOPT_SMALL_AFFINE(1)
       NORMOPT_SMALL_AFFINE(2)
       NORMOPT_SMALL_AFFINE(3)
@@ -322,11 +327,13 @@ bool affine_mse_gradient(const T* x,
         break;
     }
   }
-  return batch_gradient<T, 0, 0>(x, y, order, start, len, p, k, w, b, gw, gb);
+  return batch_gradient<T, 0, 0>(
+      x, y, n, order, start, len, p, k, w, b, gw, gb);
 }
 
 template bool affine_mse_gradient<float>(const float*,
                                          const float*,
+                                         int64_t,
                                          const int64_t*,
                                          int64_t,
                                          int64_t,
@@ -338,6 +345,7 @@ template bool affine_mse_gradient<float>(const float*,
                                          float*);
 template bool affine_mse_gradient<double>(const double*,
                                           const double*,
+                                          int64_t,
                                           const int64_t*,
                                           int64_t,
                                           int64_t,

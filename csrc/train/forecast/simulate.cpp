@@ -218,15 +218,20 @@ class AffineQuadratic {
     return pr_.original_mse(loss_.data());
   }
 
-  // The gradient of the loss on rows `rows[0..n)` of z and t (a minibatch):
-  // the fused steps' gradient, in float64.
-  void batch_gradient(const int64_t* rows, int64_t n, double* grad) {
+  // The gradient of the loss on rows order[start .. start + len) of z and t
+  // (a minibatch; `order` holds every row): the fused steps' gradient, in
+  // float64.
+  void batch_gradient(const int64_t* order,
+                      int64_t start,
+                      int64_t len,
+                      double* grad) {
     const double* w = theta_.data();
     ops::affine_mse_gradient<double>(ptr(pr_.z),
                                      ptr(pr_.t),
-                                     rows,
-                                     0,
-                                     n,
+                                     pr_.rows,
+                                     order,
+                                     start,
+                                     len,
                                      p_,
                                      k_,
                                      w,
@@ -287,7 +292,7 @@ void minibatches(const Problem& problem,
     const int64_t* rows = order.data_ptr<int64_t>();
     for (int64_t b = 0; b < batches; ++b) {
       const int64_t start = b * batch;
-      q.batch_gradient(rows + start, std::min(batch, n - start), grad.data());
+      q.batch_gradient(rows, start, std::min(batch, n - start), grad.data());
       stepper.step(q.theta().data(), grad.data());
       ++step;
       if (b + 1 == batches || step == plan.steps || step == plan.horizon) {

@@ -660,7 +660,7 @@ class FitStream : public ::testing::Test {
     torch::manual_seed(3);
     auto model =
         normopt::nn::StandardizedRegressor(normopt::nn::LinearRegressor(2));
-    model->to(torch::kFloat64);
+    model->to(model_dtype_);
     if (prefit) {
       model->fit_statistics(table_.features, table_.targets);
     }
@@ -676,6 +676,7 @@ class FitStream : public ::testing::Test {
   normopt::test::TempDir dir_;
   std::string path_;
   Table table_;
+  at::ScalarType model_dtype_ = at::kDouble;
   std::vector<at::Tensor> weights_;
 };
 
@@ -700,6 +701,35 @@ TEST_F(FitStream, BufferOfAllRowsEqualsTheTable) {
                   whole.epochs[e].train_mse,
                   1e-12 * whole.epochs[e].train_mse);
     }
+  }
+}
+
+// The same with the data and the model in float32 or float64 (the shuffle
+// buffer is filled by prepare_inputs_into/prepare_targets_into: the values
+// of the table's prepared rows, bit for bit).
+TEST_F(FitStream, BufferOfAllRowsEqualsTheTable_EveryDtypePair) {
+  // Values with every float64 digit, so that rounding to float32 shows.
+  std::string csv = "a,b,y\n";
+  for (int i = 0; i < 3001; ++i) {
+    char line[96];
+    const double a = 0.1 * i, b = (i % 7) / 3.0;
+    std::snprintf(
+        line, sizeof line, "%.17g,%.17g,%.17g\n", a, b, 2.5 * a - b + 0.01);
+    csv += line;
+  }
+  path_ = write_file(dir_.file("fractions.csv"), csv);
+  for (auto [data, model] : {std::pair{at::kFloat, at::kFloat},
+                             std::pair{at::kFloat, at::kDouble},
+                             std::pair{at::kDouble, at::kFloat}}) {
+    weights_.clear();
+    model_dtype_ = model;
+    table_ = read_csv(path_, CsvOptions().dtype(data));
+    const auto options = normopt::train::FitOptions().batch_size(64).seed(5);
+    run(nullptr, options, /*prefit=*/true);
+    CsvReader reader(path_, CsvOptions().dtype(data), 500, 4096);
+    run(&reader, options, /*prefit=*/true);
+    EXPECT_TRUE(at::equal(weights_[0], weights_[1]))
+        << "data " << data << ", model " << model;
   }
 }
 

@@ -67,8 +67,9 @@ int64_t affine_mse_steps_(const AffineStepRows& rows,
                           AffineStepParam* bias);
 
 /// The MSE gradient of one batch of the affine model, on raw row-major
-/// arrays: rows order[start .. start + len) of x (N, p) and y (N, k)
-/// (rows start .. start + len when `order` is null), weight w (k, p) and
+/// arrays: rows order[start .. start + len) of x (n, p) and y (n, k)
+/// (`order` holds n row indices; null: rows start .. start + len; the rows
+/// after the batch in that order are fetched ahead), weight w (k, p) and
 /// bias b (k, or null). Writes dL/dW into gw (k, p) and dL/db into gb (k;
 /// written also without a bias). Returns whether the batch's loss and every
 /// gradient element are finite. T is float or double. The gradient of
@@ -76,6 +77,7 @@ int64_t affine_mse_steps_(const AffineStepRows& rows,
 template <typename T>
 bool affine_mse_gradient(const T* x,
                          const T* y,
+                         int64_t n,
                          const int64_t* order,
                          int64_t start,
                          int64_t len,
