@@ -117,8 +117,9 @@ struct NORMOPT_API Diagnosis {
   /// the optimum shrank in the second half of the search. -1: never at this
   /// lr (the forecast diverges or levels off above 1.2x).
   int64_t steps_needed = -1;
-  /// How far the forecast simulated (at least planned_steps; up to ten
-  /// times that while it is cheap).
+  /// How far the forecast simulated (at least planned_steps; while it is
+  /// cheap, up to ten times that on the full-batch quadratic and three
+  /// times that for a minibatch replay).
   int64_t steps_searched = 0;
   /// How the trajectory was forecast, e.g. "exact full-batch quadratic".
   std::string method;
