@@ -108,29 +108,32 @@ bool standardize_into(const at::Tensor& x,
 
 }  // namespace
 
-void prepare_inputs_into(nn::StandardizedRegressor& model,
-                         const at::Tensor& features,
-                         const at::Tensor& out) {
-  const auto& norm = *model->normalization;
-  const auto& axis = norm.options.axis();
+void normalize_into(nn::NormalizationImpl& normalization,
+                    const at::Tensor& features,
+                    const at::Tensor& out) {
+  const auto& axis = normalization.options.axis();
   const bool per_column =
       axis == std::vector<int64_t>{-1} || axis == std::vector<int64_t>{1};
-  if (per_column && !norm.options.invert() && norm.is_adapted() &&
-      standardize_into(features, norm.mean, norm.scale(), out)) {
+  if (per_column && !normalization.options.invert() &&
+      normalization.is_adapted() &&
+      standardize_into(
+          features, normalization.mean, normalization.scale(), out)) {
     return;
   }
-  out.copy_(prepared_inputs(model, features, out.options()));
+  at::NoGradGuard no_grad;
+  out.copy_(normalization.forward(features.to(out.options())));
 }
 
-void prepare_targets_into(nn::StandardizedRegressor& model,
-                          const at::Tensor& targets,
-                          const at::Tensor& out) {
-  const auto& target = *model->target;
+void standardize_targets_into(const nn::TargetStandardizerImpl& target,
+                              const at::Tensor& targets,
+                              const at::Tensor& out) {
+  const auto y = as_matrix(targets);
   if (target.is_fitted() &&
-      standardize_into(as_matrix(targets), target.loc, target.scale, out)) {
+      standardize_into(y, target.loc, target.scale, out)) {
     return;
   }
-  out.copy_(prepared_targets(model, targets, out.options()));
+  at::NoGradGuard no_grad;
+  out.copy_(target.transform(y.to(out.options())));
 }
 
 at::TensorOptions data_options_of(const nn::StandardizedRegressor& model) {
@@ -207,8 +210,10 @@ class StreamRows : public TrainingRows {
       const int64_t n = part->size();
       reserve(
           held_ + n, part->features.size(1), targets_of(*part), data_options);
-      prepare_inputs_into(model_, part->features, x_.narrow(0, held_, n));
-      prepare_targets_into(model_, part->targets, y_.narrow(0, held_, n));
+      normalize_into(
+          *model_->normalization, part->features, x_.narrow(0, held_, n));
+      standardize_targets_into(
+          *model_->target, part->targets, y_.narrow(0, held_, n));
       held_ += n;
       if (held_ >= buffer_rows_) {
         flush(false, fn);
@@ -232,8 +237,8 @@ class StreamRows : public TrainingRows {
       }
       const auto x = x_part.narrow(0, 0, len);
       const auto y64 = y_part.narrow(0, 0, len);
-      prepare_inputs_into(model_, part->features, x);
-      prepare_targets_into(model_, part->targets, y64);
+      normalize_into(*model_->normalization, part->features, x);
+      standardize_targets_into(*model_->target, part->targets, y64);
       const auto [loss, mse] = detail::evaluate(*model_, x, y64, scale64);
       const auto n = static_cast<double>(y64.numel());
       loss_sum += loss * n;

@@ -59,16 +59,17 @@ at::Tensor prepared_targets(nn::StandardizedRegressor& model,
                             const at::Tensor& targets,
                             const at::TensorOptions& options);
 
-/// prepared_inputs / prepared_targets (on `out`'s dtype and device) written
-/// into `out`, rows of the right shape: the same values, on the CPU in one
-/// pass without temporaries when the scaler is per column with float64
-/// statistics (the usual case).
-void prepare_inputs_into(nn::StandardizedRegressor& model,
-                         const at::Tensor& features,
-                         const at::Tensor& out);
-void prepare_targets_into(nn::StandardizedRegressor& model,
-                          const at::Tensor& targets,
-                          const at::Tensor& out);
+/// `features` through `normalization` (converted to out's dtype first, as
+/// prepared_inputs does) and `targets` through `target`'s transform (as
+/// prepared_targets does), written into `out`, rows of the right shape: the
+/// same values, on the CPU in one pass without temporaries when the scaler
+/// is per column (the usual case).
+void normalize_into(nn::NormalizationImpl& normalization,
+                    const at::Tensor& features,
+                    const at::Tensor& out);
+void standardize_targets_into(const nn::TargetStandardizerImpl& target,
+                              const at::Tensor& targets,
+                              const at::Tensor& out);
 
 /// The dtype and device of the model's parameters.
 at::TensorOptions data_options_of(const nn::StandardizedRegressor& model);

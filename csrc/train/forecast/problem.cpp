@@ -1,6 +1,7 @@
 #include "problem.h"
 
 #include "../checks.h"
+#include "../training_rows.h"
 
 #include <normopt/ops/moments.h>
 #include <normopt/train/closed_form.h>
@@ -148,14 +149,16 @@ Scalers scalers_of(nn::StandardizedRegressor& model, Adapt adapt, Fit fit) {
   return s;
 }
 
-// z and t as the loss sees them.
+// z and t as the loss sees them, float64.
 std::pair<at::Tensor, at::Tensor> loss_units(Scalers& s,
                                              const at::Tensor& x,
                                              const at::Tensor& y) {
-  at::NoGradGuard no_grad;
-  auto z = s.normalization->forward(f64(x));
-  auto t = s.target->transform(f64(as_matrix(y)));
-  return {f64(z), f64(t)};
+  const auto rows = as_matrix(y);
+  auto z = at::empty({x.size(0), x.size(1)}, at::kDouble);
+  auto t = at::empty({rows.size(0), rows.size(1)}, at::kDouble);
+  normalize_into(*s.normalization, x.cpu(), z);
+  standardize_targets_into(*s.target, rows.cpu(), t);
+  return {z, t};
 }
 
 // The optimum's MSE from the moments loses about 1e-16 / (its share of the

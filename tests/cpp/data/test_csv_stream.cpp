@@ -705,7 +705,7 @@ TEST_F(FitStream, BufferOfAllRowsEqualsTheTable) {
 }
 
 // The same with the data and the model in float32 or float64 (the shuffle
-// buffer is filled by prepare_inputs_into/prepare_targets_into: the values
+// buffer is filled by normalize_into/standardize_targets_into: the values
 // of the table's prepared rows, bit for bit).
 TEST_F(FitStream, BufferOfAllRowsEqualsTheTable_EveryDtypePair) {
   // Values with every float64 digit, so that rounding to float32 shows.
