@@ -25,7 +25,9 @@ int64_t batches_per_epoch(int64_t rows, int64_t batch_size) {
 namespace detail {
 namespace {
 
-// The orders kept: most recently used first, at most kKeptBytes in all.
+// The orders kept: most recently used first, at most kKeptOrders of them
+// (a look-up scans them) and kKeptBytes in all.
+constexpr size_t kKeptOrders = 256;
 constexpr int64_t kKeptBytes = int64_t{64} << 20;
 
 struct KeptOrder {
@@ -60,7 +62,7 @@ at::Tensor epoch_order(uint64_t seed, int64_t epoch, int64_t n) {
   std::lock_guard<std::mutex> lock(kept_mutex);
   kept.push_front({key, n, order});
   kept_bytes += bytes;
-  while (kept_bytes > kKeptBytes) {
+  while (kept_bytes > kKeptBytes || kept.size() > kKeptOrders) {
     kept_bytes -= kept.back().n * static_cast<int64_t>(sizeof(int64_t));
     kept.pop_back();
   }

@@ -25,10 +25,10 @@ inline int64_t batches_per_epoch(int64_t rows, int64_t batch_size) {
 
 /// Epoch `epoch`'s order of `n` rows: a permutation from a generator seeded
 /// with seed + epoch, fit()'s rule. It is a pure function of (seed + epoch,
-/// n), so the last orders drawn are kept (at most 64 MiB, batches.cpp): a
-/// forecast and the run it forecasts, its remedies' replays and the runs of
-/// a comparison that share a seed draw each order once. The tensor is
-/// shared: read it, never write into it.
+/// n), so the last orders drawn are kept (at most 256 of them and 64 MiB,
+/// batches.cpp): a forecast and the run it forecasts, its remedies' replays
+/// and the runs of a comparison that share a seed draw each order once. The
+/// tensor is shared: read it, never write into it.
 at::Tensor epoch_order(uint64_t seed, int64_t epoch, int64_t n);
 
 /// A permutation of `n` rows from `generator`, after seeding it with
