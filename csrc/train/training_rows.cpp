@@ -108,13 +108,15 @@ bool standardize_into(const at::Tensor& x,
 
 }  // namespace
 
+bool per_column(const nn::NormalizationImpl& normalization) {
+  const auto& axis = normalization.options.axis();
+  return axis == std::vector<int64_t>{-1} || axis == std::vector<int64_t>{1};
+}
+
 void normalize_into(nn::NormalizationImpl& normalization,
                     const at::Tensor& features,
                     const at::Tensor& out) {
-  const auto& axis = normalization.options.axis();
-  const bool per_column =
-      axis == std::vector<int64_t>{-1} || axis == std::vector<int64_t>{1};
-  if (per_column && !normalization.options.invert() &&
+  if (per_column(normalization) && !normalization.options.invert() &&
       normalization.is_adapted() &&
       standardize_into(
           features, normalization.mean, normalization.scale(), out)) {

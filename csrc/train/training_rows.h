@@ -59,6 +59,10 @@ at::Tensor prepared_targets(nn::StandardizedRegressor& model,
                             const at::Tensor& targets,
                             const at::TensorOptions& options);
 
+/// Whether `normalization` scales each feature column of (N, p) rows on its
+/// own (axis -1 or 1): its statistics are then one (p) vector each.
+bool per_column(const nn::NormalizationImpl& normalization);
+
 /// `features` through `normalization` (converted to out's dtype first, as
 /// prepared_inputs does) and `targets` through `target`'s transform (as
 /// prepared_targets does), written into `out`, rows of the right shape: the

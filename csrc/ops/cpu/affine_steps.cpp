@@ -331,29 +331,21 @@ bool affine_mse_gradient(const T* x,
       x, y, n, order, start, len, p, k, w, b, gw, gb);
 }
 
-template bool affine_mse_gradient<float>(const float*,
-                                         const float*,
-                                         int64_t,
-                                         const int64_t*,
-                                         int64_t,
-                                         int64_t,
-                                         int64_t,
-                                         int64_t,
-                                         const float*,
-                                         const float*,
-                                         float*,
-                                         float*);
-template bool affine_mse_gradient<double>(const double*,
-                                          const double*,
-                                          int64_t,
-                                          const int64_t*,
-                                          int64_t,
-                                          int64_t,
-                                          int64_t,
-                                          int64_t,
-                                          const double*,
-                                          const double*,
-                                          double*,
-                                          double*);
+#define NORMOPT_AFFINE_MSE_GRADIENT(T)                 \
+  template bool affine_mse_gradient<T>(const T*,       \
+                                       const T*,       \
+                                       int64_t,        \
+                                       const int64_t*, \
+                                       int64_t,        \
+                                       int64_t,        \
+                                       int64_t,        \
+                                       int64_t,        \
+                                       const T*,       \
+                                       const T*,       \
+                                       T*,             \
+                                       T*);
+NORMOPT_AFFINE_MSE_GRADIENT(float)
+NORMOPT_AFFINE_MSE_GRADIENT(double)
+#undef NORMOPT_AFFINE_MSE_GRADIENT
 
 }  // namespace normopt::ops

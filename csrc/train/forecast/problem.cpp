@@ -286,9 +286,7 @@ Problem problem_of(const at::Tensor& x, const at::Tensor& y) {
 Problem problem_of(nn::StandardizedRegressor& model,
                    const data::Table& train,
                    bool keep_rows) {
-  const auto& axis = model->normalization->options.axis();
-  const bool per_column =
-      axis == std::vector<int64_t>{-1} || axis == std::vector<int64_t>{1};
+  const bool by_column = per_column(*model->normalization);
   const bool zscore =
       model->target->options.method() == nn::TargetScaling::kZScore;
   // One pass of float64 blocks gives the raw data's centered co-moments
@@ -306,8 +304,8 @@ Problem problem_of(nn::StandardizedRegressor& model,
   auto scalers = scalers_of(
       model,
       [&](nn::Normalization& norm) {
-        per_column ? norm->merge(count, raw.mz, raw.szz.diagonal())
-                   : norm->adapt(f64(train.features));
+        by_column ? norm->merge(count, raw.mz, raw.szz.diagonal())
+                  : norm->adapt(f64(train.features));
       },
       [&](nn::TargetStandardizer& t) {
         zscore ? t->fit_moments(count, raw.mt, raw.stt)
@@ -319,7 +317,7 @@ Problem problem_of(nn::StandardizedRegressor& model,
   p.target_mean = raw.mt;
   p.target_sd = (raw.stt / raw.n).sqrt();
   p.unit = unit_of(scalers, raw.mt.size(0));
-  if (!per_column) {
+  if (!by_column) {
     std::tie(p.z, p.t) = loss_units(scalers, train.features, train.targets);
     compute_moments(p);
   } else {
