@@ -4,10 +4,12 @@
 
 #include "batches.h"
 #include "checks.h"
+#include "forecast/batch_moments.h"
 #include "forecast/checks.h"
 #include "forecast/problem.h"
 #include "forecast/simulate.h"
 #include "mode_guard.h"
+#include "training_rows.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -44,7 +46,7 @@ class RngGuard {
 // rows; beyond that steps_needed is extrapolated), while the look-ahead
 // stays within about 2e8 multiply-adds (a few tenths of a second).
 int64_t horizon_of(const Problem& p, int64_t steps, int64_t batch) {
-  const bool minibatch = batch > 0 && p.z.defined();
+  const bool minibatch = batch > 0 && p.has_rows();
   const double per_step =
       static_cast<double>(p.targets) * static_cast<double>(p.features + 1) *
       static_cast<double>(minibatch ? std::min(batch, p.rows) + p.features
@@ -118,7 +120,7 @@ double lr_or(const detail::OptimizerView& view,
 detail::Plan plan_of(const Problem& problem, const DiagnoseOptions& options) {
   detail::Plan plan;
   plan.steps = options.planned_steps();
-  plan.batch_size = problem.z.defined() ? options.batch_size() : 0;
+  plan.batch_size = problem.has_rows() ? options.batch_size() : 0;
   plan.shuffle = options.shuffle();
   plan.seed = options.seed();
   plan.horizon = horizon_of(problem, plan.steps, plan.batch_size);
@@ -361,13 +363,23 @@ Diagnosis diagnose(nn::StandardizedRegressor& model,
   TORCH_CHECK(!model->parameters().empty(),
               "diagnose: the model has no parameters; wrap a regressor with "
               "parameters, e.g. LinearRegressor(n_features)");
-  // The rows are kept only for a replay: minibatches, or a model that is
-  // not affine.
+  // The rows in loss units are kept only for a replay: of a model that is
+  // not affine, or of an affine model's minibatches when they are not
+  // summed from the raw rows (batch_moments.h).
   const int64_t rows = train.features.size(0);
-  const bool keep_rows =
-      (options.batch_size() > 0 && options.batch_size() < rows) ||
-      !affine_parameters(*model->regressor_module()).has_value();
-  const auto problem = detail::problem_of(model, train, keep_rows);
+  const int64_t batch = options.batch_size();
+  const bool minibatch = batch > 0 && batch < rows;
+  const bool sums =
+      detail::per_column(*model->normalization) &&
+      detail::batch_sums_pay(train.features.size(1),
+                             detail::as_matrix(train.targets).size(1),
+                             batch);
+  const bool affine = affine_parameters(*model->regressor_module()).has_value();
+  const auto keep = !affine || (minibatch && !sums)
+                        ? detail::KeepRows::kLossUnits
+                    : minibatch ? detail::KeepRows::kRaw
+                                : detail::KeepRows::kNone;
+  const auto problem = detail::problem_of(model, train, keep);
   return diagnose_regressor(model, optimizer, problem, options);
 }
 

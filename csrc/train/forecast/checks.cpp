@@ -477,7 +477,7 @@ void find_remedies(Context& c) {
   if (!p.targets_standardized || !p.features_normalized) {
     c.standardized = rerun(c, p.standardized(), 1, c.plan, batch);
   }
-  const bool minibatch = p.z.defined() && batch > 0 && batch < p.rows;
+  const bool minibatch = p.has_rows() && batch > 0 && batch < p.rows;
   if (minibatch) {
     c.full_batch = rerun(c, p, 1, c.plan, 0);
   }

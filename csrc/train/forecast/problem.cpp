@@ -2,6 +2,7 @@
 
 #include "../checks.h"
 #include "../training_rows.h"
+#include "batch_moments.h"
 
 #include <normopt/ops/moments.h>
 #include <normopt/train/closed_form.h>
@@ -11,6 +12,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
+#include <optional>
 #include <utility>
 
 namespace normopt::train::detail {
@@ -108,6 +111,46 @@ constexpr int64_t kBlockRows = 8192;
 // Below this share of the target variance the optimum's MSE is summed from
 // residuals.
 constexpr double kNearExact = 1e-6;
+
+// The raw table's moments from float64 blocks. The last table's are kept
+// (the runs of a comparison forecast one table): its tensors unchanged, they
+// are copied, not summed again.
+Moments raw_moments(const data::Table& train) {
+  struct Last {
+    TensorIdentity x, y;
+    Moments moments;
+  };
+  static std::mutex mutex;
+  static std::optional<Last> last;
+  const auto copy = [](const Moments& m) {
+    Moments c;
+    c.n = m.n;
+    c.mz = m.mz.clone(), c.mt = m.mt.clone(), c.szz = m.szz.clone();
+    c.szt = m.szt.clone(), c.stt = m.stt.clone();
+    return c;
+  };
+  const auto& x = train.features;
+  const auto& y = train.targets;
+  const bool keepable = !x.is_inference() && !y.is_inference();
+  if (keepable) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (last && last->x.same(x) && last->y.same(y)) {
+      return copy(last->moments);
+    }
+  }
+  Moments raw;
+  const int64_t n = x.size(0);
+  for (int64_t start = 0; start < n; start += kBlockRows) {
+    const int64_t len = std::min(kBlockRows, n - start);
+    raw.add(f64(x.narrow(0, start, len)),
+            f64(as_matrix(y).narrow(0, start, len)));
+  }
+  if (keepable) {
+    std::lock_guard<std::mutex> lock(mutex);
+    last = Last{TensorIdentity(x), TensorIdentity(y), copy(raw)};
+  }
+  return raw;
+}
 
 // The problem's moments and optimum (without residuals: from the moments)
 // from merged blocks.
@@ -230,6 +273,13 @@ Problem Problem::standardized() const {
     s.z = ((z - mean_z) / sz).contiguous();
     s.t = ((t - mean_t) / st).contiguous();
   }
+  if (raw_x.defined()) {
+    // (z - mean_z) / sz = (x - (x_shift + mean_z x_scale)) / (x_scale sz).
+    s.x_shift = (x_shift + mean_z * x_scale).contiguous();
+    s.x_scale = (x_scale * sz).contiguous();
+    s.y_shift = (y_shift + mean_t * y_scale).contiguous();
+    s.y_scale = (y_scale * st).contiguous();
+  }
   s.mean_z = at::zeros_like(mean_z);
   s.mean_t = at::zeros_like(mean_t);
   s.gram = gram / sz.unsqueeze(1) / sz.unsqueeze(0);
@@ -285,7 +335,7 @@ Problem problem_of(const at::Tensor& x, const at::Tensor& y) {
 
 Problem problem_of(nn::StandardizedRegressor& model,
                    const data::Table& train,
-                   bool keep_rows) {
+                   KeepRows keep) {
   const bool by_column = per_column(*model->normalization);
   const bool zscore =
       model->target->options.method() == nn::TargetScaling::kZScore;
@@ -293,13 +343,7 @@ Problem problem_of(nn::StandardizedRegressor& model,
   // (Chan merge): the raw statistics, any missing scaler statistics (the
   // moments adapt() and fit() compute) and, as the model's scaling is
   // affine per column, the moments of what the loss sees.
-  Moments raw;
-  const int64_t n = train.features.size(0);
-  for (int64_t start = 0; start < n; start += kBlockRows) {
-    const int64_t len = std::min(kBlockRows, n - start);
-    raw.add(f64(train.features.narrow(0, start, len)),
-            f64(as_matrix(train.targets).narrow(0, start, len)));
-  }
+  const Moments raw = raw_moments(train);
   const auto count = at::scalar_tensor(static_cast<int64_t>(raw.n), at::kLong);
   auto scalers = scalers_of(
       model,
@@ -323,7 +367,8 @@ Problem problem_of(nn::StandardizedRegressor& model,
   } else {
     // z = (x - mean) / scale and t = (y - loc) / unit, column by column.
     const auto mu = f64(scalers.normalization->mean).reshape(-1);
-    const auto a = f64(scalers.normalization->scale()).reshape(-1).reciprocal();
+    const auto scale = f64(scalers.normalization->scale()).reshape(-1);
+    const auto a = scale.reciprocal();
     const auto loc = f64(scalers.target->loc).reshape(-1);
     const auto b = p.unit.reciprocal();
     Moments seen;
@@ -335,7 +380,14 @@ Problem problem_of(nn::StandardizedRegressor& model,
     seen.stt = raw.stt * b.square();
     set_moments(p, seen);
     sum_residuals_if_near_exact(p, scalers, train);
-    if (keep_rows) {
+    if (keep == KeepRows::kRaw) {
+      p.raw_x = train.features;
+      p.raw_y = train.targets;
+      p.x_shift = mu.expand({p.features}).contiguous();
+      p.x_scale = scale.expand({p.features}).contiguous();
+      p.y_shift = loc.expand({p.targets}).contiguous();
+      p.y_scale = p.unit.expand({p.targets}).contiguous();
+    } else if (keep == KeepRows::kLossUnits) {
       std::tie(p.z, p.t) = loss_units(scalers, train.features, train.targets);
     }
   }

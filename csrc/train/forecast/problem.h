@@ -27,8 +27,15 @@ struct Problem {
   int64_t rows = 0;      // N
   int64_t features = 0;  // p: what the regressor sees
   int64_t targets = 0;   // k
-  /// The rows (N, p) and (N, k), contiguous; undefined from a stream.
+  /// The rows (N, p) and (N, k), contiguous; undefined from a stream, and
+  /// when a minibatch replay sums its batches from the raw rows instead.
   at::Tensor z, t;
+  /// The raw table (x, y as given) and its per-column map to loss units,
+  /// z = (x - x_shift) / x_scale and t = (y - y_shift) / y_scale (float64,
+  /// (p) and (k)): what a minibatch replay of an affine model sums its
+  /// batches from (batch_moments.h). Undefined unless the
+  /// rows are not kept this way (KeepRows).
+  at::Tensor raw_x, raw_y, x_shift, x_scale, y_shift, y_scale;
   /// Means (p), (k); Zcᵀ Zc / N (p, p); Zcᵀ Tc / N (p, k); Tc² / N (k), with
   /// Zc, Tc the centered z and t.
   at::Tensor mean_z, mean_t, gram, cross, var_t;
@@ -46,6 +53,11 @@ struct Problem {
   bool features_normalized = false;
   std::string target_scaling;
 
+  /// Whether the rows are there to replay minibatches: z and t, or the raw
+  /// table and its map.
+  bool has_rows() const {
+    return z.defined() || raw_x.defined();
+  }
   /// MSE in original units from per-column loss-unit MSEs (k).
   double original_mse(const double* per_column) const;
   /// The optimum in original units.
@@ -86,13 +98,21 @@ struct OptimizerView {
 
 OptimizerView view_optimizer(const torch::optim::Optimizer& optimizer);
 
+/// Which rows a Problem keeps, for which replay.
+enum class KeepRows {
+  kNone,       // none: no replay (the full batch is the moments' quadratic)
+  kLossUnits,  // z and t: a module's replay, or minibatches over the rows
+  kRaw,        // the raw table and its map: minibatches from batch sums
+};
+
 /// The problem of a StandardizedRegressor on a table (its statistics, or
-/// those fit() would compute when missing); the rows (z, t) only when
-/// `keep_rows` (a minibatch or module replay needs them). The moments come
-/// from float64 blocks of the table either way (per-column scaling).
+/// those fit() would compute when missing), with the rows `keep` asks for
+/// (kRaw needs per-column scaling; without it z and t are kept). The
+/// moments come from float64 blocks of the table either way (per-column
+/// scaling).
 Problem problem_of(nn::StandardizedRegressor& model,
                    const data::Table& train,
-                   bool keep_rows);
+                   KeepRows keep);
 /// The same in one pass over a stream (no rows kept).
 Problem problem_of(nn::StandardizedRegressor& model, data::TableStream& train);
 /// The problem of a plain module on raw tensors (loss units = original).

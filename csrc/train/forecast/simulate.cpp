@@ -2,6 +2,7 @@
 
 #include "../batches.h"
 #include "../mode_guard.h"
+#include "batch_moments.h"
 
 #include <normopt/ops/detail/affine_steps.h>
 
@@ -173,6 +174,25 @@ class AffineQuadratic {
         gw_(static_cast<size_t>(p_)),
         loss_(static_cast<size_t>(k_)),
         no_bias_(static_cast<size_t>(k_)) {
+    if (problem.raw_x.defined()) {
+      // Batch sums about (x_ref, y_ref) in loss units: d / x_scale, and the
+      // reference itself at dx = (x_ref - x_shift) / x_scale (dy alike).
+      inv_x_ = std::vector<double>(static_cast<size_t>(p_));
+      dx_ = inv_x_, a_ = inv_x_, u_ = inv_x_, c_ = inv_x_;
+      inv_y_ = std::vector<double>(static_cast<size_t>(k_));
+      dy_ = inv_y_;
+      for (int64_t i = 0; i < p_; ++i) {
+        const double scale = ptr(problem.x_scale)[i];
+        inv_x_[i] = 1 / scale;
+        dx_[i] = (ptr(problem.raw_mean)[i] - ptr(problem.x_shift)[i]) / scale;
+      }
+      for (int64_t j = 0; j < k_; ++j) {
+        const double scale = ptr(problem.y_scale)[j];
+        inv_y_[j] = 1 / scale;
+        dy_[j] =
+            (ptr(problem.target_mean)[j] - ptr(problem.y_shift)[j]) / scale;
+      }
+    }
     const auto w = start.weight.to(at::kDouble).contiguous();
     std::memcpy(theta_.data(), ptr(w), sizeof(double) * k_ * p_);
     if (bias_) {
@@ -191,20 +211,20 @@ class AffineQuadratic {
   // The full-batch MSE in original units; with `grad`, its gradient in
   // loss units too.
   double mse(double* grad) {
-    const double* g = ptr(gram_);
-    const double* mz = ptr(pr_.mean_z);
+    const double* g = gram_p_;
+    const double* mz = mean_z_;
     for (int64_t j = 0; j < k_; ++j) {
       const double* w = theta_.data() + j * p_;
-      const double* c = ptr(cross_t_) + j * p_;
-      const double* wo = ptr(w_opt_t_) + j * p_;
-      double e = (bias_ ? theta_[k_ * p_ + j] : 0) - ptr(pr_.mean_t)[j];
+      const double* c = cross_t_p_ + j * p_;
+      const double* wo = w_opt_t_p_ + j * p_;
+      double e = (bias_ ? theta_[k_ * p_ + j] : 0) - mean_t_[j];
       gram_times(g, w, c, gw_.data(), p_);
       double excess = 0;
       for (int64_t a = 0; a < p_; ++a) {
         excess += gw_[a] * (w[a] - wo[a]);
         e += mz[a] * w[a];
       }
-      loss_[j] = ptr(pr_.mse_opt)[j] + std::max(excess, 0.0) + e * e;
+      loss_[j] = mse_opt_[j] + std::max(excess, 0.0) + e * e;
       if (grad != nullptr) {
         const double scale = 2.0 / static_cast<double>(k_);
         for (int64_t a = 0; a < p_; ++a) {
@@ -215,7 +235,12 @@ class AffineQuadratic {
         }
       }
     }
-    return pr_.original_mse(loss_.data());
+    // Problem::original_mse's arithmetic, on pointers taken once.
+    double sum = 0;
+    for (int64_t j = 0; j < k_; ++j) {
+      sum += loss_[j] * unit_[j] * unit_[j];
+    }
+    return sum / static_cast<double>(k_);
   }
 
   // The gradient of the loss on rows order[start .. start + len) of z and t
@@ -240,6 +265,43 @@ class AffineQuadratic {
                                      bias_ ? grad + k_ * p_ : no_bias_.data());
   }
 
+  // The same gradient from batch b's sums (batch_moments.h): with
+  // x~ = (x - x_ref) / x_scale and y~ alike, each residual is
+  // r = W x~ - y~ + beta, beta = W dx + b - dy, so that
+  //   dL/dW_j = 2/(n k) (Σx~x~ᵀ W_j - Σx~y~_j + beta_j Σx~ + dx Σr_j),
+  //   dL/db_j = 2/(n k) Σr_j,  Σr_j = W_j·Σx~ - Σy~_j + n beta_j.
+  void sums_gradient(const EpochMoments& m, int64_t b, double* grad) {
+    const double n = m.rows(b);
+    const double* sd = m.sum_d(b);
+    const double* se = m.sum_e(b);
+    const double* sdd = m.sum_dd(b);
+    const double* sde = m.sum_de(b);
+    const double scale = 2.0 / (n * static_cast<double>(k_));
+    for (int64_t i = 0; i < p_; ++i) {
+      a_[i] = sd[i] * inv_x_[i];
+    }
+    for (int64_t j = 0; j < k_; ++j) {
+      const double* w = theta_.data() + j * p_;
+      double beta = (bias_ ? theta_[k_ * p_ + j] : 0) - dy_[j];
+      double wa = 0;
+      for (int64_t i = 0; i < p_; ++i) {
+        u_[i] = w[i] * inv_x_[i];
+        beta += w[i] * dx_[i];
+        wa += w[i] * a_[i];
+        c_[i] = sde[i * k_ + j] * inv_y_[j];
+      }
+      const double sum_r = wa - se[j] * inv_y_[j] + n * beta;
+      gram_times(sdd, u_.data(), c_.data(), gw_.data(), p_);
+      for (int64_t i = 0; i < p_; ++i) {
+        grad[j * p_ + i] =
+            scale * (gw_[i] * inv_x_[i] + beta * a_[i] + dx_[i] * sum_r);
+      }
+      if (bias_) {
+        grad[k_ * p_ + j] = scale * sum_r;
+      }
+    }
+  }
+
  private:
   const Problem& pr_;
   int64_t p_, k_;
@@ -247,6 +309,17 @@ class AffineQuadratic {
   at::Tensor gram_, cross_t_, w_opt_t_;
   std::vector<double> theta_, gw_, loss_;
   std::vector<double> no_bias_;  // the bias gradient of a model without one
+  // The problem's float64 data, read every step (a data_ptr() call each
+  // time costs more than a small model's arithmetic).
+  const double* gram_p_ = gram_.data_ptr<double>();
+  const double* cross_t_p_ = cross_t_.data_ptr<double>();
+  const double* w_opt_t_p_ = w_opt_t_.data_ptr<double>();
+  const double* mean_z_ = pr_.mean_z.data_ptr<double>();
+  const double* mean_t_ = pr_.mean_t.data_ptr<double>();
+  const double* mse_opt_ = pr_.mse_opt.data_ptr<double>();
+  const double* unit_ = pr_.unit.data_ptr<double>();
+  // For sums_gradient: 1 / x_scale, dx, 1 / y_scale, dy, and scratch.
+  std::vector<double> inv_x_, dx_, inv_y_, dy_, a_, u_, c_;
 };
 
 std::vector<double> affine_lrs(const Problem& problem,
@@ -280,19 +353,38 @@ void minibatches(const Problem& problem,
   const int64_t n = problem.rows;
   const int64_t batch = batch_rows(n, plan.batch_size);
   const int64_t batches = batches_per_epoch(n, plan.batch_size);
-  auto in_order = at::arange(n, at::kLong);
+  // Without z and t, each batch's gradient comes from its sums over the
+  // raw rows, taken once per epoch order (and kept for other replays).
+  const bool sums = !problem.z.defined();
+  const BatchRows source{problem.raw_x,
+                         problem.raw_y,
+                         problem.raw_mean,
+                         problem.target_mean,
+                         batch,
+                         plan.shuffle,
+                         plan.seed};
+  const auto in_order = sums ? at::Tensor() : at::arange(n, at::kLong);
   std::vector<double> grad(static_cast<size_t>(q.size()));
   if (!rec.after(0, q.mse(nullptr))) {
     return;
   }
   int64_t step = 0;
   for (int64_t epoch = 1;; ++epoch) {
-    const auto order =
-        plan.shuffle ? epoch_order(plan.seed, epoch, n) : in_order;
-    const int64_t* rows = order.data_ptr<int64_t>();
+    std::shared_ptr<const EpochMoments> moments;
+    at::Tensor order;
+    if (sums) {
+      moments = epoch_moments(source, epoch);
+    } else {
+      order = plan.shuffle ? epoch_order(plan.seed, epoch, n) : in_order;
+    }
+    const int64_t* rows = sums ? nullptr : order.data_ptr<int64_t>();
     for (int64_t b = 0; b < batches; ++b) {
       const int64_t start = b * batch;
-      q.batch_gradient(rows, start, std::min(batch, n - start), grad.data());
+      if (sums) {
+        q.sums_gradient(*moments, b, grad.data());
+      } else {
+        q.batch_gradient(rows, start, std::min(batch, n - start), grad.data());
+      }
       stepper.step(q.theta().data(), grad.data());
       ++step;
       if (b + 1 == batches || step == plan.steps || step == plan.horizon) {
@@ -321,7 +413,18 @@ Stepper::Stepper(const optim::StepDescription& step, std::vector<double> lrs)
 void Stepper::step(double* theta, double* grad) {
   ++t_;
   const size_t n = lrs_.size();
+  const double* lrs = lrs_.data();
+  // Without weight decay, maximize, momentum or AMSGrad (most runs), the
+  // loops below without their branches: the same arithmetic.
+  const bool plain = !d_.maximize && d_.weight_decay == 0 && !d_.amsgrad &&
+                     d_.decoupled_weight_decay == 0;
   if (d_.rule == optim::StepRule::kGradientDescent) {
+    if (plain && d_.momentum == 0) {
+      for (size_t i = 0; i < n; ++i) {
+        theta[i] -= lrs[i] * grad[i];
+      }
+      return;
+    }
     for (size_t i = 0; i < n; ++i) {
       double g = d_.maximize ? -grad[i] : grad[i];
       g += d_.weight_decay * theta[i];
@@ -339,6 +442,33 @@ void Stepper::step(double* theta, double* grad) {
   beta2_t_ *= d_.beta2;
   const double bc1 = 1 - beta1_t_;
   const double bc2 = 1 - beta2_t_;
+  const double sqrt_bc2 = std::sqrt(bc2);
+  if (plain) {
+    // The bias corrections as factors taken once per step: one square root
+    // and one division per element (these dominate a small model's step).
+    const double beta1 = d_.beta1, beta2 = d_.beta2, eps = d_.eps;
+    const double inv_bc1 = 1 / bc1, inv_sqrt_bc2 = 1 / sqrt_bc2;
+    const double keras = sqrt_bc2 * inv_bc1;
+    double* m = m_.data();
+    double* v = v_.data();
+    if (d_.keras_epsilon) {
+      for (size_t i = 0; i < n; ++i) {
+        const double g = grad[i];
+        m[i] += (1 - beta1) * (g - m[i]);
+        v[i] = beta2 * v[i] + (1 - beta2) * g * g;
+        theta[i] -= lrs[i] * keras * m[i] / (std::sqrt(v[i]) + eps);
+      }
+    } else {
+      for (size_t i = 0; i < n; ++i) {
+        const double g = grad[i];
+        m[i] += (1 - beta1) * (g - m[i]);
+        v[i] = beta2 * v[i] + (1 - beta2) * g * g;
+        theta[i] -=
+            lrs[i] * inv_bc1 * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+      }
+    }
+    return;
+  }
   for (size_t i = 0; i < n; ++i) {
     const double lr = lrs_[i];
     theta[i] *= 1 - lr * d_.decoupled_weight_decay;
@@ -352,9 +482,9 @@ void Stepper::step(double* theta, double* grad) {
       v = vmax_[i];
     }
     if (d_.keras_epsilon) {
-      theta[i] -= lr * std::sqrt(bc2) / bc1 * m_[i] / (std::sqrt(v) + d_.eps);
+      theta[i] -= lr * sqrt_bc2 / bc1 * m_[i] / (std::sqrt(v) + d_.eps);
     } else {
-      theta[i] -= lr / bc1 * m_[i] / (std::sqrt(v) / std::sqrt(bc2) + d_.eps);
+      theta[i] -= lr / bc1 * m_[i] / (std::sqrt(v) / sqrt_bc2 + d_.eps);
     }
   }
 }
@@ -366,9 +496,8 @@ Run forecast_affine(const Problem& problem,
   Run run;
   AffineQuadratic q(problem, start);
   Stepper stepper(step, affine_lrs(problem, start, q.size()));
-  const int64_t batches = problem.z.defined()
-                              ? batches_per_epoch(problem.rows, plan.batch_size)
-                              : 1;
+  const int64_t batches =
+      problem.has_rows() ? batches_per_epoch(problem.rows, plan.batch_size) : 1;
   Recorder rec(plan, problem.optimum_mse(), batches, run);
   if (batches > 1) {
     run.method = "minibatch replay (batches of " +

@@ -17,7 +17,9 @@ namespace normopt::train::detail {
 
 /// The update rule of a StepDescription (PyTorch's SGD and Adam/AdamW,
 /// Keras's epsilon, AMSGrad, weight decay, maximize) on flat float64
-/// parameters with a fresh state: the arithmetic of normopt's fused steps.
+/// parameters with a fresh state: the formulas of normopt's fused steps
+/// (Adam's bias corrections as factors taken once per step, so a result may
+/// differ from the fused op's in the last bit).
 class Stepper {
  public:
   /// `lrs[i]` is element i's learning rate.

@@ -427,3 +427,71 @@ TEST(Forecast, BadInput_ClearErrors) {
       },
       {"batch_size must be >= 0"});
 }
+
+// A minibatch replay of an affine model sums each batch's rows about the
+// table's means (batch_moments.h) instead of gathering them: against the
+// replay over the rows in loss units (a DescribedRun), on a feature with an
+// offset of 1e6 and a standard deviation of 1: sums of x xᵀ about 0 would
+// lose about 12 of their 16 digits (errors near 1e-4).
+TEST(Forecast, MinibatchSums_EqualTheRowReplay_OnLargeOffsets) {
+  torch::manual_seed(4);
+  const int64_t n = 200;
+  const auto time = 1e6 + torch::randn({n}, torch::kFloat64);
+  const auto other = torch::randn({n}, torch::kFloat64);
+  Table table;
+  table.features = torch::stack({time, other}, 1);
+  table.targets = 3 * (time - 1e6) - 2 * other + 5e4 +
+                  0.1 * torch::randn({n}, torch::kFloat64);
+  table.feature_names = {"time", "other"};
+  for (auto scaling : {TargetScaling::kNone, TargetScaling::kZScore}) {
+    auto model = double_model(scaling);
+    model->fit_statistics(table.features, table.targets);
+    normopt::optim::Adam adam(model->parameters(),
+                              normopt::optim::AdamOptions(0.05));
+    const auto options =
+        DiagnoseOptions().planned_steps(300).batch_size(16).seed(7);
+    const auto sums = normopt::train::diagnose(model, adam, table, options);
+    normopt::train::DescribedRun run;
+    run.z = model->normalization->forward(table.features);
+    run.t = model->transform_targets(table.targets);
+    run.unit = model->target->scale.reshape(-1).to(torch::kFloat64);
+    run.raw = table;
+    run.target_scaling = scaling;
+    run.step = normopt::optim::describe(adam);
+    const auto* affine = normopt::nn::as_affine(*model->regressor_module());
+    run.weight = affine->affine_weight();
+    run.bias = affine->affine_bias();
+    const auto rows = normopt::train::diagnose(run, options);
+    ASSERT_EQ(sums.trajectory.size(), rows.trajectory.size());
+    for (size_t i = 0; i < rows.trajectory.size(); ++i) {
+      EXPECT_LT(rel(sums.trajectory[i].mse, rows.trajectory[i].mse), 1e-7)
+          << "step " << rows.trajectory[i].step;
+    }
+    EXPECT_EQ(sums.verdict, rows.verdict);
+  }
+}
+
+// The batch sums and the table's moments are kept for the next forecast of
+// the same table; a table changed in place is summed again.
+TEST(Forecast, KeptSums_FollowATableChangedInPlace) {
+  auto table = as_double(income_like_table());
+  const auto options =
+      DiagnoseOptions().planned_steps(120).batch_size(6).seed(2);
+  const auto forecast = [&](const Table& t) {
+    auto model = double_model(TargetScaling::kZScore);
+    normopt::optim::SGD sgd(model->parameters(),
+                            normopt::optim::SGDOptions(0.05));
+    return normopt::train::diagnose(model, sgd, t, options);
+  };
+  const auto before = forecast(table);
+  table.targets.mul_(1.5).add_(1000);  // in place: same tensor, new version
+  const auto after = forecast(table);
+  Table copy = table;
+  copy.features = table.features.clone();
+  copy.targets = table.targets.clone();
+  const auto fresh = forecast(copy);
+  EXPECT_EQ(after.forecast_mse, fresh.forecast_mse);
+  EXPECT_EQ(after.optimum_mse, fresh.optimum_mse);
+  EXPECT_NE(after.forecast_mse, before.forecast_mse);
+  EXPECT_EQ(after.trajectory.size(), fresh.trajectory.size());
+}
