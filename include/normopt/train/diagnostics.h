@@ -7,8 +7,12 @@
 /// under the MSE, the full-batch loss is a quadratic known from the centered
 /// moments of the data (one float64 pass), so the optimizer's trajectory is
 /// run on it exactly, O(p²) per step, without touching the data again;
-/// minibatch runs are replayed batch by batch on a float64 copy, in fit()'s
-/// order. Any other model is replayed on a copy of its parameters (at most
+/// minibatch runs are replayed batch by batch in float64, in fit()'s order:
+/// from each batch's sums, O(p²) a step (an epoch's batches are summed once
+/// and kept, up to 64 MiB, for the next forecasts of the same unchanged
+/// table), or, where a batch's sums would be larger than its rows or with a
+/// scaling that is not per column, on a float64 copy of the rows. Any other
+/// model is replayed on a copy of its parameters (at most
 /// 1,024 rows for a full batch). Nothing of the caller's changes.
 ///
 /// \code
