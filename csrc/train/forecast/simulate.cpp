@@ -368,14 +368,20 @@ void minibatches(const Problem& problem,
   if (!rec.after(0, q.mse(nullptr))) {
     return;
   }
+  // Beyond the plan (the look-ahead for steps_needed) the plan's epochs are
+  // replayed again: their orders and sums are at hand, and a longer run's
+  // would be as random.
+  const int64_t planned =
+      std::max<int64_t>(1, (plan.steps + batches - 1) / batches);
   int64_t step = 0;
   for (int64_t epoch = 1;; ++epoch) {
+    const int64_t replayed = (epoch - 1) % planned + 1;
     std::shared_ptr<const EpochMoments> moments;
     at::Tensor order;
     if (sums) {
-      moments = epoch_moments(source, epoch);
+      moments = epoch_moments(source, replayed);
     } else {
-      order = plan.shuffle ? epoch_order(plan.seed, epoch, n) : in_order;
+      order = plan.shuffle ? epoch_order(plan.seed, replayed, n) : in_order;
     }
     const int64_t* rows = sums ? nullptr : order.data_ptr<int64_t>();
     for (int64_t b = 0; b < batches; ++b) {

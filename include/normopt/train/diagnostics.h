@@ -123,7 +123,8 @@ struct NORMOPT_API Diagnosis {
   int64_t steps_needed = -1;
   /// How far the forecast simulated (at least planned_steps; while it is
   /// cheap, up to ten times that on the full-batch quadratic and three
-  /// times that for a minibatch replay).
+  /// times that for a minibatch replay, which beyond the plan replays the
+  /// plan's epochs again: a longer run's orders would be as random).
   int64_t steps_searched = 0;
   /// How the trajectory was forecast, e.g. "exact full-batch quadratic".
   std::string method;
