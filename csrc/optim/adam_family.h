@@ -200,7 +200,8 @@ bool adam_family_step(
     steps.clear();
     for (size_t i = 0; i < group.params().size(); ++i) {
       auto& p = group.params()[i];
-      if (!has_dense_grad(name, i, p)) {
+      const auto& grad = p.grad();
+      if (!has_dense_grad(name, i, grad)) {
         continue;
       }
       auto& slot = state[p.unsafeGetTensorImpl()];
@@ -226,7 +227,7 @@ bool adam_family_step(
         steps.push_back(s.step());
       }
       params.push_back(p);
-      grads.push_back(grad_like_param(p, p.grad()));
+      grads.push_back(grad_like_param(p, grad));
       exp_avgs.push_back(s.exp_avg());
       exp_avg_sqs.push_back(s.exp_avg_sq());
       if (o.amsgrad()) {

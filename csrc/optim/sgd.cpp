@@ -110,7 +110,8 @@ at::Tensor SGD::step(LossClosure closure) {
     lists.clear();
     for (size_t i = 0; i < group.params().size(); ++i) {
       auto& p = group.params()[i];
-      if (!detail::has_dense_grad("normopt::optim::SGD", i, p)) {
+      const auto& grad = p.grad();
+      if (!detail::has_dense_grad("normopt::optim::SGD", i, grad)) {
         continue;
       }
       int k = 0;
@@ -127,7 +128,7 @@ at::Tensor SGD::step(LossClosure closure) {
         bufs[k]->push_back(s.momentum_buffer());
       }
       params[k]->push_back(p);
-      grads[k]->push_back(detail::grad_like_param(p, p.grad()));
+      grads[k]->push_back(detail::grad_like_param(p, grad));
     }
     auto so = detail::sgd_step_options(o);
     for (int k = 0; k < 2; ++k) {

@@ -48,15 +48,16 @@ class StepLists {
 };
 
 /// Whether parameter `i` of a param group takes part in a step: it has a
-/// gradient, which must be dense (`optimizer` names the optimizer in the
-/// message).
+/// gradient (`grad`: its grad(), read once by the caller, as each read goes
+/// through autograd's metadata), which must be dense (`optimizer` names the
+/// optimizer in the message).
 inline bool has_dense_grad(const char* optimizer,
                            size_t i,
-                           const at::Tensor& param) {
-  if (!param.grad().defined()) {
+                           const at::Tensor& grad) {
+  if (!grad.defined()) {
     return false;
   }
-  TORCH_CHECK(!param.grad().is_sparse(),
+  TORCH_CHECK(!grad.is_sparse(),
               optimizer,
               ": parameter ",
               i,
