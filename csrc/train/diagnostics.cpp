@@ -42,9 +42,10 @@ class RngGuard {
 };
 
 // How far to look for steps_needed: ten times the plan on the full-batch
-// quadratic, three times on minibatches (each replayed step gathers its
-// rows; beyond that steps_needed is extrapolated), while the look-ahead
-// stays within about 2e8 multiply-adds (a few tenths of a second).
+// quadratic, three times on minibatches (replaying the plan's epochs again;
+// beyond that steps_needed is extrapolated), while the look-ahead stays
+// within about 2e8 multiply-adds (a few tenths of a second) at the cost of
+// a step over the batch's rows.
 int64_t horizon_of(const Problem& p, int64_t steps, int64_t batch) {
   const bool minibatch = batch > 0 && p.has_rows();
   const double per_step =

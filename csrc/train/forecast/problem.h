@@ -33,8 +33,8 @@ struct Problem {
   /// The raw table (x, y as given) and its per-column map to loss units,
   /// z = (x - x_shift) / x_scale and t = (y - y_shift) / y_scale (float64,
   /// (p) and (k)): what a minibatch replay of an affine model sums its
-  /// batches from (batch_moments.h). Undefined unless the
-  /// rows are not kept this way (KeepRows).
+  /// batches from (batch_moments.h). Undefined unless the rows are kept
+  /// this way (KeepRows::kRaw).
   at::Tensor raw_x, raw_y, x_shift, x_scale, y_shift, y_scale;
   /// Means (p), (k); Zcᵀ Zc / N (p, p); Zcᵀ Tc / N (p, k); Tc² / N (k), with
   /// Zc, Tc the centered z and t.

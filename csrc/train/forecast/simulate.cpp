@@ -421,7 +421,7 @@ void Stepper::step(double* theta, double* grad) {
   const size_t n = lrs_.size();
   const double* lrs = lrs_.data();
   // Without weight decay, maximize, momentum or AMSGrad (most runs), the
-  // loops below without their branches: the same arithmetic.
+  // general loops below without their branches: the same arithmetic.
   const bool plain = !d_.maximize && d_.weight_decay == 0 && !d_.amsgrad &&
                      d_.decoupled_weight_decay == 0;
   if (d_.rule == optim::StepRule::kGradientDescent) {
@@ -448,13 +448,13 @@ void Stepper::step(double* theta, double* grad) {
   beta2_t_ *= d_.beta2;
   const double bc1 = 1 - beta1_t_;
   const double bc2 = 1 - beta2_t_;
+  // The bias corrections as factors taken once per step: one square root
+  // and one division per element (these dominate a small model's step).
   const double sqrt_bc2 = std::sqrt(bc2);
+  const double inv_bc1 = 1 / bc1, inv_sqrt_bc2 = 1 / sqrt_bc2;
+  const double keras = sqrt_bc2 * inv_bc1;
   if (plain) {
-    // The bias corrections as factors taken once per step: one square root
-    // and one division per element (these dominate a small model's step).
     const double beta1 = d_.beta1, beta2 = d_.beta2, eps = d_.eps;
-    const double inv_bc1 = 1 / bc1, inv_sqrt_bc2 = 1 / sqrt_bc2;
-    const double keras = sqrt_bc2 * inv_bc1;
     double* m = m_.data();
     double* v = v_.data();
     if (d_.keras_epsilon) {
@@ -488,9 +488,9 @@ void Stepper::step(double* theta, double* grad) {
       v = vmax_[i];
     }
     if (d_.keras_epsilon) {
-      theta[i] -= lr * sqrt_bc2 / bc1 * m_[i] / (std::sqrt(v) + d_.eps);
+      theta[i] -= lr * keras * m_[i] / (std::sqrt(v) + d_.eps);
     } else {
-      theta[i] -= lr / bc1 * m_[i] / (std::sqrt(v) / sqrt_bc2 + d_.eps);
+      theta[i] -= lr * inv_bc1 * m_[i] / (std::sqrt(v) * inv_sqrt_bc2 + d_.eps);
     }
   }
 }
