@@ -9,6 +9,7 @@
 #include <cstring>
 #include <list>
 #include <mutex>
+#include <utility>
 
 namespace normopt::train::detail {
 namespace {
@@ -163,16 +164,20 @@ void sum_batches_of(const TX* x,
   sum_batches(x, y, n, p, k, order, batch, x_ref, y_ref, out);
 }
 
-// float32 and float64 as they are; any other dtype as float64.
-at::Tensor readable(const at::Tensor& t) {
-  const auto dtype = t.scalar_type() == at::kFloat ? at::kFloat : at::kDouble;
-  return t.to(at::kCPU, dtype).contiguous();
+// x and y in one dtype: float32 when both are, float64 otherwise (exact for
+// float32, float64 and the narrower dtypes), on the CPU.
+std::pair<at::Tensor, at::Tensor> readable(const at::Tensor& x,
+                                           const at::Tensor& y) {
+  const bool single =
+      x.scalar_type() == at::kFloat && y.scalar_type() == at::kFloat;
+  const auto dtype = single ? at::kFloat : at::kDouble;
+  return {x.to(at::kCPU, dtype).contiguous(),
+          (y.dim() == 1 ? y.unsqueeze(1) : y).to(at::kCPU, dtype).contiguous()};
 }
 
 std::shared_ptr<const EpochMoments> compute(const BatchRows& rows,
                                             int64_t epoch) {
-  const auto x = readable(rows.x);
-  const auto y = readable(rows.y.dim() == 1 ? rows.y.unsqueeze(1) : rows.y);
+  const auto [x, y] = readable(rows.x, rows.y);
   const auto x_ref = rows.x_ref.contiguous();
   const auto y_ref = rows.y_ref.contiguous();
   const int64_t n = x.size(0), p = x.size(1), k = y.size(1);
@@ -183,32 +188,8 @@ std::shared_ptr<const EpochMoments> compute(const BatchRows& rows,
   const int64_t* o = order.defined() ? order.data_ptr<int64_t>() : nullptr;
   const double* xr = x_ref.data_ptr<double>();
   const double* yr = y_ref.data_ptr<double>();
-  const bool xf = x.scalar_type() == at::kFloat;
-  const bool yf = y.scalar_type() == at::kFloat;
-  if (xf && yf) {
+  if (x.scalar_type() == at::kFloat) {
     sum_batches_of(x.data_ptr<float>(),
-                   y.data_ptr<float>(),
-                   n,
-                   p,
-                   k,
-                   o,
-                   batch,
-                   xr,
-                   yr,
-                   *out);
-  } else if (xf) {
-    sum_batches_of(x.data_ptr<float>(),
-                   y.data_ptr<double>(),
-                   n,
-                   p,
-                   k,
-                   o,
-                   batch,
-                   xr,
-                   yr,
-                   *out);
-  } else if (yf) {
-    sum_batches_of(x.data_ptr<double>(),
                    y.data_ptr<float>(),
                    n,
                    p,

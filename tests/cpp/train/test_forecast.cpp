@@ -495,3 +495,29 @@ TEST(Forecast, KeptSums_FollowATableChangedInPlace) {
   EXPECT_NE(after.forecast_mse, before.forecast_mse);
   EXPECT_EQ(after.trajectory.size(), fresh.trajectory.size());
 }
+
+// Features and targets of different dtypes are summed in float64: float32
+// values convert exactly, so the forecast equals that of the float64 table.
+TEST(Forecast, MinibatchSums_MixedDtypes_EqualTheFloat64Table) {
+  const auto table = income_like_table();
+  ASSERT_EQ(table.features.scalar_type(), torch::kFloat32);
+  Table mixed = table;
+  // Targets that float32 would round.
+  mixed.targets = table.targets.to(torch::kFloat64) * (1 + 1e-9);
+  Table wide = mixed;
+  wide.features = table.features.to(torch::kFloat64);
+  const auto options =
+      DiagnoseOptions().planned_steps(80).batch_size(6).seed(5);
+  const auto forecast = [&](const Table& t) {
+    auto model = double_model(TargetScaling::kZScore);
+    normopt::optim::Adam adam(model->parameters(),
+                              normopt::optim::AdamOptions(0.05));
+    return normopt::train::diagnose(model, adam, t, options);
+  };
+  const auto a = forecast(mixed);
+  const auto b = forecast(wide);
+  ASSERT_EQ(a.trajectory.size(), b.trajectory.size());
+  for (size_t i = 0; i < a.trajectory.size(); ++i) {
+    EXPECT_EQ(a.trajectory[i].mse, b.trajectory[i].mse) << "point " << i;
+  }
+}
