@@ -541,6 +541,152 @@ TEST(AdamStepOp, BadInput_ClearErrors) {
                {"amsgrad needs one max_exp_avg_sqs"});
 }
 
+// The ops accept plain lists on a quick test and send the rest to the full
+// checks, which decide. Each case below is one the quick test must not
+// accept on its own: memory that overlaps within one storage, the same
+// tensor twice, strides that differ where contiguity does not see it
+// (size-1 dims), and layouts that are dense but not contiguous.
+TEST(SgdStepOp, ListsTheQuickTestDoesNotAccept_FullChecksDecide) {
+  using normopt::ops::sgd_step_;
+  normopt::ops::SgdStepOptions o;
+  o.lr = 0.5;
+  o.momentum = 0.9;
+  // Disjoint views of one buffer: accepted, and stepped like separate
+  // tensors (p -= 0.5 * (0.9 * buf + g)).
+  auto storage = torch::arange(12, torch::kFloat);
+  auto p = storage.narrow(0, 0, 4), g = storage.narrow(0, 4, 4);
+  auto buf = storage.narrow(0, 8, 4);
+  const auto expected_p = p - 0.5 * (0.9 * buf + g);
+  sgd_step_({p}, {g}, {buf}, o);
+  EXPECT_TRUE(torch::equal(p, expected_p)) << p;
+  // Views that overlap in part, and one tensor passed twice (also when
+  // empty): refused.
+  auto shared = torch::zeros({6});
+  expect_error(
+      [&] {
+        sgd_step_({shared.narrow(0, 0, 4)},
+                  {shared.narrow(0, 2, 4)},
+                  {torch::zeros({4})},
+                  o);
+      },
+      {"grads[0] shares memory with params[0]"});
+  auto empty = torch::zeros({0});
+  expect_error([&] { sgd_step_({empty}, {torch::zeros({0})}, {empty}, o); },
+               {"momentum_buffers[0] shares memory with params[0]"});
+  // Shape [2, 1] with strides [1, 1] and [1, 2]: both contiguous, but the
+  // strides differ, which the ops refuse.
+  auto col = torch::zeros({2, 1});
+  auto transposed = torch::zeros({1, 2}).t();
+  ASSERT_TRUE(transposed.is_contiguous());
+  ASSERT_NE(transposed.strides(), col.strides());
+  expect_error(
+      [&] {
+        sgd_step_({col}, {transposed}, {torch::zeros({2, 1})}, o);
+      },
+      {"grads[0] has shape [2, 1] and strides [1, 2]", "they must match"});
+  // Channels-last tensors are dense, not contiguous: accepted, and stepped
+  // element for element like contiguous ones.
+  torch::manual_seed(0);
+  auto cl = [](const torch::Tensor& t) {
+    return t.contiguous(torch::MemoryFormat::ChannelsLast);
+  };
+  auto p4 = torch::randn({2, 3, 2, 2}), g4 = torch::randn({2, 3, 2, 2});
+  auto b4 = torch::randn({2, 3, 2, 2});
+  auto p_cl = cl(p4), g_cl = cl(g4), b_cl = cl(b4);
+  ASSERT_FALSE(p_cl.is_contiguous());
+  sgd_step_({p4}, {g4}, {b4}, o);
+  sgd_step_({p_cl}, {g_cl}, {b_cl}, o);
+  EXPECT_TRUE(torch::equal(p_cl, p4));
+  EXPECT_TRUE(torch::equal(b_cl, b4));
+}
+
+// An element's update does not depend on where it falls: stepped within a
+// tensor of 4,099 (vector body and scalar tail) or as a one-element tensor
+// of its own (scalar code only), it comes out bit for bit the same. Before
+// the kernels were built with -ffp-contract=off, GCC fused the scalar
+// code's multiply-adds on AVX2/AVX512 builds and about a third of the
+// elements differed in the last bit (a channels-last tensor then stepped
+// differently from a contiguous one).
+TEST(OptimStepOps, EachElementRoundsAlike_WhereverItFalls) {
+  constexpr int64_t n = 4099;  // not a multiple of any vector width
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    torch::manual_seed(1);
+    const auto opt = torch::TensorOptions().dtype(dtype);
+    const auto p = torch::randn({n}, opt), g = torch::randn({n}, opt);
+    const auto m = torch::randn({n}, opt), v = torch::rand({n}, opt);
+    auto split = [](const torch::Tensor& t) {
+      std::vector<torch::Tensor> one_each;
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        one_each.push_back(t.narrow(0, i, 1).clone());
+      }
+      return one_each;
+    };
+    normopt::ops::SgdStepOptions so;
+    so.lr = 0.1;
+    so.momentum = 0.9;
+    so.weight_decay = 0.01;
+    so.nesterov = true;
+    auto whole_p = p.clone(), whole_m = m.clone();
+    auto parts_p = split(p), parts_m = split(m);
+    normopt::ops::sgd_step_({whole_p}, {g}, {whole_m}, so);
+    normopt::ops::sgd_step_(parts_p, split(g), parts_m, so);
+    EXPECT_TRUE(torch::equal(torch::cat(parts_p), whole_p)) << dtype;
+    EXPECT_TRUE(torch::equal(torch::cat(parts_m), whole_m)) << dtype;
+    normopt::ops::AdamStepOptions ao;
+    ao.lr = 0.01;
+    ao.weight_decay = 0.01;
+    ao.amsgrad = true;
+    whole_p = p.clone(), whole_m = m.clone();
+    auto whole_v = v.clone(), whole_max = v.clone();
+    parts_p = split(p), parts_m = split(m);
+    auto parts_v = split(v), parts_max = split(v);
+    normopt::ops::adam_step_(
+        {whole_p}, {g}, {whole_m}, {whole_v}, {whole_max}, {3}, ao);
+    normopt::ops::adam_step_(parts_p,
+                             split(g),
+                             parts_m,
+                             parts_v,
+                             parts_max,
+                             std::vector<int64_t>(n, 3),
+                             ao);
+    EXPECT_TRUE(torch::equal(torch::cat(parts_p), whole_p)) << dtype;
+    EXPECT_TRUE(torch::equal(torch::cat(parts_m), whole_m)) << dtype;
+    EXPECT_TRUE(torch::equal(torch::cat(parts_v), whole_v)) << dtype;
+    EXPECT_FALSE(torch::equal(whole_p, p)) << "the step must move p";
+  }
+}
+
+// A gradient whose strides are not its parameter's (here expanded, stride
+// 0) goes to the op as a copy laid out like the parameter, kept only for
+// the step: the steps equal LibTorch's, which read the gradient as it is.
+TEST(Optimizers, GradientWithOtherStrides_StepsLikeLibTorch) {
+  auto run = [](auto& optimizer, const torch::Tensor& p) {
+    for (int s = 0; s < 3; ++s) {
+      p.mutable_grad() =
+          torch::tensor({{1.0, -2.0}}, torch::kFloat64).expand({3, 2}) *
+          (s + 1);
+      optimizer.step();
+    }
+  };
+  auto init = torch::linspace(-1, 1, 6, torch::kFloat64).reshape({3, 2});
+  auto ours = init.clone().requires_grad_();
+  auto theirs = init.clone().requires_grad_();
+  SGD sgd({ours}, SGDOptions(0.1).momentum(0.9));
+  torch::optim::SGD torch_sgd({theirs},
+                              torch::optim::SGDOptions(0.1).momentum(0.9));
+  run(sgd, ours);
+  run(torch_sgd, theirs);
+  EXPECT_TRUE(torch::allclose(ours, theirs, 0, 1e-15)) << ours - theirs;
+  EXPECT_FALSE(torch::allclose(ours, init));
+  auto a_ours = init.clone().requires_grad_();
+  auto a_theirs = init.clone().requires_grad_();
+  Adam adam({a_ours}, AdamOptions(0.1));
+  torch::optim::Adam torch_adam({a_theirs}, torch::optim::AdamOptions(0.1));
+  run(adam, a_ours);
+  run(torch_adam, a_theirs);
+  EXPECT_TRUE(torch::allclose(a_ours, a_theirs, 0, 1e-15)) << a_ours - a_theirs;
+}
+
 // ---- describe(): what train:: asks of an optimizer --------------------------
 
 TEST(Describe, NormoptAndLibTorchOptimizers_RuleAndSettings) {
