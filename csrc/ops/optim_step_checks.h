@@ -177,18 +177,112 @@ inline void check_peer(const char* op,
       "]; pass separate tensors");
 }
 
-/// Checks index-aligned tensor lists for one fused step: equal lengths; every
-/// tensor defined, dense, on `device`; the tensors of one index share shape,
-/// strides and dtype (floating) and do not overlap each other. `optional`
-/// lists may be empty. Fake tensors with symbolic shapes (torch.compile
-/// dynamic=True) have no concrete sizes: their symbolic sizes are compared
-/// and the density and overlap tests, which need real memory, are left to
-/// the real kernel.
-inline void check_step_lists(const char* op,
-                             at::DeviceType device,
-                             at::TensorList params,
-                             std::initializer_list<NamedList> required,
-                             std::initializer_list<NamedList> optional = {}) {
+/// A contiguous, concrete, strided tensor with storage and the bytes it
+/// spans, [begin, end): what the quick test below accepts.
+struct PlainSpan {
+  const char* begin = nullptr;
+  const char* end = nullptr;
+};
+
+C10_ALWAYS_INLINE bool plain_span(const at::Tensor& t, PlainSpan& span) {
+  if (!t.defined()) {
+    return false;
+  }
+  const c10::TensorImpl* impl = t.unsafeGetTensorImpl();
+  if (impl->has_symbolic_sizes_strides() || impl->layout() != at::kStrided ||
+      !impl->is_contiguous()) {
+    return false;
+  }
+  const c10::Storage& storage = impl->unsafe_storage();
+  if (!storage) {
+    return false;
+  }
+  const auto item = static_cast<int64_t>(impl->itemsize());
+  span.begin =
+      static_cast<const char*>(storage.data()) + impl->storage_offset() * item;
+  span.end = span.begin + impl->numel() * item;
+  return true;
+}
+
+/// t's sizes and strides are p's (both concrete), compared in place.
+C10_ALWAYS_INLINE bool same_sizes_strides(const c10::TensorImpl* t,
+                                          const c10::TensorImpl* p) {
+  const auto ts = t->sizes(), ps = p->sizes();
+  const auto tst = t->strides(), pst = p->strides();
+  if (ts.size() != ps.size()) {
+    return false;
+  }
+  for (size_t d = 0; d < ts.size(); ++d) {
+    if (ts[d] != ps[d] || tst[d] != pst[d]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// A quick test that is sufficient, not necessary, for check_step_lists to
+/// pass: every tensor contiguous, concrete and with storage; each index's
+/// tensors of one shape, strides, dtype (floating) and device; and the
+/// bytes of params[i] disjoint from those of each other tensor of index i
+/// (disjoint bytes are what at::get_overlap_status calls No). It makes no
+/// calls out of line, so a small model's step pays a few nanoseconds per
+/// tensor for it; anything it does not accept goes to the full checks,
+/// which decide and word the error.
+C10_ALWAYS_INLINE bool plainly_valid(
+    at::DeviceType device,
+    at::TensorList params,
+    std::initializer_list<NamedList> required,
+    std::initializer_list<NamedList> optional) {
+  const size_t n = params.size();
+  for (const auto& l : required) {
+    if (l.second.size() != n) {
+      return false;
+    }
+  }
+  for (const auto& l : optional) {
+    if (!l.second.empty() && l.second.size() != n) {
+      return false;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    PlainSpan ps;
+    if (!plain_span(params[i], ps)) {
+      return false;
+    }
+    const c10::TensorImpl* p = params[i].unsafeGetTensorImpl();
+    if (p->device().type() != device ||
+        !at::isFloatingType(p->dtype().toScalarType())) {
+      return false;
+    }
+    for (const auto& lists : {required, optional}) {
+      for (const auto& l : lists) {
+        if (l.second.empty()) {
+          continue;
+        }
+        PlainSpan ts;
+        if (!plain_span(l.second[i], ts)) {
+          return false;
+        }
+        const c10::TensorImpl* t = l.second[i].unsafeGetTensorImpl();
+        if (t == p || t->dtype() != p->dtype() || t->device() != p->device() ||
+            !same_sizes_strides(t, p) ||
+            (ts.begin < ps.end && ps.begin < ts.end)) {
+          return false;
+        }
+      }
+    }
+  }
+  return true;
+}
+
+/// check_step_lists (below) in full, out of line: the path of the lists
+/// plainly_valid does not accept.
+C10_NOINLINE inline void check_step_lists_fully(
+    const char* op,
+    at::DeviceType device,
+    at::TensorList params,
+    std::initializer_list<NamedList> required,
+    std::initializer_list<NamedList> optional) {
   bool symbolic = has_symbolic_shape(params);
   for (const auto& lists : {required, optional}) {
     for (const auto& l : lists) {
@@ -204,6 +298,30 @@ inline void check_step_lists(const char* op,
       }
     }
   }
+}
+
+/// Checks index-aligned tensor lists for one fused step: equal lengths; every
+/// tensor defined, dense, on `device`; the tensors of one index share shape,
+/// strides and dtype (floating) and do not overlap each other. `optional`
+/// lists may be empty. Fake tensors with symbolic shapes (torch.compile
+/// dynamic=True) have no concrete sizes: their symbolic sizes are compared
+/// and the density and overlap tests, which need real memory, are left to
+/// the real kernel. Lists that plainly_valid accepts pass at once; the full
+/// walk decides (and words the error) for the rest.
+inline void check_step_lists(const char* op,
+                             at::DeviceType device,
+                             at::TensorList params,
+                             std::initializer_list<NamedList> required,
+                             std::initializer_list<NamedList> optional = {}) {
+  // Only the CPU and CUDA kernels, which read the tensors' memory anyway,
+  // take the quick test: a Meta or fake tensor's storage may refuse to give
+  // its data pointer.
+  const bool reads_memory = device == at::kCPU || device == at::kCUDA;
+  if (C10_LIKELY(reads_memory &&
+                 plainly_valid(device, params, required, optional))) {
+    return;
+  }
+  check_step_lists_fully(op, device, params, required, optional);
 }
 
 /// The tensor-list checks of both Adam ops.
