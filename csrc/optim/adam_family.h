@@ -139,15 +139,6 @@ inline bool all_grads_finite(
   return !util::first_nonfinite_tensor(grads);
 }
 
-/// Densifies a gradient to the parameter's strides when they differ (rare:
-/// e.g. a gradient produced by expand); allocates only then.
-inline at::Tensor grad_like_param(const at::Tensor& p, const at::Tensor& g) {
-  if (g.strides() == p.strides()) {
-    return g;
-  }
-  return at::empty_like(p).copy_(g);
-}
-
 /// Puts the state's step count where `capturable` wants it: in a float64
 /// tensor on the parameter's device, or in the host int (a state created or
 /// saved under the other setting, or a tensor loaded onto another device).
@@ -187,13 +178,15 @@ bool adam_family_step(
     return false;
   }
   StepLists<6> lists;
-  auto& params = lists[0];
-  auto& grads = lists[1];
-  auto& exp_avgs = lists[2];
-  auto& exp_avg_sqs = lists[3];
-  auto& max_sqs = lists[4];
-  auto& step_tensors = lists[5];            // capturable groups
-  thread_local std::vector<int64_t> steps;  // plain numbers: nothing to drop
+  enum : size_t {
+    kParams,
+    kGrads,
+    kExpAvgs,
+    kExpAvgSqs,
+    kMaxSqs,
+    kStepTensors,  // capturable groups
+  };
+  c10::SmallVector<int64_t, 8> steps;  // the non-capturable groups
   for (auto& group : groups) {
     const auto& o = static_cast<const Options&>(group.options());
     lists.clear();
@@ -221,28 +214,39 @@ bool adam_family_step(
       }
       place_step_count(s, p, o.capturable());
       if (o.capturable()) {
-        step_tensors.push_back(s.step_tensor());  // the op advances it
+        lists.add(kStepTensors, s.step_tensor());  // the op advances it
       } else {
         s.step(s.step() + 1);
         steps.push_back(s.step());
       }
-      params.push_back(p);
-      grads.push_back(grad_like_param(p, grad));
-      exp_avgs.push_back(s.exp_avg());
-      exp_avg_sqs.push_back(s.exp_avg_sq());
+      lists.add(kParams, p);
+      add_grad(lists, kGrads, p, grad);
+      lists.add(kExpAvgs, s.exp_avg());
+      lists.add(kExpAvgSqs, s.exp_avg_sq());
       if (o.amsgrad()) {
-        max_sqs.push_back(s.max_exp_avg_sq());
+        lists.add(kMaxSqs, s.max_exp_avg_sq());
       }
     }
-    if (params.empty()) {
+    if (lists[kParams].empty()) {
       continue;
     }
     const auto so = adam_step_options(o, decoupled);
     if (o.capturable()) {
-      ops::adam_step_capturable_(
-          params, grads, exp_avgs, exp_avg_sqs, max_sqs, step_tensors, so);
+      ops::adam_step_capturable_(lists[kParams],
+                                 lists[kGrads],
+                                 lists[kExpAvgs],
+                                 lists[kExpAvgSqs],
+                                 lists[kMaxSqs],
+                                 lists[kStepTensors],
+                                 so);
     } else {
-      ops::adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps, so);
+      ops::adam_step_(lists[kParams],
+                      lists[kGrads],
+                      lists[kExpAvgs],
+                      lists[kExpAvgSqs],
+                      lists[kMaxSqs],
+                      steps,
+                      so);
     }
   }
   return true;

@@ -102,9 +102,7 @@ at::Tensor SGD::step(LossClosure closure) {
   // Parameters whose momentum buffer is new take PyTorch's first-step rule;
   // they go in a separate call.
   detail::StepLists<6> lists;
-  std::vector<at::Tensor>* params[2] = {&lists[0], &lists[1]};
-  std::vector<at::Tensor>* grads[2] = {&lists[2], &lists[3]};
-  std::vector<at::Tensor>* bufs[2] = {&lists[4], &lists[5]};
+  constexpr size_t kParams = 0, kGrads = 2, kBufs = 4;  // + k, below
   for (auto& group : param_groups_) {
     const auto& o = static_cast<const SGDOptions&>(group.options());
     lists.clear();
@@ -114,7 +112,7 @@ at::Tensor SGD::step(LossClosure closure) {
       if (!detail::has_dense_grad("normopt::optim::SGD", i, grad)) {
         continue;
       }
-      int k = 0;
+      size_t k = 0;
       if (o.momentum() != 0) {
         auto& slot = state_[p.unsafeGetTensorImpl()];
         if (!slot) {
@@ -125,16 +123,17 @@ at::Tensor SGD::step(LossClosure closure) {
           s.momentum_buffer(at::empty_like(p, at::MemoryFormat::Preserve));
           k = 1;
         }
-        bufs[k]->push_back(s.momentum_buffer());
+        lists.add(kBufs + k, s.momentum_buffer());
       }
-      params[k]->push_back(p);
-      grads[k]->push_back(detail::grad_like_param(p, grad));
+      lists.add(kParams + k, p);
+      detail::add_grad(lists, kGrads + k, p, grad);
     }
     auto so = detail::sgd_step_options(o);
-    for (int k = 0; k < 2; ++k) {
-      if (!params[k]->empty()) {
+    for (size_t k = 0; k < 2; ++k) {
+      if (!lists[kParams + k].empty()) {
         so.is_first_step = k == 1;
-        ops::sgd_step_(*params[k], *grads[k], *bufs[k], so);
+        ops::sgd_step_(
+            lists[kParams + k], lists[kGrads + k], lists[kBufs + k], so);
       }
     }
   }

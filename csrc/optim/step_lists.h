@@ -2,7 +2,10 @@
 // Internal: the tensor lists an optimizer's step() hands to a fused op.
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/util/Exception.h>
+#include <c10/util/MaybeOwned.h>
+#include <c10/util/SmallVector.h>
 
 #include <array>
 #include <cstddef>
@@ -10,42 +13,70 @@
 
 namespace normopt::optim::detail {
 
-/// N per-thread lists of tensors, filled during one step() and passed to a
-/// fused op. The vectors keep their capacity from step to step (a small
-/// model's step allocates nothing), and every reference is dropped when the
-/// StepLists goes out of scope, by a normal return or by an exception, so
-/// the cache never keeps a parameter or its state alive between steps. One
-/// StepLists<N> per thread at a time: step() is not re-entrant.
+/// N lists of tensors, filled during one step() and passed to a fused op.
+/// The lists borrow: `add` puts in the tensor itself, without a reference
+/// count (an atomic increment and decrement per tensor and step, which for a
+/// small model cost as much as the update), so what it adds must outlive
+/// the lists' next clear(): a parameter, its gradient or its optimizer
+/// state, all kept by the optimizer or autograd for the whole step. A
+/// tensor made during the step goes in with `add_owned`, which keeps it
+/// until clear(). Up to 8 tensors a list live on the stack (a small model's
+/// step allocates nothing), and clear() runs when the StepLists goes out of
+/// scope, by a normal return or by an exception.
 template <size_t N>
 class StepLists {
  public:
-  StepLists() : lists_(storage()) {
-    clear();
-  }
+  StepLists() = default;
   ~StepLists() {
     clear();
   }
   StepLists(const StepLists&) = delete;
   StepLists& operator=(const StepLists&) = delete;
 
-  std::vector<at::Tensor>& operator[](size_t i) {
+  at::TensorList operator[](size_t i) const {
     return lists_[i];
+  }
+
+  /// Adds `t`, which outlives the next clear(), to list i.
+  void add(size_t i, const at::Tensor& t) {
+    lists_[i].push_back(c10::MaybeOwnedTraits<at::Tensor>::createBorrow(t));
+  }
+
+  /// Adds `t`, made for this step, to list i and keeps it until clear().
+  void add_owned(size_t i, at::Tensor t) {
+    owned_.push_back(std::move(t));
+    add(i, owned_.back());  // borrows the TensorImpl, which moves never change
   }
 
   void clear() {
     for (auto& list : lists_) {
+      for (auto& t : list) {
+        c10::MaybeOwnedTraits<at::Tensor>::destroyBorrow(t);
+      }
       list.clear();
     }
+    owned_.clear();
   }
 
  private:
-  static std::array<std::vector<at::Tensor>, N>& storage() {
-    thread_local std::array<std::vector<at::Tensor>, N> lists;
-    return lists;
-  }
-
-  std::array<std::vector<at::Tensor>, N>& lists_;
+  std::array<c10::SmallVector<at::Tensor, 8>, N> lists_;
+  std::vector<at::Tensor> owned_;
 };
+
+/// Adds parameter p's gradient `grad` to list i of `lists` as the fused ops
+/// want it: laid out like p (the ops require equal strides), so a gradient
+/// with other strides goes in as a copy.
+template <size_t N>
+void add_grad(StepLists<N>& lists,
+              size_t i,
+              const at::Tensor& p,
+              const at::Tensor& grad) {
+  if (grad.strides() == p.strides()) {
+    lists.add(i, grad);
+  } else {
+    lists.add_owned(i, at::empty_like(p).copy_(grad));
+  }
+}
 
 /// Whether parameter `i` of a param group takes part in a step: it has a
 /// gradient (`grad`: its grad(), read once by the caller, as each read goes

@@ -9,11 +9,10 @@
 #include "optim_step_kernel.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/SmallVector.h>
 #include <torch/library.h>
 
 #include "../../util/library.h"
-
-#include <vector>
 
 namespace normopt::ops {
 namespace {
@@ -37,9 +36,8 @@ void adam_cpu(const detail::AdamLists& l,
               Steps steps,
               const AdamStepOptions& o) {
   detail::check_adam_args(at::kCPU, l, steps, o);
-  // Reused across calls: a step of a small model allocates nothing.
-  thread_local std::vector<cpu::AdamTensor> tensors;
-  tensors.resize(l.params.size());
+  // On the stack up to 8 tensors: a step of a small model allocates nothing.
+  c10::SmallVector<cpu::AdamTensor, 8> tensors(l.params.size());
   // Tensors usually share their step count: its constants are computed
   // once (two pow() calls) and reused while it repeats.
   double last_step = -1;

@@ -8,15 +8,15 @@
 
 namespace normopt::ops::cpu {
 
-void adam_apply_DEFAULT(const std::vector<AdamTensor>&, const AdamStepOptions&);
-void sgd_apply_DEFAULT(const std::vector<SgdTensor>&, const SgdStepOptions&);
+void adam_apply_DEFAULT(c10::ArrayRef<AdamTensor>, const AdamStepOptions&);
+void sgd_apply_DEFAULT(c10::ArrayRef<SgdTensor>, const SgdStepOptions&);
 #if defined(NORMOPT_HAVE_AVX2_BUILD)
-void adam_apply_AVX2(const std::vector<AdamTensor>&, const AdamStepOptions&);
-void sgd_apply_AVX2(const std::vector<SgdTensor>&, const SgdStepOptions&);
+void adam_apply_AVX2(c10::ArrayRef<AdamTensor>, const AdamStepOptions&);
+void sgd_apply_AVX2(c10::ArrayRef<SgdTensor>, const SgdStepOptions&);
 #endif
 #if defined(NORMOPT_HAVE_AVX512_BUILD)
-void adam_apply_AVX512(const std::vector<AdamTensor>&, const AdamStepOptions&);
-void sgd_apply_AVX512(const std::vector<SgdTensor>&, const SgdStepOptions&);
+void adam_apply_AVX512(c10::ArrayRef<AdamTensor>, const AdamStepOptions&);
+void sgd_apply_AVX512(c10::ArrayRef<SgdTensor>, const SgdStepOptions&);
 #endif
 
 namespace {
@@ -63,8 +63,8 @@ namespace {
 
 // The entry points of one build.
 struct Build {
-  void (*adam)(const std::vector<AdamTensor>&, const AdamStepOptions&);
-  void (*sgd)(const std::vector<SgdTensor>&, const SgdStepOptions&);
+  void (*adam)(c10::ArrayRef<AdamTensor>, const AdamStepOptions&);
+  void (*sgd)(c10::ArrayRef<SgdTensor>, const SgdStepOptions&);
 };
 
 const Build& build() {
@@ -87,12 +87,11 @@ const Build& build() {
 
 }  // namespace
 
-void adam_apply(const std::vector<AdamTensor>& tensors,
-                const AdamStepOptions& o) {
+void adam_apply(c10::ArrayRef<AdamTensor> tensors, const AdamStepOptions& o) {
   build().adam(tensors, o);
 }
 
-void sgd_apply(const std::vector<SgdTensor>& tensors, const SgdStepOptions& o) {
+void sgd_apply(c10::ArrayRef<SgdTensor> tensors, const SgdStepOptions& o) {
   build().sgd(tensors, o);
 }
 

@@ -205,7 +205,7 @@ void sgd_range_reduced(scalar_t* p,
 }  // namespace CPU_CAPABILITY
 
 void NORMOPT_CONCAT(adam_apply,
-                    CPU_CAPABILITY)(const std::vector<AdamTensor>& tensors,
+                    CPU_CAPABILITY)(c10::ArrayRef<AdamTensor> tensors,
                                     const AdamStepOptions& h) {
   for_each_chunk(tensors, [&](size_t i, int64_t begin, int64_t end) {
     const auto& t = tensors[i];
@@ -226,9 +226,8 @@ void NORMOPT_CONCAT(adam_apply,
   });
 }
 
-void NORMOPT_CONCAT(sgd_apply,
-                    CPU_CAPABILITY)(const std::vector<SgdTensor>& tensors,
-                                    const SgdStepOptions& h) {
+void NORMOPT_CONCAT(sgd_apply, CPU_CAPABILITY)(c10::ArrayRef<SgdTensor> tensors,
+                                               const SgdStepOptions& h) {
   for_each_chunk(tensors, [&](size_t i, int64_t begin, int64_t end) {
     const auto& t = tensors[i];
     AT_DISPATCH_FLOATING_TYPES_AND2(

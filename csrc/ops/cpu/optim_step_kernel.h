@@ -7,10 +7,10 @@
 // build for this CPU once (ATEN_CPU_CAPABILITY=default|avx2|avx512 caps it).
 
 #include <c10/core/ScalarType.h>
+#include <c10/util/ArrayRef.h>
 #include <normopt/ops/step_options.h>
 
 #include <cstdint>
-#include <vector>
 
 namespace normopt::ops::cpu {
 
@@ -38,9 +38,8 @@ struct SgdTensor {
 
 /// The update of every tensor; `o.keras_epsilon` is already in each tensor's
 /// constants.
-void adam_apply(const std::vector<AdamTensor>& tensors,
-                const AdamStepOptions& o);
-void sgd_apply(const std::vector<SgdTensor>& tensors, const SgdStepOptions& o);
+void adam_apply(c10::ArrayRef<AdamTensor> tensors, const AdamStepOptions& o);
+void sgd_apply(c10::ArrayRef<SgdTensor> tensors, const SgdStepOptions& o);
 
 /// The capability the entry points use: 0 DEFAULT, 1 AVX2, 2 AVX512.
 int cpu_capability();

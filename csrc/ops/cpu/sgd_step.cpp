@@ -4,11 +4,10 @@
 #include "optim_step_kernel.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/SmallVector.h>
 #include <torch/library.h>
 
 #include "../../util/library.h"
-
-#include <vector>
 
 namespace normopt::ops {
 namespace {
@@ -16,9 +15,8 @@ namespace {
 void sgd_cpu(const detail::SgdLists& l, const SgdStepOptions& o) {
   detail::check_sgd_args(at::kCPU, l, o);
   const bool with_buf = o.momentum != 0;
-  // Reused across calls: a step of a small model allocates nothing.
-  thread_local std::vector<cpu::SgdTensor> tensors;
-  tensors.resize(l.params.size());
+  // On the stack up to 8 tensors: a step of a small model allocates nothing.
+  c10::SmallVector<cpu::SgdTensor, 8> tensors(l.params.size());
   for (size_t i = 0; i < l.params.size(); ++i) {
     tensors[i] =
         cpu::SgdTensor{l.params[i].scalar_type(),
