@@ -191,9 +191,10 @@ bool adam_family_step(
     const auto& o = static_cast<const Options&>(group.options());
     lists.clear();
     steps.clear();
-    for (size_t i = 0; i < group.params().size(); ++i) {
-      auto& p = group.params()[i];
-      const auto& grad = p.grad();
+    auto& params = group.params();  // an out-of-line call: once a group
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto& p = params[i];
+      const auto& grad = grad_of(p);
       if (!has_dense_grad(name, i, grad)) {
         continue;
       }

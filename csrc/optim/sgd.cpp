@@ -106,9 +106,10 @@ at::Tensor SGD::step(LossClosure closure) {
   for (auto& group : param_groups_) {
     const auto& o = static_cast<const SGDOptions&>(group.options());
     lists.clear();
-    for (size_t i = 0; i < group.params().size(); ++i) {
-      auto& p = group.params()[i];
-      const auto& grad = p.grad();
+    auto& params = group.params();  // an out-of-line call: once a group
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto& p = params[i];
+      const auto& grad = detail::grad_of(p);
       if (!detail::has_dense_grad("normopt::optim::SGD", i, grad)) {
         continue;
       }

@@ -3,6 +3,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty_like.h>
+#include <c10/macros/Macros.h>
 #include <c10/util/Exception.h>
 #include <c10/util/MaybeOwned.h>
 #include <c10/util/SmallVector.h>
@@ -67,21 +68,35 @@ class StepLists {
 /// want it: laid out like p (the ops require equal strides), so a gradient
 /// with other strides goes in as a copy.
 template <size_t N>
-void add_grad(StepLists<N>& lists,
-              size_t i,
-              const at::Tensor& p,
-              const at::Tensor& grad) {
-  if (grad.strides() == p.strides()) {
+C10_ALWAYS_INLINE void add_grad(StepLists<N>& lists,
+                                size_t i,
+                                const at::Tensor& p,
+                                const at::Tensor& grad) {
+  // Compared in place (std::equal of int64s is a call to memcmp).
+  const auto gs = grad.strides(), ps = p.strides();
+  bool same = gs.size() == ps.size();
+  for (size_t d = 0; same && d < gs.size(); ++d) {
+    same = gs[d] == ps[d];
+  }
+  if (same) {
     lists.add(i, grad);
   } else {
     lists.add_owned(i, at::empty_like(p).copy_(grad));
   }
 }
 
+/// Parameter p's gradient, read from its TensorImpl: at::Tensor::grad()
+/// asks autograd whether p is a leaf on every call, only to warn about a
+/// non-leaf without a gradient, so that case (an undefined gradient) still
+/// goes through it for the warning.
+inline const at::Tensor& grad_of(const at::Tensor& p) {
+  const at::Tensor& grad = p.unsafeGetTensorImpl()->grad();
+  return grad.defined() ? grad : p.grad();
+}
+
 /// Whether parameter `i` of a param group takes part in a step: it has a
-/// gradient (`grad`: its grad(), read once by the caller, as each read goes
-/// through autograd's metadata), which must be dense (`optimizer` names the
-/// optimizer in the message).
+/// gradient (`grad`: grad_of(p), read once by the caller), which must be
+/// dense (`optimizer` names the optimizer in the message).
 inline bool has_dense_grad(const char* optimizer,
                            size_t i,
                            const at::Tensor& grad) {
