@@ -4,6 +4,7 @@
 // (optim_step_kernel.cpp), so an update equals the per-step op's bit for bit.
 #include <normopt/ops/detail/affine_steps.h>
 
+#include "../../util/prefetch.h"
 #include "../adam_bias_correction.h"
 #include "optim_step_kernel.h"
 
@@ -98,18 +99,10 @@ bool batch_gradient(const T* __restrict__ x,
   std::fill(gw, gw + k * p, T(0));
   std::fill(gb, gb + k, T(0));
   T loss = 0;
-  // Rows visited through `order` are scattered over a block that may be
-  // far larger than the caches: each is fetched some rows ahead, across
-  // the end of the batch (the next batch's rows come next).
-  constexpr int64_t kAhead = 16;
   for (int64_t r = start; r < start + len; ++r) {
     const int64_t row = order ? order[r] : r;
-#if defined(__GNUC__)
-    if (order && r + kAhead < n) {
-      __builtin_prefetch(x + order[r + kAhead] * p);
-      __builtin_prefetch(y + order[r + kAhead] * k);
-    }
-#endif
+    // Across the end of the batch: the next batch's rows come next.
+    util::prefetch_row_ahead(order, r, n, x, p, y, k);
     const T* xr = x + row * p;
     const T* yr = y + row * k;
     for (int64_t j = 0; j < k; ++j) {

@@ -1,5 +1,6 @@
 #include "batch_moments.h"
 
+#include "../../util/prefetch.h"
 #include "../batches.h"
 
 #include <ATen/ATen.h>
@@ -13,9 +14,6 @@
 
 namespace normopt::train::detail {
 namespace {
-
-// Rows fetched ahead of the one summed.
-constexpr int64_t kAhead = 16;
 
 // The sums of each batch: one pass over its rows in the epoch's order,
 // fetched some rows ahead (the order scatters them over the table).
@@ -44,12 +42,7 @@ void sum_batches(const TX* __restrict__ x,
     double* __restrict__ sde = sdd + p * p;
     for (int64_t r = start; r < end; ++r) {
       const int64_t row = order ? order[r] : r;
-#if defined(__GNUC__)
-      if (order && r + kAhead < n) {
-        __builtin_prefetch(x + order[r + kAhead] * p);
-        __builtin_prefetch(y + order[r + kAhead] * k);
-      }
-#endif
+      util::prefetch_row_ahead(order, r, n, x, p, y, k);
       for (int64_t i = 0; i < p; ++i) {
         d[i] = static_cast<double>(x[row * p + i]) - x_ref[i];
         sd[i] += d[i];
@@ -96,12 +89,7 @@ void sum_batches_small(const TX* __restrict__ x,
     double sd[P] = {}, sdd[P][P] = {}, sde[P] = {}, se = 0;
     for (int64_t r = start; r < end; ++r) {
       const int64_t row = order ? order[r] : r;
-#if defined(__GNUC__)
-      if (order && r + kAhead < n) {
-        __builtin_prefetch(x + order[r + kAhead] * P);
-        __builtin_prefetch(y + order[r + kAhead]);
-      }
-#endif
+      util::prefetch_row_ahead(order, r, n, x, int64_t{P}, y, int64_t{1});
       double d[P];
       for (int i = 0; i < P; ++i) {
         d[i] = static_cast<double>(x[row * P + i]) - ref[i];
