@@ -24,28 +24,27 @@ inline bool has_symbolic_shape(at::TensorList list) {
   return false;
 }
 
-/// Each list of `lists` holds as many tensors as `params` (n); an optional
-/// list may instead be empty.
+/// Whether `list` holds one tensor per parameter (n); an `optional` list may
+/// instead be empty.
+inline bool length_fits(const NamedList& list, size_t n, bool optional) {
+  return list.second.size() == n || (optional && list.second.empty());
+}
+
+/// Each list of `required` and `optional` has a length that fits.
 inline void check_lengths(const char* op,
                           size_t n,
                           std::initializer_list<NamedList> required,
                           std::initializer_list<NamedList> optional) {
-  auto check_length = [&](const NamedList& list) {
-    TORCH_CHECK(list.second.size() == n,
-                op,
-                ": expected ",
-                n,
-                " tensors in ",
-                list.first,
-                " (one per parameter), got ",
-                list.second.size());
-  };
-  for (const auto& l : required) {
-    check_length(l);
-  }
-  for (const auto& l : optional) {
-    if (!l.second.empty()) {
-      check_length(l);
+  for (const bool is_optional : {false, true}) {
+    for (const auto& l : is_optional ? optional : required) {
+      TORCH_CHECK(length_fits(l, n, is_optional),
+                  op,
+                  ": expected ",
+                  n,
+                  " tensors in ",
+                  l.first,
+                  " (one per parameter), got ",
+                  l.second.size());
     }
   }
 }
@@ -235,12 +234,12 @@ C10_ALWAYS_INLINE bool plainly_valid(
     std::initializer_list<NamedList> optional) {
   const size_t n = params.size();
   for (const auto& l : required) {
-    if (l.second.size() != n) {
+    if (!length_fits(l, n, /*optional=*/false)) {
       return false;
     }
   }
   for (const auto& l : optional) {
-    if (!l.second.empty() && l.second.size() != n) {
+    if (!length_fits(l, n, /*optional=*/true)) {
       return false;
     }
   }
